@@ -1,0 +1,173 @@
+//! Swappable backends that provide the real dependencies: PostgreSQL, Redis and LocalStack SQS.
+//!
+//! - `native`: local processes (PostgreSQL 15 binaries, `redis-server`, LocalStack from a venv);
+//! - `external`: endpoints given in the environment (`DATABASE_URL`, `REDIS_URL`,
+//!   `AWS_ENDPOINT_URL`), e.g. `compose.yaml` or CI services; faults are not available there;
+//! - `containers`: the seam for a testcontainers backend (not built yet).
+//!
+//! `HARNESS_BACKEND` chooses; the choice and its reason are logged once.
+
+pub mod external;
+pub mod native;
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::bail;
+
+/// Connection details of the running dependencies.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Endpoints {
+    /// PostgreSQL URL of a role that may create databases (points at the `postgres` database).
+    pub postgres_url: String,
+    /// Redis URL.
+    pub redis_url: String,
+    /// SQS endpoint (LocalStack's gateway).
+    pub sqs_endpoint: String,
+    /// AWS region used for SQS.
+    pub aws_region: String,
+}
+
+/// One of the dependencies a fault can be injected into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dependency {
+    /// PostgreSQL.
+    Postgres,
+    /// Redis.
+    Redis,
+    /// LocalStack (SQS).
+    LocalStack,
+}
+
+impl Dependency {
+    /// Every dependency, in start order.
+    pub const ALL: [Dependency; 3] = [
+        Dependency::Postgres,
+        Dependency::Redis,
+        Dependency::LocalStack,
+    ];
+}
+
+impl fmt::Display for Dependency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dependency::Postgres => "postgres",
+            Dependency::Redis => "redis",
+            Dependency::LocalStack => "localstack",
+        })
+    }
+}
+
+/// A fault to inject into a dependency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Clean shutdown (SIGTERM, or PostgreSQL's fast shutdown).
+    Stop,
+    /// SIGKILL to the whole process tree.
+    Kill,
+    /// SIGSTOP: the port stays open but nothing answers.
+    Pause,
+    /// SIGCONT after a pause.
+    Resume,
+    /// Start again on the same port with the same data (stopping first if it runs).
+    Restart,
+}
+
+/// Which backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Local processes.
+    Native,
+    /// Endpoints from the environment.
+    External,
+    /// Containers (testcontainers); not built yet.
+    Containers,
+}
+
+impl FromStr for BackendKind {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "native" => Ok(Self::Native),
+            "external" => Ok(Self::External),
+            "containers" => Ok(Self::Containers),
+            other => bail!(
+                "HARNESS_BACKEND={other:?} is not a backend; use native, external or containers"
+            ),
+        }
+    }
+}
+
+impl BackendKind {
+    /// The backend named by `HARNESS_BACKEND`, or the default, with the reason for the choice.
+    pub fn from_env() -> anyhow::Result<(Self, String)> {
+        match std::env::var("HARNESS_BACKEND") {
+            Ok(value) if !value.trim().is_empty() => {
+                Ok((value.parse()?, format!("HARNESS_BACKEND={value}")))
+            }
+            _ => Ok((
+                Self::Native,
+                "HARNESS_BACKEND is unset and the containers backend is not built yet".into(),
+            )),
+        }
+    }
+}
+
+/// A started backend.
+#[derive(Debug)]
+pub enum Backend {
+    /// Local processes.
+    Native(Box<native::Native>),
+    /// Endpoints from the environment.
+    External(external::External),
+}
+
+impl Backend {
+    /// Starts (or connects to) the dependencies.
+    pub async fn start(kind: BackendKind, options: &native::NativeOptions) -> anyhow::Result<Self> {
+        match kind {
+            BackendKind::Native => Ok(Self::Native(Box::new(
+                native::Native::start(options).await?,
+            ))),
+            BackendKind::External => Ok(Self::External(external::External::from_env()?)),
+            BackendKind::Containers => bail!(
+                "the containers backend is not available yet; run with HARNESS_BACKEND=native \
+                 (local processes) or HARNESS_BACKEND=external"
+            ),
+        }
+    }
+
+    /// Connection details.
+    pub fn endpoints(&self) -> &Endpoints {
+        match self {
+            Self::Native(native) => native.endpoints(),
+            Self::External(external) => external.endpoints(),
+        }
+    }
+
+    /// The backend's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Native(_) => "native",
+            Self::External(_) => "external",
+        }
+    }
+
+    /// Injects a fault into one dependency.
+    pub async fn inject(&self, dependency: Dependency, fault: Fault) -> anyhow::Result<()> {
+        match self {
+            Self::Native(native) => native.inject(dependency, fault).await,
+            Self::External(_) => bail!(
+                "the external backend cannot {fault:?} {dependency}: it does not own the process"
+            ),
+        }
+    }
+
+    /// Stops whatever the backend started.
+    pub async fn shutdown(&self) {
+        if let Self::Native(native) = self {
+            native.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The `native` backend: real PostgreSQL 15, Redis and LocalStack as local processes, started
+//! once per test process (or per `harness up`) and stopped with it.
+
+mod localstack;
+mod postgres;
+mod redis;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub use self::localstack::ensure_venv;
+use super::{Dependency, Endpoints, Fault};
+use crate::process::Supervised;
+
+/// How long a dependency may take to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a clean stop may take before the process is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Choices for the native backend. `Default` gives free ports and throwaway data.
+#[derive(Debug, Clone, Default)]
+pub struct NativeOptions {
+    /// PostgreSQL port (free port when `None`).
+    pub postgres_port: Option<u16>,
+    /// Redis port (free port when `None`).
+    pub redis_port: Option<u16>,
+    /// LocalStack gateway port (free port when `None`).
+    pub localstack_port: Option<u16>,
+    /// Keep PostgreSQL's data in this folder across runs (`harness up`); `None` gives a fresh copy
+    /// of the initialised data directory, removed by a later run.
+    pub postgres_data: Option<PathBuf>,
+}
+
+impl NativeOptions {
+    /// Sets the PostgreSQL port.
+    pub fn with_postgres_port(mut self, port: u16) -> Self {
+        self.postgres_port = Some(port);
+        self
+    }
+
+    /// Sets the Redis port.
+    pub fn with_redis_port(mut self, port: u16) -> Self {
+        self.redis_port = Some(port);
+        self
+    }
+
+    /// Sets the LocalStack port.
+    pub fn with_localstack_port(mut self, port: u16) -> Self {
+        self.localstack_port = Some(port);
+        self
+    }
+
+    /// Keeps PostgreSQL's data in `dir` across runs.
+    pub fn with_postgres_data(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.postgres_data = Some(dir.into());
+        self
+    }
+}
+
+/// The running native dependencies.
+#[derive(Debug)]
+pub struct Native {
+    postgres: Supervised,
+    redis: Supervised,
+    localstack: Supervised,
+    endpoints: Endpoints,
+}
+
+impl Native {
+    /// Starts the three dependencies in parallel and waits until each is ready.
+    pub async fn start(options: &NativeOptions) -> anyhow::Result<Self> {
+        let run = run_id();
+        let postgres_port = port_or_free(options.postgres_port)?;
+        let redis_port = port_or_free(options.redis_port)?;
+        let localstack_port = port_or_free(options.localstack_port)?;
+
+        // Specs are prepared first: each step that can fail on a missing binary fails fast,
+        // before anything was started.
+        let postgres = Supervised::new(
+            postgres::prepare(postgres_port, options.postgres_data.as_deref(), &run).await?,
+        );
+        let redis = Supervised::new(redis::spec(redis_port, &run)?);
+        let localstack = Supervised::new(localstack::spec(localstack_port, &run).await?);
+
+        let (pg, rd, ls) = tokio::join!(
+            postgres.start(START_TIMEOUT),
+            redis.start(START_TIMEOUT),
+            localstack.start(START_TIMEOUT)
+        );
+        let native = Self {
+            endpoints: Endpoints {
+                postgres_url: format!("postgres://postgres@127.0.0.1:{postgres_port}/postgres"),
+                redis_url: format!("redis://127.0.0.1:{redis_port}"),
+                sqs_endpoint: format!("http://127.0.0.1:{localstack_port}"),
+                aws_region: "us-east-1".into(),
+            },
+            postgres,
+            redis,
+            localstack,
+        };
+        // Whatever started is stopped by Drop when another one failed.
+        pg?;
+        rd?;
+        ls?;
+        postgres::wait_accepting(&native.endpoints.postgres_url, START_TIMEOUT).await?;
+        Ok(native)
+    }
+
+    /// Connection details.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    fn process(&self, dependency: Dependency) -> &Supervised {
+        match dependency {
+            Dependency::Postgres => &self.postgres,
+            Dependency::Redis => &self.redis,
+            Dependency::LocalStack => &self.localstack,
+        }
+    }
+
+    /// Process id of a dependency while it runs (its process group has the same id).
+    pub fn pid(&self, dependency: Dependency) -> Option<i32> {
+        self.process(dependency).pid()
+    }
+
+    /// Log file of a dependency.
+    pub fn log_file(&self, dependency: Dependency) -> &Path {
+        self.process(dependency).log_file()
+    }
+
+    /// Injects a fault; `Restart` returns once the dependency is ready again.
+    pub async fn inject(&self, dependency: Dependency, fault: Fault) -> anyhow::Result<()> {
+        let process = self.process(dependency);
+        match fault {
+            Fault::Stop => process.stop(STOP_GRACE).await,
+            Fault::Kill => process.kill().await,
+            Fault::Pause => process.pause(),
+            Fault::Resume => process.resume(),
+            Fault::Restart => {
+                process.stop(STOP_GRACE).await?;
+                process.start(START_TIMEOUT).await?;
+                if dependency == Dependency::Postgres {
+                    postgres::wait_accepting(&self.endpoints.postgres_url, START_TIMEOUT).await?;
+                }
+                Ok(())
+            }
+        }
+        .with_context(|| format!("{fault:?} {dependency}"))
+    }
+
+    /// Stops every dependency cleanly.
+    pub async fn shutdown(&self) {
+        let _ = tokio::join!(
+            self.localstack.stop(STOP_GRACE),
+            self.redis.stop(STOP_GRACE),
+            self.postgres.stop(STOP_GRACE)
+        );
+    }
+}
+
+/// Identifies this stack's files: the process id (a later run removes what a dead process left)
+/// and a counter (a process may start several stacks).
+fn run_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Whether the process that made a `run-<pid>-<n>` entry is gone.
+fn left_by_dead_process(name: &str) -> bool {
+    let Some(pid) = name
+        .strip_prefix("run-")
+        .and_then(|rest| rest.split('-').next())
+    else {
+        return false;
+    };
+    pid.parse::<u32>()
+        .is_ok_and(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Removes `run-*` entries in `dir` left by processes that no longer exist.
+fn remove_stale_runs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if left_by_dead_process(&entry.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn port_or_free(port: Option<u16>) -> anyhow::Result<u16> {
+    match port {
+        Some(port) => Ok(port),
+        None => free_port(),
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Finds a program on `PATH`.
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}

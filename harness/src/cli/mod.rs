@@ -1,0 +1,42 @@
+//! The `harness` command line: `up` runs the whole system locally, `token` mints a token that a
+//! running `up` accepts.
+
+mod token;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+/// Runs the cash-flow platform locally against real dependencies.
+#[derive(Debug, Parser)]
+#[command(name = "harness", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start PostgreSQL, Redis, LocalStack SQS, the identity provider and the services; print
+    /// their URLs; stop everything on Ctrl-C or SIGTERM.
+    Up(up::UpArgs),
+    /// Print a token that the running `harness up` accepts.
+    Token(token::TokenArgs),
+    /// Install what the native backend needs that lives in the project (the LocalStack venv).
+    Setup,
+}
+
+impl Cli {
+    /// Runs the chosen command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Up(args) => up::run(args).await,
+            Command::Token(args) => token::run(args),
+            Command::Setup => {
+                let venv =
+                    tokio::task::spawn_blocking(crate::backend::native::ensure_venv).await??;
+                eprintln!("harness: LocalStack venv ready in {}", venv.display());
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! `harness token`: mints a token with the keys of the running `harness up`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::up::UpState;
+use crate::paths;
+
+/// Scopes a token gets when none is asked for.
+const DEFAULT_SCOPES: [&str; 3] = ["entries:write", "entries:read", "balances:read"];
+
+#[derive(Debug, Args)]
+pub(super) struct TokenArgs {
+    /// Merchant the token may act for (repeat for several).
+    #[arg(long = "merchant", required = true)]
+    merchants: Vec<String>,
+    /// Scope to grant (repeat for several); default: entries:write entries:read balances:read.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
+}
+
+pub(super) fn run(args: TokenArgs) -> anyhow::Result<()> {
+    let file = paths::up_state_file();
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!(
+            "no running `harness up` found ({} is missing); start it with: make up",
+            file.display()
+        )
+    })?;
+    let state: UpState = serde_json::from_str(&text).context("reading the `harness up` state")?;
+    let scopes = if args.scopes.is_empty() {
+        DEFAULT_SCOPES.iter().map(ToString::to_string).collect()
+    } else {
+        args.scopes
+    };
+    let token = state
+        .identity
+        .token()
+        .merchants(args.merchants)
+        .scopes(scopes)
+        .ttl(Duration::from_secs(args.ttl))
+        .mint()?;
+    println!("{token}");
+    Ok(())
+}

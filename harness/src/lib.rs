@@ -1,0 +1,39 @@
+//! The cash-flow platform's test and local-run harness.
+//!
+//! It runs the real dependencies — PostgreSQL, Redis and LocalStack SQS — as local processes
+//! (`native`), or uses ones given in the environment (`external`); gives each test its own
+//! database, queue pair and Redis key prefix ([`Scope`]); emulates the identity provider
+//! ([`IdentityProvider`]); and injects faults ([`Fault`]).
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! let stack = harness::shared().await?;
+//! let scope = stack.scope().await?;
+//! let token = stack.identity().token().merchant("m1").scope("entries:write").mint()?;
+//! # Ok(()) }
+//! ```
+
+pub mod backend;
+pub mod cli;
+pub mod identity;
+pub mod paths;
+pub mod process;
+pub mod scope;
+pub mod sqs;
+pub mod stack;
+
+pub use backend::{BackendKind, Dependency, Endpoints, Fault};
+pub use identity::{IdentityProvider, IssuerKeys, TokenFlaw};
+pub use scope::{Scope, ScopeOptions};
+pub use stack::{Stack, StackOptions};
+
+use tokio::sync::OnceCell;
+
+/// The stack shared by every test of this process, started on first use. Its processes end with
+/// the process (see [`process`]), also when a test panics.
+pub async fn shared() -> anyhow::Result<&'static Stack> {
+    static SHARED: OnceCell<Stack> = OnceCell::const_new();
+    SHARED
+        .get_or_try_init(|| Stack::start(StackOptions::default()))
+        .await
+}

@@ -1,0 +1,290 @@
+//! A running stack: the dependencies from a backend, the emulated identity provider, and the
+//! per-test scopes carved out of them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use sqlx::Connection;
+use sqlx::migrate::Migrator;
+use tokio::sync::OnceCell;
+
+use crate::backend::native::NativeOptions;
+use crate::backend::{Backend, BackendKind, Dependency, Endpoints, Fault};
+use crate::identity::{DEFAULT_AUDIENCE, IdentityProvider};
+use crate::scope::{Scope, ScopeOptions, database_url};
+use crate::sqs::{self, QueuePairSpec};
+
+/// How a stack is started. `Default` reads `HARNESS_BACKEND` and uses free ports.
+#[derive(Debug, Default)]
+pub struct StackOptions {
+    /// Backend; `None` reads `HARNESS_BACKEND`.
+    pub backend: Option<BackendKind>,
+    /// Native backend choices.
+    pub native: NativeOptions,
+    /// Where the identity provider listens (`None`: a free port).
+    pub identity_listener: Option<std::net::TcpListener>,
+}
+
+impl StackOptions {
+    /// Uses this backend whatever `HARNESS_BACKEND` says.
+    pub fn with_backend(mut self, backend: BackendKind) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Native backend choices (ports, persistent data).
+    pub fn with_native(mut self, native: NativeOptions) -> Self {
+        self.native = native;
+        self
+    }
+
+    /// Serves the identity provider on this listener.
+    pub fn with_identity_listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.identity_listener = Some(listener);
+        self
+    }
+}
+
+/// Real dependencies plus the identity provider. Tests usually share one per process through
+/// [`crate::shared`]; tests that kill things start their own with [`Stack::start`].
+#[derive(Debug)]
+pub struct Stack {
+    backend: Backend,
+    identity: IdentityProvider,
+    /// Migrated template databases by migration-set hash, built once per process.
+    templates: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+    /// Every queue pair made, to make them again after LocalStack restarts.
+    queues: Mutex<Vec<QueuePairSpec>>,
+}
+
+impl Stack {
+    /// Starts the dependencies and the identity provider.
+    pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
+        let (kind, reason) = match options.backend {
+            Some(kind) => (kind, "chosen by the caller".to_string()),
+            None => BackendKind::from_env()?,
+        };
+        tracing::info!(backend = ?kind, %reason, "harness backend");
+        eprintln!("harness: backend {kind:?} ({reason})");
+        let identity = async {
+            match options.identity_listener {
+                Some(listener) => IdentityProvider::start_on(listener, DEFAULT_AUDIENCE).await,
+                None => IdentityProvider::start().await,
+            }
+        };
+        let (backend, identity) = tokio::join!(Backend::start(kind, &options.native), identity);
+        Ok(Self {
+            backend: backend?,
+            identity: identity.context("starting the identity provider")?,
+            templates: Mutex::default(),
+            queues: Mutex::default(),
+        })
+    }
+
+    /// Connection details of the dependencies.
+    pub fn endpoints(&self) -> &Endpoints {
+        self.backend.endpoints()
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The emulated identity provider.
+    pub fn identity(&self) -> &IdentityProvider {
+        &self.identity
+    }
+
+    /// An SQS client for this stack (made per call: a client's pooled connections belong to the
+    /// runtime that opened them, and tests each have their own runtime).
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        sqs::client(&self.endpoints().sqs_endpoint, &self.endpoints().aws_region)
+    }
+
+    /// A scope with the default options (no migrations, maxReceiveCount 5).
+    pub async fn scope(&self) -> anyhow::Result<Scope> {
+        self.scope_with(ScopeOptions::default()).await
+    }
+
+    /// A fresh database (from a migrated template when migrations are given), a queue pair and a
+    /// Redis key prefix, none of which any other scope sees.
+    pub async fn scope_with(&self, options: ScopeOptions) -> anyhow::Result<Scope> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let database = format!("scope_{id}");
+        let template = match options.migrations {
+            Some(migrator) => Some(self.template(migrator).await?),
+            None => None,
+        };
+        let spec = QueuePairSpec {
+            name: format!("scope-{id}-entries"),
+            max_receive_count: options.max_receive_count,
+            visibility_timeout_secs: options.visibility_timeout_secs,
+        };
+        let sqs = self.sqs();
+        let (created, queues) = tokio::join!(
+            self.create_database(&database, template.as_deref()),
+            spec.create(&sqs)
+        );
+        created?;
+        let queues = queues?;
+        self.queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(spec);
+        let endpoints = self.endpoints();
+        Ok(Scope {
+            database_url: database_url(&endpoints.postgres_url, &database),
+            database,
+            redis_url: endpoints.redis_url.clone(),
+            redis_prefix: format!("scope:{id}:"),
+            sqs_endpoint: endpoints.sqs_endpoint.clone(),
+            aws_region: endpoints.aws_region.clone(),
+            queues,
+            id,
+        })
+    }
+
+    /// The template database for a migration set, built once per process. Its name is derived
+    /// from the migrations, and building it is serialised with an advisory lock, so processes
+    /// sharing an external PostgreSQL reuse one template safely.
+    async fn template(&self, migrator: &'static Migrator) -> anyhow::Result<String> {
+        let mut hasher = Sha256::new();
+        for migration in migrator.iter() {
+            hasher.update(migration.version.to_le_bytes());
+            hasher.update(&migration.checksum);
+        }
+        let hash = format!("{:x}", hasher.finalize());
+        let name = format!("template_{}", &hash[..16]);
+        let cell = Arc::clone(
+            self.templates
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(name.clone())
+                .or_default(),
+        );
+        let admin_url = self.endpoints().postgres_url.clone();
+        let lock_key = i64::from_str_radix(&hash[..15], 16).unwrap_or_default();
+        let built = cell.get_or_try_init(|| build_template(admin_url, name, lock_key, migrator));
+        built.await.cloned()
+    }
+
+    async fn create_database(&self, name: &str, template: Option<&str>) -> anyhow::Result<()> {
+        let mut admin = sqlx::PgConnection::connect(&self.endpoints().postgres_url)
+            .await
+            .context("connecting to PostgreSQL as admin")?;
+        let sql = match template {
+            Some(template) => format!(r#"CREATE DATABASE "{name}" TEMPLATE "{template}""#),
+            None => format!(r#"CREATE DATABASE "{name}""#),
+        };
+        retry_while_in_use(&mut admin, &sql)
+            .await
+            .with_context(|| format!("creating {name}"))?;
+        admin.close().await?;
+        Ok(())
+    }
+
+    /// Injects a fault into a dependency (native backend only). After LocalStack restarts, every
+    /// queue pair made so far is made again: LocalStack keeps no state across restarts.
+    pub async fn inject(&self, dependency: Dependency, fault: Fault) -> anyhow::Result<()> {
+        self.backend.inject(dependency, fault).await?;
+        if dependency == Dependency::LocalStack && fault == Fault::Restart {
+            let specs = self
+                .queues
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let sqs = self.sqs();
+            for spec in specs {
+                spec.create(&sqs).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Clean shutdown of what the stack started.
+    pub async fn shutdown(&self) {
+        self.backend.shutdown().await;
+    }
+}
+
+/// Boxed as `Send` here: left to inference, sqlx's `Acquire` bounds make the future's `Send`
+/// proof higher-ranked, and `tokio::spawn(stack.scope_with(..))` would not compile.
+fn build_template(
+    admin_url: String,
+    name: String,
+    lock_key: i64,
+    migrator: &'static Migrator,
+) -> Pin<Box<dyn Future<Output = anyhow::Result<String>> + Send>> {
+    Box::pin(async move {
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .context("connecting to PostgreSQL as admin")?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(lock_key)
+            .execute(&mut admin)
+            .await?;
+        let result = async {
+            let exists: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                    .bind(&name)
+                    .fetch_optional(&mut admin)
+                    .await?;
+            if exists.is_some() {
+                return Ok(());
+            }
+            // Built under another name and renamed, so a half-migrated template is never used.
+            let building = format!("{name}_building_{}", std::process::id());
+            sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{building}""#))
+                .execute(&mut admin)
+                .await?;
+            sqlx::query(&format!(r#"CREATE DATABASE "{building}""#))
+                .execute(&mut admin)
+                .await?;
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&database_url(&admin_url, &building))
+                .await?;
+            migrator
+                .run(&pool)
+                .await
+                .context("running migrations on the template")?;
+            pool.close().await;
+            retry_while_in_use(
+                &mut admin,
+                &format!(r#"ALTER DATABASE "{building}" RENAME TO "{name}""#),
+            )
+            .await
+        }
+        .await;
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(lock_key)
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        result.with_context(|| format!("building template database {name}"))?;
+        Ok(name)
+    })
+}
+
+/// Runs DDL that fails while another session is still attached to the source database (a
+/// closing connection's backend lingers for a moment), retrying against a deadline.
+async fn retry_while_in_use(conn: &mut sqlx::PgConnection, sql: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match sqlx::query(sql).execute(&mut *conn).await {
+            Ok(_) => return Ok(()),
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("55006") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

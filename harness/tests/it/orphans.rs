@@ -1,0 +1,88 @@
+//! No dependency outlives the process that started it, even when that process aborts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use harness::{Dependency, Stack, StackOptions};
+
+const PIDS_FILE: &str = "HARNESS_TEST_PIDS_FILE";
+
+/// Process state and process group from `/proc/<pid>/stat`; `None` once it is gone.
+fn stat(pid: i32) -> Option<(char, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let pgrp = fields.nth(1)?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// Live (non-zombie) processes in any of these process groups.
+pub fn survivors(groups: &[i32]) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            stat(pid).is_some_and(|(state, pgrp)| state != 'Z' && groups.contains(&pgrp))
+        })
+        .collect()
+}
+
+/// Run by the test below in a child process: starts a stack, records its processes, aborts.
+#[tokio::test]
+#[ignore = "run as a child process by no_process_outlives_an_aborted_test_process"]
+async fn child_starts_a_stack_then_aborts() -> anyhow::Result<()> {
+    let Some(file) = std::env::var_os(PIDS_FILE) else {
+        return Ok(());
+    };
+    let stack = Stack::start(StackOptions::default()).await?;
+    let harness::backend::Backend::Native(native) = stack.backend() else {
+        anyhow::bail!("needs the native backend")
+    };
+    let pids: Vec<String> = Dependency::ALL
+        .iter()
+        .filter_map(|&d| native.pid(d))
+        .map(|p| p.to_string())
+        .collect();
+    std::fs::write(Path::new(&file), pids.join(" "))?;
+    std::process::abort();
+}
+
+#[tokio::test]
+async fn no_process_outlives_an_aborted_test_process() -> anyhow::Result<()> {
+    if std::env::var("HARNESS_BACKEND").is_ok_and(|b| b != "native") {
+        return Ok(());
+    }
+    let file = std::env::temp_dir().join(format!("harness-pids-{}", uuid::Uuid::new_v4()));
+    let status = tokio::process::Command::new(std::env::current_exe()?)
+        .args([
+            "--ignored",
+            "--exact",
+            "orphans::child_starts_a_stack_then_aborts",
+            "--nocapture",
+        ])
+        .env(PIDS_FILE, &file)
+        .status()
+        .await?;
+    assert!(!status.success(), "the child was meant to abort");
+    let groups: Vec<i32> = std::fs::read_to_string(&file)?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(groups.len(), 3, "the child recorded its three dependencies");
+    let left = crate::eventually(
+        Duration::from_secs(15),
+        "the dependencies to exit",
+        || async {
+            let left = survivors(&groups);
+            left.is_empty().then_some(left)
+        },
+    )
+    .await;
+    assert!(left.is_empty());
+    Ok(())
+}

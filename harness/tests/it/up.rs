@@ -1,0 +1,124 @@
+//! `harness up` reaches `ready`, its token is accepted, and SIGTERM stops everything it started.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use cashflow_platform::auth::{AuthConfig, JwtVerifier};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn free_port() -> u16 {
+    harness::backend::native::free_port().expect("a free port")
+}
+
+#[tokio::test]
+async fn up_prints_urls_and_ready_then_stops_everything_on_sigterm() -> anyhow::Result<()> {
+    if std::env::var("HARNESS_BACKEND").is_ok_and(|b| b != "native") {
+        return Ok(());
+    }
+    // Its own state folder: a developer's running `make up` is left alone.
+    let state = std::env::temp_dir().join(format!("harness-up-test-{}", uuid::Uuid::new_v4()));
+    let identity_port = free_port();
+    let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("up")
+        .args(["--identity-port", &identity_port.to_string()])
+        .args(["--ledger-port", &free_port().to_string()])
+        .args(["--consolidation-port", &free_port().to_string()])
+        .args(["--postgres-port", &free_port().to_string()])
+        .args(["--redis-port", &free_port().to_string()])
+        .args(["--localstack-port", &free_port().to_string()])
+        .env("HARNESS_STATE_DIR", &state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = i32::try_from(up.id().expect("running"))?;
+    let mut lines = BufReader::new(up.stdout.take().expect("piped")).lines();
+    let mut printed = Vec::new();
+    let ready = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await? {
+            let done = line.contains("ready");
+            printed.push(line);
+            if done {
+                return anyhow::Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .await??;
+    assert!(
+        ready,
+        "harness up ended without printing ready:\n{}",
+        printed.join("\n")
+    );
+    let text = printed.join("\n");
+    for expected in [
+        "ledger",
+        "consolidation",
+        "identity",
+        "localstack",
+        "postgres",
+        "redis",
+        "TOKEN=",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+
+    let token = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["token", "--merchant", "m7", "--scope", "balances:read"])
+        .env("HARNESS_STATE_DIR", &state)
+        .output()
+        .await?;
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let verifier = JwtVerifier::new(AuthConfig {
+        issuer: format!("http://127.0.0.1:{identity_port}"),
+        audience: harness::identity::DEFAULT_AUDIENCE.into(),
+        jwks_uri: None,
+        leeway: Duration::from_secs(30),
+    });
+    let principal = verifier
+        .verify(String::from_utf8(token.stdout)?.trim())
+        .await?;
+    assert_eq!(principal.merchants, ["m7"]);
+    assert_eq!(principal.scopes, ["balances:read"]);
+
+    let children = children_of(pid);
+    assert_eq!(
+        children.len(),
+        3,
+        "postgres, redis and localstack run under harness up"
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), up.wait()).await??;
+    assert!(status.success(), "harness up exited with {status}");
+    assert!(
+        crate::orphans::survivors(&children).is_empty(),
+        "processes outlived harness up"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+    Ok(())
+}
+
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .is_some_and(|text| {
+                    let rest = text.rfind(')').map(|i| &text[i + 2..]).unwrap_or_default();
+                    rest.split_whitespace().nth(1) == Some(&parent.to_string())
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,220 @@
+//! JWT verification against an OIDC provider's JWKS.
+//!
+//! Only RS256 is accepted; the issuer, audience, expiry and not-before are checked, the key is
+//! chosen by `kid`, and a token must name the merchants it may act for. Keys are fetched on first
+//! use and again when a token names an unknown `kid` (key rotation), at most once per
+//! [`MIN_REFRESH_INTERVAL`] so that a flood of forged kids cannot hammer the provider.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use tokio::sync::{Mutex, RwLock};
+
+/// Least time between two JWKS fetches triggered by unknown key ids.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Where tokens come from and who they must be for.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Expected `aud`.
+    pub audience: String,
+    /// JWKS URL; `None` discovers it from `{issuer}/.well-known/openid-configuration`.
+    pub jwks_uri: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+/// Who is calling, as the verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// `sub`.
+    pub subject: String,
+    /// Merchants the caller may act for.
+    pub merchants: Vec<String>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+}
+
+impl Principal {
+    /// Whether the token grants `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Whether the caller may act for `merchant`.
+    pub fn may_act_for(&self, merchant: &str) -> bool {
+        self.merchants.iter().any(|m| m == merchant)
+    }
+}
+
+/// Why a token was refused. Every variant but `KeysUnavailable` is the caller's fault (401).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The token is not a well-formed JWT.
+    #[error("the token is malformed: {0}")]
+    Malformed(String),
+    /// The token's algorithm is not RS256.
+    #[error("the token must be signed with RS256, not {0}")]
+    Algorithm(String),
+    /// No key with the token's `kid`.
+    #[error("the token was signed by an unknown key")]
+    UnknownKey,
+    /// Signature, issuer, audience, expiry or not-before check failed.
+    #[error("the token is invalid: {0}")]
+    Invalid(String),
+    /// The token names no merchant.
+    #[error("the token carries no merchants claim")]
+    NoMerchant,
+    /// The JWKS could not be fetched (a 503, not the caller's fault).
+    #[error("the identity provider's keys are unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenClaims {
+    sub: Option<String>,
+    #[serde(default)]
+    merchants: Option<Vec<String>>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Discovery {
+    jwks_uri: String,
+}
+
+/// Verifies bearer tokens. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct JwtVerifier {
+    config: AuthConfig,
+    http: reqwest::Client,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    /// When keys were last fetched; `None` before the first fetch.
+    last_fetch: Mutex<Option<Instant>>,
+}
+
+impl JwtVerifier {
+    /// A verifier that fetches keys lazily.
+    pub fn new(config: AuthConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Self {
+            config,
+            http,
+            keys: RwLock::default(),
+            last_fetch: Mutex::default(),
+        }
+    }
+
+    /// Checks a token and returns who it is for.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(AuthError::Algorithm(format!("{:?}", header.alg)));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| AuthError::Malformed("no kid".into()))?;
+        let key = self.key(&kid).await?;
+
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&[&self.config.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = self.config.leeway.as_secs();
+        let data = jsonwebtoken::decode::<TokenClaims>(token, &key, &validation)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let claims = data.claims;
+        let merchants = claims
+            .merchants
+            .filter(|m| !m.is_empty())
+            .ok_or(AuthError::NoMerchant)?;
+        Ok(Principal {
+            subject: claims.sub.unwrap_or_default(),
+            merchants,
+            scopes: claims
+                .scope
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+        })
+    }
+
+    async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
+        if let Some(key) = self.keys.read().await.get(kid) {
+            return Ok(key.clone());
+        }
+        {
+            let mut last = self.last_fetch.lock().await;
+            let may_fetch = last.is_none_or(|at| at.elapsed() >= MIN_REFRESH_INTERVAL);
+            // Another request may have fetched while this one waited for the lock.
+            if !self.keys.read().await.contains_key(kid) && may_fetch {
+                let fetched = self.fetch().await?;
+                *self.keys.write().await = fetched;
+                *last = Some(Instant::now());
+            }
+        }
+        self.keys
+            .read()
+            .await
+            .get(kid)
+            .cloned()
+            .ok_or(AuthError::UnknownKey)
+    }
+
+    async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, AuthError> {
+        let unavailable = |e: reqwest::Error| AuthError::KeysUnavailable(e.to_string());
+        let jwks_uri = match &self.config.jwks_uri {
+            Some(uri) => uri.clone(),
+            None => {
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    self.config.issuer.trim_end_matches('/')
+                );
+                let discovery: Discovery = self
+                    .http
+                    .get(url)
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .map_err(unavailable)?
+                    .json()
+                    .await
+                    .map_err(unavailable)?;
+                discovery.jwks_uri
+            }
+        };
+        let set: JwkSet = self
+            .http
+            .get(jwks_uri)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(unavailable)?
+            .json()
+            .await
+            .map_err(unavailable)?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            // Keys for other algorithms (or without an id) cannot verify our tokens.
+            let Some(kid) = jwk.common.key_id.clone() else {
+                continue;
+            };
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.insert(kid, key);
+            }
+        }
+        Ok(keys)
+    }
+}

@@ -1,0 +1,3 @@
+//! What both cash-flow services run on: JWT verification (more as the services land).
+
+pub mod auth;
