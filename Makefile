@@ -6,9 +6,11 @@ CARGO ?= cargo
 .PHONY: up test deps lint fmt
 
 up: deps
+	$(CARGO) build --quiet --workspace --bins
 	$(CARGO) run --quiet -p harness -- up
 
 test: deps
+	$(CARGO) build --quiet --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 
 deps:

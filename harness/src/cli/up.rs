@@ -1,7 +1,7 @@
 //! `harness up`: the whole system running locally, until Ctrl-C or SIGTERM.
 
 use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::native::NativeOptions;
 use crate::backend::{Backend, Dependency, Endpoints};
 use crate::identity::IssuerKeys;
-use crate::sqs::QueuePairSpec;
+use crate::process::{ProcessSpec, Supervised};
+use crate::scope::database_url;
+use crate::sqs::{QueuePair, QueuePairSpec};
 use crate::{Stack, StackOptions, paths};
 
 #[derive(Debug, Args)]
@@ -51,6 +53,8 @@ pub struct UpState {
 /// Names used outside tests (see DESIGN.md).
 const QUEUE: &str = "cashflow-entries";
 const DATABASES: [&str; 2] = ["ledger", "consolidation"];
+/// How long a service may take to start.
+const SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -97,21 +101,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
 async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result<()> {
     let endpoints = stack.endpoints().clone();
     step("creating the databases and the queue with its DLQ");
-    let mut admin =
-        <sqlx::PgConnection as sqlx::Connection>::connect(&endpoints.postgres_url).await?;
-    for database in DATABASES {
-        let exists: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-                .bind(database)
-                .fetch_optional(&mut admin)
-                .await?;
-        if exists.is_none() {
-            sqlx::query(&format!(r#"CREATE DATABASE "{database}""#))
-                .execute(&mut admin)
-                .await?;
-        }
-    }
-    sqlx::Connection::close(admin).await?;
+    create_databases(&endpoints.postgres_url).await?;
     let queues = QueuePairSpec {
         name: QUEUE.into(),
         max_receive_count: 5,
@@ -129,30 +119,59 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
     };
     write_state(&state)?;
 
+    let services = [
+        ServiceSpec {
+            name: "ledger",
+            port: args.ledger_port,
+            database: "ledger",
+        },
+        ServiceSpec {
+            name: "consolidation",
+            port: args.consolidation_port,
+            database: "consolidation",
+        },
+    ];
+    let mut running = Vec::new();
+    let mut lines = Vec::new();
+    for service in &services {
+        let Some(process) = service.process(stack, &queues)? else {
+            lines.push(format!(
+                "  {:<14} http://127.0.0.1:{}   (not built: cargo build -p {})",
+                service.name, service.port, service.name
+            ));
+            continue;
+        };
+        step(&format!("starting the {}", service.name));
+        process.start(SERVICE_TIMEOUT).await?;
+        wait_ready(service.port).await?;
+        done(started);
+        lines.push(format!(
+            "  {:<14} http://127.0.0.1:{}   (logs {})",
+            service.name,
+            service.port,
+            process.log_file().display()
+        ));
+        running.push(process);
+    }
+
     let token = stack
         .identity()
         .token()
         .merchant("m1")
         .scopes(["entries:write", "entries:read", "balances:read"])
         .mint()?;
-    let logs = match stack.backend() {
-        Backend::Native(native) => format!(
-            "{}\n    {}\n    {}",
-            native.log_file(Dependency::Postgres).display(),
-            native.log_file(Dependency::Redis).display(),
-            native.log_file(Dependency::LocalStack).display()
-        ),
-        Backend::External(_) => "(external backend: see the services that run them)".into(),
+    let dependency_logs = match stack.backend() {
+        Backend::Native(native) => Dependency::ALL
+            .iter()
+            .map(|d| native.log_file(*d).display().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        Backend::External(_) => "(external backend)".into(),
     };
     println!();
-    println!(
-        "  ledger         http://127.0.0.1:{}   (not part of the stack yet)",
-        args.ledger_port
-    );
-    println!(
-        "  consolidation  http://127.0.0.1:{}   (not part of the stack yet)",
-        args.consolidation_port
-    );
+    for line in &lines {
+        println!("{line}");
+    }
     println!(
         "  identity       {}   (JWKS {})",
         stack.identity().issuer(),
@@ -167,16 +186,23 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
         endpoints.postgres_url
     );
     println!("  redis          {}", endpoints.redis_url);
-    println!("  logs           {logs}");
-    println!();
-    println!("  a token for merchant m1 (more with: cargo run -p harness -- token --merchant m1):");
-    println!("    export TOKEN={token}");
-    println!("  the identity provider's keys:");
-    println!("    curl -s {}", stack.identity().jwks_uri());
-    println!("  a message on the queue:");
     println!(
-        "    curl -s -X POST '{}' -H 'Content-Type: application/x-amz-json-1.0' -H 'X-Amz-Target: AmazonSQS.GetQueueAttributes' -d '{{\"QueueUrl\":\"{}\",\"AttributeNames\":[\"All\"]}}'",
-        endpoints.sqs_endpoint, queues.url
+        "  metrics        http://127.0.0.1:{}/metrics (and each service's /metrics)",
+        args.ledger_port
+    );
+    println!("  logs           {dependency_logs}");
+    println!();
+    println!("  a token for merchant m1 (more: cargo run -q -p harness -- token --merchant m1):");
+    println!("    export TOKEN={token}");
+    println!("  record a credit:");
+    println!(
+        "    curl -s -X POST http://127.0.0.1:{}/v1/merchants/m1/entries -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"kind\":\"credit\",\"amount\":\"100.10\",\"currency\":\"BRL\",\"description\":\"card sale\"}}'",
+        args.ledger_port
+    );
+    println!("  the day's balance:");
+    println!(
+        "    curl -s http://127.0.0.1:{}/v1/merchants/m1/balances/$(TZ=America/Sao_Paulo date +%F) -H \"Authorization: Bearer $TOKEN\"",
+        args.consolidation_port
     );
     println!();
     println!(
@@ -184,7 +210,108 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
         started.elapsed().as_secs_f64()
     );
     std::io::stdout().flush()?;
-    wait_for_shutdown_signal().await
+    let result = wait_for_shutdown_signal().await;
+    // Services first, so they drain against live dependencies.
+    for process in running.iter().rev() {
+        step(&format!("stopping the {}", process.name()));
+        process.stop(Duration::from_secs(30)).await?;
+    }
+    result
+}
+
+/// Creates the services' databases when missing.
+async fn create_databases(postgres_url: &str) -> anyhow::Result<()> {
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(postgres_url).await?;
+    for database in DATABASES {
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                .bind(database)
+                .fetch_optional(&mut admin)
+                .await?;
+        if exists.is_none() {
+            sqlx::query(&format!(r#"CREATE DATABASE "{database}""#))
+                .execute(&mut admin)
+                .await?;
+        }
+    }
+    sqlx::Connection::close(admin).await?;
+    Ok(())
+}
+
+/// A service binary `up` runs as a child process, built next to the harness binary.
+struct ServiceSpec {
+    name: &'static str,
+    port: u16,
+    database: &'static str,
+}
+
+impl ServiceSpec {
+    /// The supervised process, or `None` when the binary is not built.
+    fn process(&self, stack: &Stack, queues: &QueuePair) -> anyhow::Result<Option<Supervised>> {
+        let exe = std::env::current_exe().context("locating the harness binary")?;
+        let program = exe.with_file_name(self.name);
+        if !program.is_file() {
+            return Ok(None);
+        }
+        let endpoints = stack.endpoints();
+        let env = [
+            ("LISTEN_ADDR", format!("127.0.0.1:{}", self.port)),
+            (
+                "DATABASE_URL",
+                database_url(&endpoints.postgres_url, self.database),
+            ),
+            ("REDIS_URL", endpoints.redis_url.clone()),
+            ("ENTRIES_QUEUE_URL", queues.url.clone()),
+            ("ENTRIES_DLQ_URL", queues.dlq_url.clone()),
+            ("AWS_ENDPOINT_URL", endpoints.sqs_endpoint.clone()),
+            ("AWS_REGION", endpoints.aws_region.clone()),
+            ("AUTH_ISSUER", stack.identity().issuer().to_string()),
+            ("AUTH_AUDIENCE", stack.identity().audience().to_string()),
+            ("AUTH_JWKS_URI", stack.identity().jwks_uri()),
+            (
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            ),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .to_vec();
+        Ok(Some(Supervised::new(ProcessSpec {
+            name: self.name.into(),
+            program,
+            args: Vec::new(),
+            env,
+            cwd: None,
+            user: None,
+            ready_line: "listening".into(),
+            stop_signal: libc::SIGTERM,
+            log_file: paths::logs_dir().join(format!("{}-{}.log", self.name, std::process::id())),
+        })))
+    }
+}
+
+/// Polls `/health/ready` until it answers 200.
+async fn wait_ready(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + SERVICE_TIMEOUT;
+    loop {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let request = format!(
+                "GET /health/ready HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+            );
+            let mut answer = Vec::new();
+            if stream.write_all(request.as_bytes()).await.is_ok()
+                && stream.read_to_end(&mut answer).await.is_ok()
+                && answer.starts_with(b"HTTP/1.1 200")
+            {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the service on port {port} did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn write_state(state: &UpState) -> anyhow::Result<()> {

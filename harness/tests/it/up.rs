@@ -1,4 +1,5 @@
-//! `harness up` reaches `ready`, its token is accepted, and SIGTERM stops everything it started.
+//! `harness up` reaches `ready`, its token is accepted by the ledger it runs, and SIGTERM stops
+//! everything it started. Needs the service binaries (`cargo test --workspace` builds them).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,10 +19,11 @@ async fn up_prints_urls_and_ready_then_stops_everything_on_sigterm() -> anyhow::
     // Its own state folder: a developer's running `make up` is left alone.
     let state = std::env::temp_dir().join(format!("harness-up-test-{}", uuid::Uuid::new_v4()));
     let identity_port = free_port();
+    let ledger_port = free_port();
     let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
         .arg("up")
         .args(["--identity-port", &identity_port.to_string()])
-        .args(["--ledger-port", &free_port().to_string()])
+        .args(["--ledger-port", &ledger_port.to_string()])
         .args(["--consolidation-port", &free_port().to_string()])
         .args(["--postgres-port", &free_port().to_string()])
         .args(["--redis-port", &free_port().to_string()])
@@ -85,11 +87,26 @@ async fn up_prints_urls_and_ready_then_stops_everything_on_sigterm() -> anyhow::
     assert_eq!(principal.merchants, ["m7"]);
     assert_eq!(principal.scopes, ["balances:read"]);
 
+    // The ledger it runs records an entry with a token from `harness token`.
+    let writer = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["token", "--merchant", "m7"])
+        .env("HARNESS_STATE_DIR", &state)
+        .output()
+        .await?;
+    let recorded = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{ledger_port}/v1/merchants/m7/entries"
+        ))
+        .bearer_auth(String::from_utf8(writer.stdout)?.trim())
+        .json(&serde_json::json!({"kind": "credit", "amount": "10.00", "currency": "BRL"}))
+        .send()
+        .await?;
+    assert_eq!(recorded.status(), 201, "{}", recorded.text().await?);
+
     let children = children_of(pid);
-    assert_eq!(
-        children.len(),
-        3,
-        "postgres, redis and localstack run under harness up"
+    assert!(
+        children.len() >= 4,
+        "postgres, redis, localstack and the ledger run under harness up: {children:?}"
     );
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

@@ -218,3 +218,92 @@ impl JwtVerifier {
         Ok(keys)
     }
 }
+
+/// The verified caller of a request: `Authenticated(principal)` as a handler argument.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Principal);
+
+impl<S> axum::extract::FromRequestParts<S> for Authenticated
+where
+    std::sync::Arc<JwtVerifier>: axum::extract::FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::FromRef;
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+
+        let unauthorized = |detail: String| {
+            let mut response = crate::problem::Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Missing or invalid credentials",
+            )
+            .with_detail(detail)
+            .into_response();
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+            response
+        };
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                unauthorized("send a bearer token in the Authorization header".into())
+            })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                unauthorized("the Authorization header must be `Bearer <token>`".into())
+            })?;
+        let verifier = std::sync::Arc::<JwtVerifier>::from_ref(state);
+        match verifier.verify(token.trim()).await {
+            Ok(principal) => Ok(Self(principal)),
+            Err(AuthError::KeysUnavailable(cause)) => {
+                tracing::error!(%cause, "cannot fetch the identity provider's keys");
+                Err(crate::problem::Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "identity-unavailable",
+                    "Cannot verify credentials right now",
+                )
+                .into_response())
+            }
+            Err(e) => Err(unauthorized(e.to_string())),
+        }
+    }
+}
+
+impl Principal {
+    /// 403 unless the caller holds `scope` and may act for `merchant`.
+    pub fn authorize(&self, merchant: &str, scope: &str) -> Result<(), crate::problem::Problem> {
+        use axum::http::StatusCode;
+        if !self.has_scope(scope) {
+            return Err(crate::problem::Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Not allowed",
+            )
+            .with_detail(format!("the token lacks the {scope} scope")));
+        }
+        if !self.may_act_for(merchant) {
+            return Err(crate::problem::Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Not allowed",
+            )
+            .with_detail(format!(
+                "the token does not grant access to merchant {merchant}"
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,3 +1,10 @@
-//! What both cash-flow services run on: JWT verification (more as the services land).
+//! What both cash-flow services run on: configuration from the environment, logs and metrics,
+//! JWT verification, problem+json errors, SQS client setup, health routes and graceful shutdown.
 
 pub mod auth;
+pub mod config;
+pub mod health;
+pub mod problem;
+pub mod shutdown;
+pub mod sqs;
+pub mod telemetry;

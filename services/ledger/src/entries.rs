@@ -1,0 +1,426 @@
+//! Entries: checking a request against the rules, storing an entry together with its outbox
+//! event, reversing, reading and listing.
+
+use cashflow_contracts::{
+    Amount, Currency, ENTRY_RECORDED, EntryKind, EntryRecordedV1, MerchantId, business_date,
+};
+use cashflow_platform::problem::FieldError;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sqlx::{PgPool, Postgres, Transaction};
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::config::EntryRules;
+use crate::error::ApiError;
+
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION: usize = 200;
+/// Longest category, in characters.
+pub const MAX_CATEGORY: usize = 64;
+
+/// A checked request to record an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntry {
+    /// Whose books.
+    pub merchant: MerchantId,
+    /// Credit or debit.
+    pub kind: EntryKind,
+    /// Positive amount.
+    pub amount: Amount,
+    /// The merchant's currency.
+    pub currency: Currency,
+    /// The day it belongs to.
+    pub business_date: Date,
+    /// Free text.
+    pub description: Option<String>,
+    /// Free classification.
+    pub category: Option<String>,
+}
+
+/// An entry as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Entry {
+    /// Entry id.
+    pub id: Uuid,
+    /// Whose books.
+    pub merchant_id: String,
+    /// `credit` or `debit`.
+    #[schema(example = "credit")]
+    pub kind: String,
+    /// Decimal string with two decimals.
+    #[schema(example = "100.10")]
+    pub amount: String,
+    /// ISO 4217 code.
+    #[schema(example = "BRL")]
+    pub currency: String,
+    /// `YYYY-MM-DD`.
+    #[schema(example = "2026-11-24")]
+    pub business_date: String,
+    /// Free text, up to 200 characters.
+    pub description: Option<String>,
+    /// Free classification.
+    pub category: Option<String>,
+    /// For a reversal, the entry it undoes.
+    pub reverses_entry_id: Option<Uuid>,
+    /// When the ledger committed it (RFC 3339, UTC).
+    pub recorded_at: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct EntryRow {
+    id: Uuid,
+    seq: i64,
+    merchant_id: String,
+    kind: String,
+    amount_minor: i64,
+    currency: String,
+    business_date: Date,
+    description: Option<String>,
+    category: Option<String>,
+    reverses_entry_id: Option<Uuid>,
+    recorded_at: OffsetDateTime,
+}
+
+const COLUMNS: &str = "id, seq, merchant_id, kind, amount_minor, currency, business_date, \
+                       description, category, reverses_entry_id, recorded_at";
+
+impl From<EntryRow> for Entry {
+    fn from(row: EntryRow) -> Self {
+        Self {
+            id: row.id,
+            merchant_id: row.merchant_id,
+            kind: row.kind,
+            amount: cashflow_contracts::money::format_minor(row.amount_minor),
+            currency: row.currency,
+            business_date: business_date::format(row.business_date),
+            description: row.description,
+            category: row.category,
+            reverses_entry_id: row.reverses_entry_id,
+            recorded_at: format_timestamp(row.recorded_at),
+        }
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-24T13:05:10.123Z`.
+pub fn format_timestamp(at: OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
+/// Today in the merchants' time zone.
+pub fn today(rules: &EntryRules) -> Date {
+    let date = jiff::Timestamp::now()
+        .to_zoned(rules.timezone.clone())
+        .date();
+    let month = time::Month::try_from(u8::try_from(date.month()).unwrap_or(1))
+        .unwrap_or(time::Month::January);
+    Date::from_calendar_date(
+        i32::from(date.year()),
+        month,
+        u8::try_from(date.day()).unwrap_or(1),
+    )
+    .unwrap_or(Date::MIN)
+}
+
+/// Checks a request body, reporting every problem at once. Writes nothing.
+pub fn parse_new_entry(
+    merchant: MerchantId,
+    body: &[u8],
+    rules: &EntryRules,
+    today: Date,
+) -> Result<NewEntry, ApiError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let Value::Object(mut fields) = value else {
+        return Err(ApiError::Validation(vec![field(
+            "body",
+            "must be a JSON object",
+        )]));
+    };
+    let mut errors = Vec::new();
+    let kind = take_string(&mut fields, "kind", true, &mut errors).and_then(|s| {
+        s.parse::<EntryKind>()
+            .map_err(|e| errors.push(field("kind", &e)))
+            .ok()
+    });
+    let amount = take_string(&mut fields, "amount", true, &mut errors).and_then(|s| {
+        s.parse::<Amount>()
+            .map_err(|e| errors.push(field("amount", &e.to_string())))
+            .ok()
+    });
+    let currency = take_string(&mut fields, "currency", true, &mut errors).and_then(|s| {
+        match s.parse::<Currency>() {
+            Ok(c) if c == rules.currency => Some(c),
+            Ok(c) => {
+                errors.push(field(
+                    "currency",
+                    &format!("merchants keep their books in {}, not {c}", rules.currency),
+                ));
+                None
+            }
+            Err(e) => {
+                errors.push(field("currency", &e));
+                None
+            }
+        }
+    });
+    let business_date = match take_string(&mut fields, "business_date", false, &mut errors) {
+        None => Some(today),
+        Some(s) => match business_date::parse(&s) {
+            Err(e) => {
+                errors.push(field("business_date", &e));
+                None
+            }
+            Ok(date) if date > today => {
+                errors.push(field(
+                    "business_date",
+                    &format!(
+                        "{s} is in the future (today is {})",
+                        business_date::format(today)
+                    ),
+                ));
+                None
+            }
+            Ok(date) if (today - date).whole_days() > i64::from(rules.backdate_window_days) => {
+                errors.push(field(
+                    "business_date",
+                    &format!("{s} is more than {} days back", rules.backdate_window_days),
+                ));
+                None
+            }
+            Ok(date) => Some(date),
+        },
+    };
+    let description = take_text(&mut fields, "description", MAX_DESCRIPTION, &mut errors);
+    let category = take_text(&mut fields, "category", MAX_CATEGORY, &mut errors);
+    for unknown in fields.keys() {
+        errors.push(field(unknown, "is not a field of an entry"));
+    }
+    match (kind, amount, currency, business_date) {
+        (Some(kind), Some(amount), Some(currency), Some(business_date)) if errors.is_empty() => {
+            Ok(NewEntry {
+                merchant,
+                kind,
+                amount,
+                currency,
+                business_date,
+                description,
+                category,
+            })
+        }
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+fn field(name: &str, message: &str) -> FieldError {
+    FieldError {
+        field: name.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn take_string(
+    fields: &mut Map<String, Value>,
+    name: &str,
+    required: bool,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    match fields.remove(name) {
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Null) | None if !required => None,
+        None | Some(Value::Null) => {
+            errors.push(field(name, "is required"));
+            None
+        }
+        Some(other) => {
+            errors.push(field(
+                name,
+                &format!("must be a string, not {}", type_name(&other)),
+            ));
+            None
+        }
+    }
+}
+
+fn take_text(
+    fields: &mut Map<String, Value>,
+    name: &str,
+    max: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    let text = take_string(fields, name, false, errors)?;
+    if text.chars().count() > max {
+        errors.push(field(name, &format!("is longer than {max} characters")));
+        return None;
+    }
+    let trimmed = text.trim();
+    (!trimmed.is_empty()).then(|| trimmed.to_string())
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Inserts the entry and its `entry.recorded.v1` event in the caller's transaction.
+pub async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    entry: &NewEntry,
+    reverses: Option<Uuid>,
+    traceparent: &str,
+) -> Result<Entry, ApiError> {
+    let row: EntryRow = sqlx::query_as(&format!(
+        "INSERT INTO entries (id, merchant_id, kind, amount_minor, currency, business_date, \
+         description, category, reverses_entry_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(entry.merchant.as_str())
+    .bind(entry.kind.as_str())
+    .bind(entry.amount.minor())
+    .bind(entry.currency.code())
+    .bind(entry.business_date)
+    .bind(&entry.description)
+    .bind(&entry.category)
+    .bind(reverses)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.constraint() == Some("entries_reverses_entry_id_key") => {
+            ApiError::Conflict("the entry has already been reversed".into())
+        }
+        _ => ApiError::from(e),
+    })?;
+    let event = EntryRecordedV1 {
+        event_type: ENTRY_RECORDED.into(),
+        event_id: Uuid::now_v7(),
+        entry_id: row.id,
+        merchant_id: entry.merchant.clone(),
+        kind: entry.kind,
+        amount_minor: entry.amount.minor(),
+        currency: entry.currency,
+        business_date: entry.business_date,
+        recorded_at: row.recorded_at,
+        reverses_entry_id: reverses,
+    };
+    sqlx::query(
+        "INSERT INTO outbox (event_id, event_type, payload, traceparent) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(event.event_id)
+    .bind(ENTRY_RECORDED)
+    .bind(sqlx::types::Json(&event))
+    .bind(traceparent)
+    .execute(&mut **tx)
+    .await?;
+    Ok(row.into())
+}
+
+/// Reverses an entry: a new entry of the opposite kind and the same amount, booked today.
+/// An entry is reversed at most once, and a reversal cannot itself be reversed.
+pub async fn reverse(
+    tx: &mut Transaction<'_, Postgres>,
+    merchant: &MerchantId,
+    id: Uuid,
+    today: Date,
+    description: Option<String>,
+    traceparent: &str,
+) -> Result<Entry, ApiError> {
+    // FOR UPDATE: two concurrent reversals of one entry queue here instead of racing to the
+    // unique constraint.
+    let original: Option<EntryRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM entries WHERE merchant_id = $1 AND id = $2 FOR UPDATE"
+    ))
+    .bind(merchant.as_str())
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let original = original.ok_or_else(|| ApiError::NotFound(format!("no entry {id}")))?;
+    if original.reverses_entry_id.is_some() {
+        return Err(ApiError::Unprocessable(format!(
+            "entry {id} is a reversal and cannot be reversed"
+        )));
+    }
+    let already: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM entries WHERE reverses_entry_id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if let Some(reversal) = already {
+        return Err(ApiError::Conflict(format!(
+            "entry {id} was already reversed by {reversal}"
+        )));
+    }
+    let kind: EntryKind = original
+        .kind
+        .parse()
+        .map_err(|e: String| ApiError::Internal(anyhow::anyhow!(e)))?;
+    let reversal = NewEntry {
+        merchant: merchant.clone(),
+        kind: kind.opposite(),
+        amount: Amount::from_minor(original.amount_minor)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored amount: {e}")))?,
+        currency: original
+            .currency
+            .parse()
+            .map_err(|e: String| ApiError::Internal(anyhow::anyhow!(e)))?,
+        business_date: today,
+        description: description.or_else(|| Some(format!("reversal of {id}"))),
+        category: original.category,
+    };
+    insert(tx, &reversal, Some(id), traceparent).await
+}
+
+/// One entry of a merchant.
+pub async fn find(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    id: Uuid,
+) -> Result<Option<Entry>, ApiError> {
+    let row: Option<EntryRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM entries WHERE merchant_id = $1 AND id = $2"
+    ))
+    .bind(merchant.as_str())
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(Entry::from))
+}
+
+/// A page of a merchant's entries for one day, in recording order, after `after_seq`. Returns
+/// the entries and the position to continue from when there are more.
+pub async fn list(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    date: Date,
+    after_seq: i64,
+    limit: u16,
+) -> Result<(Vec<Entry>, Option<i64>), ApiError> {
+    let mut rows: Vec<EntryRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM entries WHERE merchant_id = $1 AND business_date = $2 AND seq > $3 \
+         ORDER BY seq LIMIT $4"
+    ))
+    .bind(merchant.as_str())
+    .bind(date)
+    .bind(after_seq)
+    .bind(i64::from(limit) + 1)
+    .fetch_all(pool)
+    .await?;
+    let next = if rows.len() > usize::from(limit) {
+        rows.truncate(usize::from(limit));
+        rows.last().map(|r| r.seq)
+    } else {
+        None
+    };
+    Ok((rows.into_iter().map(Entry::from).collect(), next))
+}

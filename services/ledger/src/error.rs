@@ -1,0 +1,126 @@
+//! The one error type at the HTTP edge. 4xx explain the problem; 5xx log the cause once and
+//! answer an opaque body.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cashflow_platform::problem::{FieldError, Problem};
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Fields failed validation.
+    #[error("the request is invalid")]
+    Validation(Vec<FieldError>),
+    /// The body is not JSON.
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// The body is not declared as JSON.
+    #[error("send the body as application/json")]
+    UnsupportedMediaType,
+    /// The body is larger than the limit.
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// A bad query parameter or header.
+    #[error("{}: {}", .0.field, .0.message)]
+    BadParameter(FieldError),
+    /// No such resource for this merchant.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Well-formed but not allowed by the rules.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Same Idempotency-Key, different request.
+    #[error("the Idempotency-Key was already used for a different request")]
+    IdempotencyMismatch,
+    /// A ready-made problem (authorization).
+    #[error("{}", .0.title)]
+    Problem(Problem),
+    /// Anything else: logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(anyhow::Error::new(e))
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        Self::Problem(p)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let detail = self.to_string();
+        let problem = match self {
+            Self::Validation(errors) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "The request is invalid",
+            )
+            .with_detail(summary(&errors))
+            .with_errors(errors),
+            Self::MalformedJson(_) => {
+                Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON")
+                    .with_detail(detail)
+            }
+            Self::UnsupportedMediaType => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            )
+            .with_detail(detail),
+            Self::PayloadTooLarge(_) => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            )
+            .with_detail(detail),
+            Self::BadParameter(error) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "The request is invalid",
+            )
+            .with_detail(format!("{}: {}", error.field, error.message))
+            .with_errors(vec![error]),
+            Self::NotFound(_) => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").with_detail(detail)
+            }
+            Self::Conflict(_) => {
+                Problem::new(StatusCode::CONFLICT, "conflict", "Conflict").with_detail(detail)
+            }
+            Self::Unprocessable(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "rule-violation",
+                "Not allowed by the ledger's rules",
+            )
+            .with_detail(detail),
+            Self::IdempotencyMismatch => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+            )
+            .with_detail(detail),
+            Self::Problem(problem) => problem,
+            Self::Internal(cause) => {
+                tracing::error!(error = ?cause, "request failed");
+                Problem::internal()
+            }
+        };
+        problem.into_response()
+    }
+}
+
+fn summary(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,130 @@
+//! `Idempotency-Key`: the first answer to a key is stored in the same transaction as the work,
+//! and replayed for a retry of the same request. Concurrent requests with one key serialise on
+//! the key's primary key: PostgreSQL makes the later inserts wait for the first transaction, so
+//! exactly one does the work and the rest replay its answer.
+
+use axum::http::{HeaderMap, StatusCode};
+use cashflow_platform::problem::FieldError;
+use sha2::{Digest, Sha256};
+use sqlx::{Postgres, Transaction};
+
+use crate::error::ApiError;
+
+/// Header name.
+pub const HEADER: &str = "idempotency-key";
+/// Longest key accepted.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// The key of a request and the fingerprint of what was asked.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    key: String,
+    request_hash: String,
+}
+
+/// What the key says about this request.
+#[derive(Debug)]
+pub enum Claim {
+    /// First time: do the work, then [`complete`].
+    New,
+    /// Seen before with the same request: answer this.
+    Replay(StatusCode, serde_json::Value),
+}
+
+impl Idempotency {
+    /// Reads the header, if any. The fingerprint covers the method, path and body.
+    pub fn from_request(
+        headers: &HeaderMap,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Option<Self>, ApiError> {
+        let Some(value) = headers.get(HEADER) else {
+            return Ok(None);
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+            .ok_or_else(|| {
+                ApiError::BadParameter(FieldError {
+                    field: "Idempotency-Key".into(),
+                    message: format!("must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
+                })
+            })?;
+        let mut hasher = Sha256::new();
+        hasher.update(method.as_bytes());
+        hasher.update(b" ");
+        hasher.update(path.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(body);
+        Ok(Some(Self {
+            key: key.to_string(),
+            request_hash: format!("{:x}", hasher.finalize()),
+        }))
+    }
+
+    /// Claims the key inside `tx`, waiting for a concurrent holder of the key to finish.
+    pub async fn claim(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        merchant: &str,
+    ) -> Result<Claim, ApiError> {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (merchant_id, idempotency_key, request_hash) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(merchant)
+        .bind(&self.key)
+        .bind(&self.request_hash)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(Claim::New);
+        }
+        let (hash, status, body): (String, Option<i16>, Option<serde_json::Value>) =
+            sqlx::query_as(
+                "SELECT request_hash, response_status, response_body FROM idempotency_keys \
+             WHERE merchant_id = $1 AND idempotency_key = $2",
+            )
+            .bind(merchant)
+            .bind(&self.key)
+            .fetch_one(&mut **tx)
+            .await?;
+        if hash != self.request_hash {
+            return Err(ApiError::IdempotencyMismatch);
+        }
+        match (
+            status.and_then(|s| StatusCode::from_u16(u16::try_from(s).ok()?).ok()),
+            body,
+        ) {
+            (Some(status), Some(body)) => Ok(Claim::Replay(status, body)),
+            _ => Err(ApiError::Conflict(
+                "a request with this Idempotency-Key is in progress".into(),
+            )),
+        }
+    }
+
+    /// Stores the answer in the same transaction as the work.
+    pub async fn complete(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        merchant: &str,
+        status: StatusCode,
+        body: &serde_json::Value,
+    ) -> Result<(), ApiError> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET response_status = $3, response_body = $4 \
+             WHERE merchant_id = $1 AND idempotency_key = $2",
+        )
+        .bind(merchant)
+        .bind(&self.key)
+        .bind(i16::try_from(status.as_u16()).unwrap_or(500))
+        .bind(body)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,17 @@
+//! The ledger service binary: configuration from the environment, then [`ledger::Application`].
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    cashflow_platform::telemetry::init_logging();
+    let config = ledger::Config::from_env().context("reading the configuration")?;
+    let app = ledger::Application::build(config).await?;
+    tracing::info!(address = %app.local_addr(), "ledger listening");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cashflow_platform::shutdown::cancel_on_signal(
+        shutdown.clone(),
+    ));
+    app.run_until_stopped(shutdown).await
+}

@@ -1,0 +1,205 @@
+//! The outbox relay: publishes events written by request transactions to SQS in batches.
+//!
+//! Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas share the work without
+//! publishing a row twice, and marked published only after SQS accepted them. While SQS fails the
+//! relay backs off exponentially (capped); the outbox just grows, and recording goes on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use cashflow_contracts::{EVENT_TYPE_ATTRIBUTE, TRACEPARENT_ATTRIBUTE};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RelayConfig;
+use crate::metrics::OutboxMetrics;
+
+/// Publishes the outbox to one queue.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pool: PgPool,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    config: RelayConfig,
+    /// Poked after a request commits, so events leave at once instead of at the next poll.
+    wake: Arc<Notify>,
+    metrics: OutboxMetrics,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct PendingRow {
+    id: i64,
+    event_type: String,
+    payload: String,
+    traceparent: Option<String>,
+}
+
+impl Relay {
+    /// A relay; `wake` is shared with the request handlers.
+    pub fn new(
+        pool: PgPool,
+        sqs: aws_sdk_sqs::Client,
+        queue_url: String,
+        config: RelayConfig,
+        wake: Arc<Notify>,
+        metrics: OutboxMetrics,
+    ) -> Self {
+        Self {
+            pool,
+            sqs,
+            queue_url,
+            config,
+            wake,
+            metrics,
+        }
+    }
+
+    /// Publishes until `shutdown`; an in-flight batch finishes first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut failures: u32 = 0;
+        while !shutdown.is_cancelled() {
+            match self.publish_batch().await {
+                Ok(0) => {
+                    failures = 0;
+                    tokio::select! {
+                        () = self.wake.notified() => {}
+                        () = tokio::time::sleep(self.config.idle_poll) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                }
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    self.metrics.publish_failures.inc();
+                    let delay = backoff(failures, self.config.max_backoff);
+                    tracing::warn!(error = ?e, retry_in = ?delay, "publishing the outbox failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// Publishes one batch; returns how many events SQS accepted.
+    pub async fn publish_batch(&self) -> anyhow::Result<usize> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("starting a relay transaction")?;
+        let rows: Vec<PendingRow> = sqlx::query_as(
+            "SELECT id, event_type, payload::text AS payload, traceparent FROM outbox \
+             WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(i64::from(self.config.batch_size))
+        .fetch_all(&mut *tx)
+        .await
+        .context("claiming outbox rows")?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut entry = SendMessageBatchRequestEntry::builder()
+                .id(row.id.to_string())
+                .message_body(&row.payload)
+                .message_attributes(EVENT_TYPE_ATTRIBUTE, string_attribute(&row.event_type)?);
+            if let Some(traceparent) = &row.traceparent {
+                entry =
+                    entry.message_attributes(TRACEPARENT_ATTRIBUTE, string_attribute(traceparent)?);
+            }
+            entries.push(entry.build()?);
+        }
+        // The rows stay locked while SQS is asked: no other relay takes them meanwhile.
+        let output = self
+            .sqs
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .context("SendMessageBatch")?;
+        let published: Vec<i64> = output
+            .successful
+            .iter()
+            .filter_map(|ok| ok.id.parse().ok())
+            .collect();
+        for failed in &output.failed {
+            tracing::warn!(row = %failed.id, code = %failed.code, message = ?failed.message, "SQS refused an outbox event");
+        }
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            .bind(&published)
+            .execute(&mut *tx)
+            .await
+            .context("marking outbox rows published")?;
+        tx.commit()
+            .await
+            .context("committing the relay transaction")?;
+        self.metrics.published.inc_by(published.len() as u64);
+        if published.is_empty() {
+            anyhow::bail!(
+                "SQS refused all {} events of the batch",
+                output.failed.len()
+            );
+        }
+        Ok(published.len())
+    }
+}
+
+fn string_attribute(value: &str) -> anyhow::Result<MessageAttributeValue> {
+    Ok(MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()?)
+}
+
+/// 100 ms, 200 ms, 400 ms, ... capped.
+fn backoff(failures: u32, cap: Duration) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    Duration::from_millis(100)
+        .saturating_mul(1 << exponent)
+        .min(cap)
+}
+
+/// Keeps the backlog gauges current (every second) until `shutdown`.
+pub async fn sample_backlog(pool: PgPool, metrics: OutboxMetrics, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let sample: Result<(i64, Option<f64>), _> = sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8 \
+             FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&pool)
+        .await;
+        match sample {
+            Ok((count, age)) => {
+                metrics.backlog.set(count);
+                metrics.oldest_age_seconds.set(age.unwrap_or(0.0));
+            }
+            Err(e) => tracing::debug!(error = %e, "sampling the outbox backlog failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let cap = Duration::from_secs(5);
+        assert_eq!(backoff(1, cap), Duration::from_millis(100));
+        assert_eq!(backoff(2, cap), Duration::from_millis(200));
+        assert_eq!(backoff(4, cap), Duration::from_millis(800));
+        assert_eq!(backoff(30, cap), cap);
+    }
+}

@@ -1,0 +1,384 @@
+//! Entry handlers: record, reverse, read, list.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cashflow_contracts::{MerchantId, business_date};
+use cashflow_platform::auth::Authenticated;
+use cashflow_platform::problem::FieldError;
+use serde::{Deserialize, Serialize};
+use sqlx::{Postgres, Transaction};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+use super::AppState;
+use crate::entries::{self, Entry};
+use crate::error::ApiError;
+use crate::idempotency::{Claim, Idempotency};
+
+/// Scope needed to record and reverse.
+pub const WRITE: &str = "entries:write";
+/// Scope needed to read.
+pub const READ: &str = "entries:read";
+/// Default and largest page size.
+const DEFAULT_LIMIT: u16 = 50;
+const MAX_LIMIT: u16 = 200;
+
+/// Body of `POST .../entries` (documentation; the handler checks fields one by one to report
+/// every problem at once).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RecordEntryRequest {
+    /// `credit` or `debit`.
+    #[schema(example = "credit")]
+    kind: String,
+    /// Decimal string > 0 with at most 2 decimals.
+    #[schema(example = "100.10")]
+    amount: String,
+    /// The merchant's currency (BRL by default).
+    #[schema(example = "BRL")]
+    currency: String,
+    /// `YYYY-MM-DD`; default today in the merchant's zone; not in the future nor before the
+    /// backdating window.
+    #[schema(example = "2026-11-24")]
+    business_date: Option<String>,
+    /// Up to 200 characters.
+    description: Option<String>,
+    /// Up to 64 characters.
+    category: Option<String>,
+}
+
+/// Optional body of `POST .../entries/{id}/reversal`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReversalRequest {
+    /// Up to 200 characters; default "reversal of {id}".
+    description: Option<String>,
+}
+
+/// A page of entries.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EntryPage {
+    /// Entries in recording order.
+    pub items: Vec<Entry>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn merchant_id(merchant: &str) -> Result<MerchantId, ApiError> {
+    merchant
+        .parse()
+        .map_err(|e: cashflow_contracts::InvalidMerchantId| {
+            ApiError::BadParameter(FieldError {
+                field: "merchant".into(),
+                message: e.to_string(),
+            })
+        })
+}
+
+fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(limit)
+        } else {
+            ApiError::MalformedJson(rejection.body_text())
+        }
+    })?;
+    if !json && !bytes.is_empty() {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    Ok(bytes)
+}
+
+/// The W3C trace context of the request, or a new one.
+fn traceparent(headers: &HeaderMap) -> String {
+    let incoming = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            let parts: Vec<&str> = v.split('-').collect();
+            parts.len() == 4 && parts[1].len() == 32 && parts[2].len() == 16
+        });
+    match incoming {
+        Some(value) => value.to_string(),
+        None => {
+            let trace = Uuid::new_v4().simple().to_string();
+            let span = &Uuid::new_v4().simple().to_string()[..16];
+            format!("00-{trace}-{span}-01")
+        }
+    }
+}
+
+fn created(entry_json: serde_json::Value, status: StatusCode, merchant: &str) -> Response {
+    let location = entry_json
+        .get("id")
+        .and_then(|id| id.as_str())
+        .map(|id| format!("/v1/merchants/{merchant}/entries/{id}"));
+    let mut response = (status, Json(entry_json)).into_response();
+    if let Some(value) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// How a creating request's transaction starts.
+enum Begun {
+    /// Do the work in this transaction.
+    Fresh(Transaction<'static, Postgres>),
+    /// The Idempotency-Key was seen with this request: its first answer.
+    Replay(Response),
+}
+
+/// Opens the transaction of a creating request and claims its Idempotency-Key, if any.
+async fn begin(
+    state: &AppState,
+    merchant: &str,
+    idempotency: Option<&Idempotency>,
+) -> Result<Begun, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    if let Some(key) = idempotency
+        && let Claim::Replay(status, body) = key.claim(&mut tx, merchant).await?
+    {
+        return Ok(Begun::Replay(created(body, status, merchant)));
+    }
+    Ok(Begun::Fresh(tx))
+}
+
+/// Stores the answer with the key, commits, wakes the relay and answers 201.
+async fn commit_created(
+    state: &AppState,
+    mut tx: Transaction<'static, Postgres>,
+    merchant: &str,
+    idempotency: Option<&Idempotency>,
+    entry: &Entry,
+) -> Result<Response, ApiError> {
+    let body = serde_json::to_value(entry).map_err(anyhow::Error::from)?;
+    if let Some(key) = idempotency {
+        key.complete(&mut tx, merchant, StatusCode::CREATED, &body)
+            .await?;
+    }
+    tx.commit().await?;
+    state.relay_wake.notify_one();
+    Ok(created(body, StatusCode::CREATED, merchant))
+}
+
+/// Record a credit or a debit.
+#[utoipa::path(
+    post,
+    path = "/v1/merchants/{merchant}/entries",
+    params(
+        ("merchant" = String, Path, description = "Merchant id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body get the first answer")
+    ),
+    request_body = RecordEntryRequest,
+    responses(
+        (status = 201, description = "Recorded", body = Entry),
+        (status = 400, description = "Malformed JSON", body = cashflow_platform::problem::Problem),
+        (status = 401, description = "Missing or invalid token", body = cashflow_platform::problem::Problem),
+        (status = 403, description = "Scope or merchant not granted", body = cashflow_platform::problem::Problem),
+        (status = 413, description = "Body too large", body = cashflow_platform::problem::Problem),
+        (status = 415, description = "Not JSON", body = cashflow_platform::problem::Problem),
+        (status = 422, description = "Invalid fields, or Idempotency-Key reused for another body", body = cashflow_platform::problem::Problem),
+    ),
+    security(("bearer" = ["entries:write"]))
+)]
+pub async fn record(
+    State(state): State<AppState>,
+    Path(merchant): Path<String>,
+    Authenticated(principal): Authenticated,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    principal.authorize(&merchant, WRITE)?;
+    let merchant_id = merchant_id(&merchant)?;
+    let body = json_body(&headers, body, state.max_body_bytes)?;
+    let new_entry = entries::parse_new_entry(
+        merchant_id,
+        &body,
+        &state.rules,
+        entries::today(&state.rules),
+    )?;
+    let path = format!("/v1/merchants/{merchant}/entries");
+    let idempotency = Idempotency::from_request(&headers, "POST", &path, &body)?;
+
+    let mut tx = match begin(&state, &merchant, idempotency.as_ref()).await? {
+        Begun::Fresh(tx) => tx,
+        Begun::Replay(response) => return Ok(response),
+    };
+    let entry = entries::insert(&mut tx, &new_entry, None, &traceparent(&headers)).await?;
+    commit_created(&state, tx, &merchant, idempotency.as_ref(), &entry).await
+}
+
+/// Reverse an entry (once; a reversal cannot be reversed). The reversal is a new entry of the
+/// opposite kind and the same amount, booked today.
+#[utoipa::path(
+    post,
+    path = "/v1/merchants/{merchant}/entries/{id}/reversal",
+    params(
+        ("merchant" = String, Path, description = "Merchant id"),
+        ("id" = Uuid, Path, description = "Entry to reverse"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")
+    ),
+    request_body(content = Option<ReversalRequest>, description = "Optional"),
+    responses(
+        (status = 201, description = "The reversal entry", body = Entry),
+        (status = 404, description = "No such entry", body = cashflow_platform::problem::Problem),
+        (status = 409, description = "Already reversed", body = cashflow_platform::problem::Problem),
+        (status = 422, description = "The entry is itself a reversal", body = cashflow_platform::problem::Problem),
+    ),
+    security(("bearer" = ["entries:write"]))
+)]
+pub async fn reverse(
+    State(state): State<AppState>,
+    Path((merchant, id)): Path<(String, String)>,
+    Authenticated(principal): Authenticated,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    principal.authorize(&merchant, WRITE)?;
+    let merchant_id = merchant_id(&merchant)?;
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("no entry {id}")))?;
+    let body = json_body(&headers, body, state.max_body_bytes)?;
+    let request: ReversalRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReversalRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::Validation(vec![FieldError {
+                field: "body".into(),
+                message: e.to_string(),
+            }]),
+            _ => ApiError::MalformedJson(e.to_string()),
+        })?
+    };
+    if request
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > entries::MAX_DESCRIPTION)
+    {
+        return Err(ApiError::Validation(vec![FieldError {
+            field: "description".into(),
+            message: format!("is longer than {} characters", entries::MAX_DESCRIPTION),
+        }]));
+    }
+    let path = format!("/v1/merchants/{merchant}/entries/{id}/reversal");
+    let idempotency = Idempotency::from_request(&headers, "POST", &path, &body)?;
+
+    let mut tx = match begin(&state, &merchant, idempotency.as_ref()).await? {
+        Begun::Fresh(tx) => tx,
+        Begun::Replay(response) => return Ok(response),
+    };
+    let today = entries::today(&state.rules);
+    let entry = entries::reverse(
+        &mut tx,
+        &merchant_id,
+        id,
+        today,
+        request.description,
+        &traceparent(&headers),
+    )
+    .await?;
+    commit_created(&state, tx, &merchant, idempotency.as_ref(), &entry).await
+}
+
+/// Read one entry.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant}/entries/{id}",
+    params(("merchant" = String, Path), ("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = Entry),
+        (status = 404, body = cashflow_platform::problem::Problem),
+    ),
+    security(("bearer" = ["entries:read"]))
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path((merchant, id)): Path<(String, String)>,
+    Authenticated(principal): Authenticated,
+) -> Result<Json<Entry>, ApiError> {
+    principal.authorize(&merchant, READ)?;
+    let merchant_id = merchant_id(&merchant)?;
+    let not_found = || ApiError::NotFound(format!("no entry {id} for merchant {merchant}"));
+    let uuid: Uuid = id.parse().map_err(|_| not_found())?;
+    entries::find(&state.pool, &merchant_id, uuid)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+/// List a day's entries, in recording order, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant}/entries",
+    params(
+        ("merchant" = String, Path),
+        ("date" = String, Query, description = "Business date, YYYY-MM-DD"),
+        ("limit" = Option<u16>, Query, description = "Page size, 1 to 200 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, body = EntryPage),
+        (status = 422, body = cashflow_platform::problem::Problem),
+    ),
+    security(("bearer" = ["entries:read"]))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Path(merchant): Path<String>,
+    Authenticated(principal): Authenticated,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<EntryPage>, ApiError> {
+    principal.authorize(&merchant, READ)?;
+    let merchant_id = merchant_id(&merchant)?;
+    let bad = |field: &str, message: String| {
+        ApiError::BadParameter(FieldError {
+            field: field.into(),
+            message,
+        })
+    };
+    let date = query
+        .get("date")
+        .ok_or_else(|| bad("date", "is required (YYYY-MM-DD)".into()))
+        .and_then(|d| business_date::parse(d).map_err(|e| bad("date", e)))?;
+    let limit = match query.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<u16>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| bad("limit", format!("must be 1 to {MAX_LIMIT}")))?,
+    };
+    let after = match query.get("cursor") {
+        None => 0,
+        Some(c) => URL_SAFE_NO_PAD
+            .decode(c)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(|| bad("cursor", "is not a cursor this API returned".into()))?,
+    };
+    let (items, next) = entries::list(&state.pool, &merchant_id, date, after, limit).await?;
+    Ok(Json(EntryPage {
+        items,
+        next_cursor: next.map(|seq| URL_SAFE_NO_PAD.encode(seq.to_string())),
+    }))
+}

@@ -1,0 +1,115 @@
+//! Building and running the ledger: `Application::build` connects, migrates and binds;
+//! `run_until_stopped` serves until the shutdown token is cancelled, then drains.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cashflow_platform::auth::JwtVerifier;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::outbox::{self, Relay};
+use crate::routes::{self, AppState};
+
+/// A built ledger, bound to its port, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    pool: PgPool,
+    relay: Option<Relay>,
+    metrics: Metrics,
+}
+
+impl Application {
+    /// Connects to PostgreSQL, applies the migrations, sets up SQS and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.database_max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&config.database_url)
+            .await
+            .context("connecting to PostgreSQL")?;
+        crate::MIGRATOR
+            .run(&pool)
+            .await
+            .context("applying the ledger's migrations")?;
+        let metrics = Metrics::new();
+        let relay_wake = Arc::new(Notify::new());
+        let relay = if config.relay.enabled {
+            let sqs = config.sqs.client(Duration::from_secs(5)).await;
+            Some(Relay::new(
+                pool.clone(),
+                sqs,
+                config.queue_url.clone(),
+                config.relay.clone(),
+                Arc::clone(&relay_wake),
+                metrics.outbox.clone(),
+            ))
+        } else {
+            None
+        };
+        let state = AppState {
+            pool: pool.clone(),
+            verifier: Arc::new(JwtVerifier::new(config.auth.clone())),
+            rules: Arc::new(config.entries.clone()),
+            relay_wake,
+            max_body_bytes: config.max_body_bytes,
+        };
+        let router = routes::router(state, &metrics);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        Ok(Self {
+            listener,
+            router,
+            pool,
+            relay,
+            metrics,
+        })
+    }
+
+    /// The bound address (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The metrics of this instance.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Serves until `shutdown` is cancelled: stops accepting, finishes in-flight requests, lets
+    /// the relay finish its batch, then returns.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let background = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(relay) = self.relay {
+            tasks.spawn(relay.run(background.clone()));
+        }
+        tasks.spawn(outbox::sample_backlog(
+            self.pool.clone(),
+            self.metrics.outbox.clone(),
+            background.clone(),
+        ));
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("serving HTTP");
+        // Requests have drained; whatever they committed is still published by the next relay.
+        background.cancel();
+        while tasks.join_next().await.is_some() {}
+        self.pool.close().await;
+        tracing::info!("ledger stopped");
+        served
+    }
+}

@@ -1,0 +1,123 @@
+//! The outbox relay: every event reaches SQS exactly once, also while SQS is down and with two
+//! relays at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use harness::{Dependency, Fault, Stack, StackOptions};
+use ledger::config::RelayConfig;
+use ledger::metrics::OutboxMetrics;
+use ledger::outbox::Relay;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{TestApp, credit, drain_events, eventually};
+
+#[tokio::test]
+async fn each_recorded_entry_is_published_once() {
+    let app = TestApp::spawn().await;
+    for amount in ["1.00", "2.00", "3.00"] {
+        assert_eq!(app.post_entry("m1", &credit(amount)).await.status(), 201);
+    }
+    let seen = drain_events(&app.scope, 3, Duration::from_secs(30)).await;
+    assert_eq!(seen.len(), 3);
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    assert_eq!(app.outbox_backlog().await, 0);
+}
+
+#[tokio::test]
+async fn while_sqs_is_down_entries_are_accepted_and_published_once_it_is_back() {
+    // Its own stack: LocalStack goes down.
+    let stack: &'static Stack = Box::leak(Box::new(
+        Stack::start(StackOptions::default()).await.expect("stack"),
+    ));
+    let app = TestApp::spawn_on(stack, |_| {}).await;
+    stack
+        .inject(Dependency::LocalStack, Fault::Stop)
+        .await
+        .expect("stop LocalStack");
+
+    for i in 0..20 {
+        let response = app
+            .post_entry("m1", &credit(&format!("{}.00", i + 1)))
+            .await;
+        assert_eq!(response.status(), 201, "POST {i} while SQS is down");
+    }
+    assert_eq!(
+        app.outbox_backlog().await,
+        20,
+        "the outbox holds every event"
+    );
+    eventually(Duration::from_secs(10), "the backlog metric", || async {
+        let metrics = app
+            .http
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("text");
+        metrics.lines().any(|l| l == "ledger_outbox_backlog 20")
+    })
+    .await;
+    let ready = app
+        .http
+        .get(format!("{}/health/ready", app.address))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 200, "readiness does not depend on SQS");
+
+    stack
+        .inject(Dependency::LocalStack, Fault::Restart)
+        .await
+        .expect("restart LocalStack");
+    let seen = drain_events(&app.scope, 20, Duration::from_secs(60)).await;
+    assert_eq!(seen.len(), 20, "every event arrived");
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "each exactly once: {seen:?}"
+    );
+    assert_eq!(app.outbox_backlog().await, 0);
+    app.stop().await;
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_relays_at_once_publish_each_event_once() {
+    let app = TestApp::spawn_with(|config| config.relay.enabled = false).await;
+    for i in 0..200 {
+        assert_eq!(
+            app.post_entry("m1", &credit(&format!("{}.00", i + 1)))
+                .await
+                .status(),
+            201
+        );
+    }
+    assert_eq!(app.outbox_backlog().await, 200);
+
+    let stop = CancellationToken::new();
+    let mut relays = Vec::new();
+    for _ in 0..2 {
+        let relay = Relay::new(
+            app.scope.pg_pool().await.expect("pool"),
+            app.scope.sqs(),
+            app.scope.queues.url.clone(),
+            RelayConfig {
+                idle_poll: Duration::from_millis(20),
+                ..RelayConfig::default()
+            },
+            Arc::default(),
+            OutboxMetrics::default(),
+        );
+        relays.push(tokio::spawn(relay.run(stop.clone())));
+    }
+    let seen = drain_events(&app.scope, 200, Duration::from_secs(60)).await;
+    stop.cancel();
+    for relay in relays {
+        relay.await.expect("relay");
+    }
+    assert_eq!(seen.len(), 200);
+    assert!(seen.values().all(|&n| n == 1), "each exactly once");
+    assert_eq!(app.outbox_backlog().await, 0);
+}
