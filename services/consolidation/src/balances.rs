@@ -1,0 +1,294 @@
+//! Daily balances: applying a batch of events idempotently, and reading a day or a range.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cashflow_contracts::money::format_minor;
+use cashflow_contracts::{Currency, EntryKind, EntryRecordedV1, MerchantId, business_date};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+/// What applying a batch did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Events that changed a balance.
+    pub applied: Vec<Uuid>,
+    /// Events seen before (redeliveries), which changed nothing.
+    pub duplicates: Vec<Uuid>,
+    /// For each merchant touched, the earliest day that changed: that day and every later
+    /// closing balance moved.
+    pub earliest_change: BTreeMap<MerchantId, Date>,
+}
+
+#[derive(Default)]
+struct DayDelta {
+    currency: String,
+    credits: i64,
+    debits: i64,
+    count: i64,
+    last_recorded_at: Option<OffsetDateTime>,
+}
+
+/// Applies events in one transaction: each event id is recorded in the same transaction as the
+/// balance change, so a redelivered event changes nothing. Rows are touched in key order, so
+/// concurrent batches cannot deadlock each other on balance rows.
+pub async fn apply(pool: &PgPool, events: &[EntryRecordedV1]) -> Result<Applied, sqlx::Error> {
+    let mut by_id: BTreeMap<Uuid, &EntryRecordedV1> = BTreeMap::new();
+    let mut duplicates = Vec::new();
+    for event in events {
+        if by_id.insert(event.event_id, event).is_some() {
+            duplicates.push(event.event_id);
+        }
+    }
+    let ids: Vec<Uuid> = by_id.keys().copied().collect();
+    let merchants: Vec<String> = by_id.values().map(|e| e.merchant_id.to_string()).collect();
+
+    let mut tx = pool.begin().await?;
+    let fresh: BTreeSet<Uuid> = sqlx::query_scalar::<_, Uuid>(
+        "INSERT INTO processed_events (event_id, merchant_id) \
+         SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
+    )
+    .bind(&ids)
+    .bind(&merchants)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+
+    let mut deltas: BTreeMap<(String, Date), DayDelta> = BTreeMap::new();
+    let mut outcome = Applied {
+        duplicates,
+        ..Applied::default()
+    };
+    for (id, event) in &by_id {
+        if !fresh.contains(id) {
+            outcome.duplicates.push(*id);
+            continue;
+        }
+        outcome.applied.push(*id);
+        let delta = deltas
+            .entry((event.merchant_id.to_string(), event.business_date))
+            .or_default();
+        delta.currency = event.currency.code().to_string();
+        match event.kind {
+            EntryKind::Credit => delta.credits += event.amount_minor,
+            EntryKind::Debit => delta.debits += event.amount_minor,
+        }
+        delta.count += 1;
+        delta.last_recorded_at = delta.last_recorded_at.max(Some(event.recorded_at));
+        let earliest = outcome
+            .earliest_change
+            .entry(event.merchant_id.clone())
+            .or_insert(event.business_date);
+        *earliest = (*earliest).min(event.business_date);
+    }
+    if !deltas.is_empty() {
+        let mut merchant = Vec::new();
+        let mut day = Vec::new();
+        let mut currency = Vec::new();
+        let mut credits = Vec::new();
+        let mut debits = Vec::new();
+        let mut count = Vec::new();
+        let mut recorded = Vec::new();
+        for ((m, d), delta) in deltas {
+            merchant.push(m);
+            day.push(d);
+            currency.push(delta.currency);
+            credits.push(delta.credits);
+            debits.push(delta.debits);
+            count.push(delta.count);
+            recorded.push(
+                delta
+                    .last_recorded_at
+                    .unwrap_or_else(OffsetDateTime::now_utc),
+            );
+        }
+        sqlx::query(
+            "INSERT INTO daily_balances AS b (merchant_id, business_date, currency, credits_minor, \
+               debits_minor, entry_count, last_event_recorded_at) \
+             SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::int8[], $5::int8[], \
+               $6::int8[], $7::timestamptz[]) \
+             ON CONFLICT (merchant_id, business_date) DO UPDATE SET \
+               credits_minor = b.credits_minor + EXCLUDED.credits_minor, \
+               debits_minor = b.debits_minor + EXCLUDED.debits_minor, \
+               entry_count = b.entry_count + EXCLUDED.entry_count, \
+               last_event_recorded_at = GREATEST(b.last_event_recorded_at, EXCLUDED.last_event_recorded_at), \
+               last_applied_at = now()",
+        )
+        .bind(&merchant)
+        .bind(&day)
+        .bind(&currency)
+        .bind(&credits)
+        .bind(&debits)
+        .bind(&count)
+        .bind(&recorded)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// One day of a merchant's books.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DayBalance {
+    /// Whose books.
+    pub merchant_id: String,
+    /// The business date.
+    #[schema(example = "2026-11-24")]
+    pub date: String,
+    /// ISO currency.
+    #[schema(example = "BRL")]
+    pub currency: String,
+    /// Sum of credits.
+    #[schema(example = "100.10")]
+    pub credits: String,
+    /// Sum of debits.
+    #[schema(example = "30.05")]
+    pub debits: String,
+    /// Credits minus debits.
+    #[schema(example = "70.05")]
+    pub net: String,
+    /// Closing balance of the day before (all earlier days).
+    #[schema(example = "200.00")]
+    pub opening_balance: String,
+    /// Opening plus net.
+    #[schema(example = "270.05")]
+    pub closing_balance: String,
+    /// Entries in the day.
+    pub entry_count: i64,
+    /// When the latest event counted in this closing balance was applied; null before any.
+    pub as_of: Option<String>,
+}
+
+/// A range of days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Report {
+    /// Whose books.
+    pub merchant_id: String,
+    /// First day.
+    pub from: String,
+    /// Last day.
+    pub to: String,
+    /// ISO currency.
+    pub currency: String,
+    /// Every day of the range, in order, days without entries included.
+    pub days: Vec<DayBalance>,
+}
+
+impl Report {
+    /// The report as CSV, one line per day.
+    pub fn to_csv(&self) -> String {
+        let mut csv = String::from(
+            "date,currency,credits,debits,net,opening_balance,closing_balance,entry_count,as_of\n",
+        );
+        for d in &self.days {
+            csv.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{}\n",
+                d.date,
+                d.currency,
+                d.credits,
+                d.debits,
+                d.net,
+                d.opening_balance,
+                d.closing_balance,
+                d.entry_count,
+                d.as_of.as_deref().unwrap_or("")
+            ));
+        }
+        csv
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DayRow {
+    business_date: Date,
+    credits_minor: i64,
+    debits_minor: i64,
+    entry_count: i64,
+    last_applied_at: OffsetDateTime,
+}
+
+/// The report for `from..=to` (the caller bounds the range).
+pub async fn report(
+    pool: &PgPool,
+    merchant: &MerchantId,
+    from: Date,
+    to: Date,
+    default_currency: Currency,
+) -> Result<Report, sqlx::Error> {
+    let (before, as_of_before, currency): (i64, Option<OffsetDateTime>, Option<String>) =
+        sqlx::query_as(
+            "SELECT COALESCE(sum(credits_minor - debits_minor) \
+                       FILTER (WHERE business_date < $2), 0)::int8, \
+                    max(last_applied_at) FILTER (WHERE business_date < $2), \
+                    min(currency)::text \
+             FROM daily_balances WHERE merchant_id = $1",
+        )
+        .bind(merchant.as_str())
+        .bind(from)
+        .fetch_one(pool)
+        .await?;
+    let rows: Vec<DayRow> = sqlx::query_as(
+        "SELECT business_date, credits_minor, debits_minor, entry_count, last_applied_at \
+         FROM daily_balances WHERE merchant_id = $1 AND business_date BETWEEN $2 AND $3 \
+         ORDER BY business_date",
+    )
+    .bind(merchant.as_str())
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    let currency = currency.unwrap_or_else(|| default_currency.code().to_string());
+    let mut rows = rows.into_iter().peekable();
+    let mut balance = before;
+    let mut as_of = as_of_before;
+    let mut days = Vec::new();
+    let mut day = from;
+    loop {
+        let (credits, debits, count) = match rows.peek() {
+            Some(row) if row.business_date == day => {
+                let row = rows.next().expect("peeked");
+                as_of = as_of.max(Some(row.last_applied_at));
+                (row.credits_minor, row.debits_minor, row.entry_count)
+            }
+            _ => (0, 0, 0),
+        };
+        let opening = balance;
+        balance += credits - debits;
+        days.push(DayBalance {
+            merchant_id: merchant.to_string(),
+            date: business_date::format(day),
+            currency: currency.clone(),
+            credits: format_minor(credits),
+            debits: format_minor(debits),
+            net: format_minor(credits - debits),
+            opening_balance: format_minor(opening),
+            closing_balance: format_minor(balance),
+            entry_count: count,
+            as_of: as_of.map(format_timestamp),
+        });
+        if day >= to {
+            break;
+        }
+        day = day.next_day().unwrap_or(to);
+    }
+    Ok(Report {
+        merchant_id: merchant.to_string(),
+        from: business_date::format(from),
+        to: business_date::format(to),
+        currency,
+        days,
+    })
+}
+
+/// RFC 3339 in UTC with milliseconds.
+pub fn format_timestamp(at: OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}

@@ -1,0 +1,271 @@
+//! Redis cache-aside for balance and report reads.
+//!
+//! Per merchant, one hash holds cached answers (`d:<date>` for a day, `r:<from>:<to>` for a
+//! report; both end in the last date they cover) and a version counter. A change to day D bumps
+//! the version and deletes every answer whose last date is D or later: exactly the answers whose
+//! closing balance moved. A reader only stores what it read from PostgreSQL if the version is
+//! still the one it saw before reading, so a slow reader never puts back a stale balance.
+//!
+//! Redis is a cache only: when it fails, reads go to PostgreSQL and a metric counts the
+//! fallback; invalidations that could not reach Redis are kept and retried, and this instance
+//! bypasses the cache for those merchants until they succeed.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use redis::Script;
+use redis::aio::ConnectionManager;
+use time::Date;
+use tokio::sync::Mutex;
+
+use cashflow_contracts::business_date;
+
+/// How long to leave Redis alone after a failed connection attempt.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// Cache figures.
+#[derive(Debug, Clone, Default)]
+pub struct CacheMetrics {
+    /// Answers served from Redis.
+    pub hits: Counter,
+    /// Answers read from PostgreSQL because Redis did not have them.
+    pub misses: Counter,
+    /// Answers read from PostgreSQL because Redis failed.
+    pub fallbacks: Counter,
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The cached answer.
+    Hit(String),
+    /// Not cached; store the answer with this version.
+    Miss(Version),
+    /// Redis failed or the merchant has a pending invalidation: read from PostgreSQL, store nothing.
+    Bypass,
+}
+
+/// The merchant's cache version seen before reading PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct Version(Option<String>);
+
+/// The cache.
+#[derive(Debug)]
+pub struct Cache {
+    client: redis::Client,
+    prefix: String,
+    ttl: Duration,
+    connection: Mutex<Connection>,
+    /// Invalidations that did not reach Redis: merchant → earliest changed day.
+    pending: Mutex<HashMap<String, Date>>,
+    metrics: CacheMetrics,
+}
+
+#[derive(Debug, Default)]
+struct Connection {
+    manager: Option<ConnectionManager>,
+    failed_at: Option<Instant>,
+}
+
+const PUT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if (current == false and ARGV[1] == '') or current == ARGV[1] then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  return 1
+end
+return 0
+";
+
+const INVALIDATE: &str = r"
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if string.sub(field, -10) >= ARGV[1] then
+    redis.call('HDEL', KEYS[2], field)
+  end
+end
+return 1
+";
+
+impl Cache {
+    /// A cache on `url`; connects on first use.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        ttl: Duration,
+        metrics: CacheMetrics,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: redis::Client::open(url)?,
+            prefix: prefix.to_string(),
+            ttl,
+            connection: Mutex::default(),
+            pending: Mutex::default(),
+            metrics,
+        })
+    }
+
+    /// The field of a day's answer.
+    pub fn day_field(date: Date) -> String {
+        format!("d:{}", business_date::format(date))
+    }
+
+    /// The field of a report's answer.
+    pub fn report_field(from: Date, to: Date) -> String {
+        format!(
+            "r:{}:{}",
+            business_date::format(from),
+            business_date::format(to)
+        )
+    }
+
+    fn keys(&self, merchant: &str) -> (String, String) {
+        (
+            format!("{}ver:{merchant}", self.prefix),
+            format!("{}bal:{merchant}", self.prefix),
+        )
+    }
+
+    async fn connection(&self) -> Option<ConnectionManager> {
+        let mut connection = self.connection.lock().await;
+        if let Some(manager) = &connection.manager {
+            return Some(manager.clone());
+        }
+        if connection
+            .failed_at
+            .is_some_and(|at| at.elapsed() < RECONNECT_AFTER)
+        {
+            return None;
+        }
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(500)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        match ConnectionManager::new_with_config(self.client.clone(), config).await {
+            Ok(manager) => {
+                connection.manager = Some(manager.clone());
+                connection.failed_at = None;
+                Some(manager)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis is unavailable; reading from PostgreSQL");
+                connection.failed_at = Some(Instant::now());
+                None
+            }
+        }
+    }
+
+    /// Looks up a cached answer.
+    pub async fn get(&self, merchant: &str, field: &str) -> Lookup {
+        self.flush_pending().await;
+        if self.pending.lock().await.contains_key(merchant) {
+            self.metrics.fallbacks.inc();
+            return Lookup::Bypass;
+        }
+        let Some(mut redis) = self.connection().await else {
+            self.metrics.fallbacks.inc();
+            return Lookup::Bypass;
+        };
+        let (version_key, hash_key) = self.keys(merchant);
+        let result: redis::RedisResult<(Option<String>, Option<String>)> = redis::pipe()
+            .get(&version_key)
+            .hget(&hash_key, field)
+            .query_async(&mut redis)
+            .await;
+        match result {
+            Ok((_, Some(value))) => {
+                self.metrics.hits.inc();
+                Lookup::Hit(value)
+            }
+            Ok((version, None)) => {
+                self.metrics.misses.inc();
+                Lookup::Miss(Version(version))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis read failed; reading from PostgreSQL");
+                self.metrics.fallbacks.inc();
+                Lookup::Bypass
+            }
+        }
+    }
+
+    /// Stores an answer read from PostgreSQL, unless the merchant's books changed since
+    /// `version` was seen.
+    pub async fn put(&self, merchant: &str, field: &str, value: &str, version: Version) {
+        let Some(mut redis) = self.connection().await else {
+            return;
+        };
+        let (version_key, hash_key) = self.keys(merchant);
+        let stored: redis::RedisResult<i32> = Script::new(PUT)
+            .key(&version_key)
+            .key(&hash_key)
+            .arg(version.0.unwrap_or_default())
+            .arg(field)
+            .arg(value)
+            .arg(self.ttl.as_secs())
+            .invoke_async(&mut redis)
+            .await;
+        if let Err(e) = stored {
+            tracing::debug!(error = %e, "caching a balance failed");
+        }
+    }
+
+    /// Forgets every cached answer of `merchant` that covers `from` or later.
+    pub async fn invalidate_from(&self, merchant: &str, from: Date) {
+        {
+            let mut pending = self.pending.lock().await;
+            let earliest = pending.entry(merchant.to_string()).or_insert(from);
+            *earliest = (*earliest).min(from);
+        }
+        self.flush_pending().await;
+    }
+
+    /// Sends the invalidations that are waiting for Redis.
+    pub async fn flush_pending(&self) {
+        let waiting: Vec<(String, Date)> = {
+            let pending = self.pending.lock().await;
+            if pending.is_empty() {
+                return;
+            }
+            pending.iter().map(|(m, d)| (m.clone(), *d)).collect()
+        };
+        let Some(mut redis) = self.connection().await else {
+            return;
+        };
+        for (merchant, from) in waiting {
+            let (version_key, hash_key) = self.keys(&merchant);
+            let done: redis::RedisResult<i32> = Script::new(INVALIDATE)
+                .key(&version_key)
+                .key(&hash_key)
+                .arg(business_date::format(from))
+                .arg(self.ttl.as_secs() * 2)
+                .invoke_async(&mut redis)
+                .await;
+            match done {
+                Ok(_) => {
+                    let mut pending = self.pending.lock().await;
+                    // A later change may have lowered the date meanwhile: keep that one.
+                    if pending.get(&merchant) == Some(&from) {
+                        pending.remove(&merchant);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %merchant, "cache invalidation failed; will retry");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether Redis answers PING (for diagnostics, not readiness).
+    pub async fn ping(&self) -> bool {
+        let Some(mut redis) = self.connection().await else {
+            return false;
+        };
+        let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut redis).await;
+        pong.is_ok()
+    }
+}

@@ -1,0 +1,442 @@
+//! The SQS consumer: several long-poll loops; each batch is applied in one transaction (one by
+//! one only when an event is refused), messages are deleted only after commit.
+//!
+//! Failures:
+//! - transient (database down, timeout, deadlock): the message's visibility is set to an
+//!   exponential backoff with jitter from its `ApproximateReceiveCount`; after maxReceiveCount
+//!   receives the queue's redrive policy moves it to the DLQ;
+//! - permanent (malformed JSON, unknown type or version, invalid field, refused by the
+//!   database): sent to the DLQ at once with the reason as message attributes, then deleted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
+};
+use cashflow_contracts::{ENTRY_RECORDED, EVENT_TYPE_ATTRIBUTE, EntryRecordedV1};
+use rand::Rng;
+use sqlx::PgPool;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::balances;
+use crate::cache::Cache;
+use crate::config::ConsumerConfig;
+use crate::metrics::ConsumerMetrics;
+
+/// Message attribute naming why the consumer dead-lettered a message.
+pub const FAILURE_REASON: &str = "failure_reason";
+/// Message attribute with the details.
+pub const FAILURE_DETAIL: &str = "failure_detail";
+/// Message attribute with the receive count when it was dead-lettered.
+pub const FAILURE_RECEIVE_COUNT: &str = "failure_receive_count";
+
+/// A retry the consumer scheduled (published for observers such as tests and logs).
+#[derive(Debug, Clone)]
+pub struct RetryNotice {
+    /// SQS message id.
+    pub message_id: String,
+    /// `ApproximateReceiveCount` when it failed.
+    pub receive_count: u32,
+    /// Visibility timeout set.
+    pub delay: Duration,
+    /// When.
+    pub at: Instant,
+}
+
+/// Why a message can never succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poison {
+    /// Short code: `malformed-json`, `unknown-event-type`, `invalid-event`, `rejected`.
+    pub reason: &'static str,
+    /// Human detail.
+    pub detail: String,
+}
+
+/// Decodes a message into an event, or says why it never will be one.
+pub fn decode(message: &Message) -> Result<EntryRecordedV1, Poison> {
+    let body = message.body().unwrap_or_default();
+    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| Poison {
+        reason: "malformed-json",
+        detail: e.to_string(),
+    })?;
+    let attribute = message
+        .message_attributes()
+        .and_then(|a| a.get(EVENT_TYPE_ATTRIBUTE))
+        .and_then(|v| v.string_value());
+    let body_type = value.get("event_type").and_then(|t| t.as_str());
+    for event_type in [attribute, body_type].into_iter().flatten() {
+        if event_type != ENTRY_RECORDED {
+            return Err(Poison {
+                reason: "unknown-event-type",
+                detail: format!(
+                    "{event_type:?} is not a type this consumer knows ({ENTRY_RECORDED})"
+                ),
+            });
+        }
+    }
+    let event: EntryRecordedV1 = serde_json::from_value(value).map_err(|e| Poison {
+        reason: "invalid-event",
+        detail: e.to_string(),
+    })?;
+    if event.amount_minor <= 0 {
+        return Err(Poison {
+            reason: "invalid-event",
+            detail: "amount_minor must be > 0".into(),
+        });
+    }
+    Ok(event)
+}
+
+/// Visibility timeout for the `receive_count`-th failure: `base * 2^(n-1)`, capped, with "equal
+/// jitter" (half fixed, half random) so that messages that failed together do not come back
+/// together. Whole seconds (SQS's unit), at least one.
+pub fn backoff(receive_count: u32, base: Duration, cap: Duration) -> Duration {
+    let exponent = receive_count.saturating_sub(1).min(20);
+    let full = base.saturating_mul(1 << exponent).min(cap);
+    let half = full / 2;
+    let jitter = rand::thread_rng().gen_range(Duration::ZERO..=half);
+    Duration::from_secs((half + jitter).as_secs_f64().ceil() as u64).max(Duration::from_secs(1))
+}
+
+/// Consumes the entries queue.
+#[derive(Debug)]
+pub struct Consumer {
+    pool: PgPool,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    dlq_url: String,
+    config: ConsumerConfig,
+    cache: Arc<Cache>,
+    metrics: ConsumerMetrics,
+    retries: broadcast::Sender<RetryNotice>,
+}
+
+impl Consumer {
+    /// A consumer; `retries` receives a notice for every retry scheduled.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        pool: PgPool,
+        sqs: aws_sdk_sqs::Client,
+        queue_url: String,
+        dlq_url: String,
+        config: ConsumerConfig,
+        cache: Arc<Cache>,
+        metrics: ConsumerMetrics,
+        retries: broadcast::Sender<RetryNotice>,
+    ) -> Self {
+        Self {
+            pool,
+            sqs,
+            queue_url,
+            dlq_url,
+            config,
+            cache,
+            metrics,
+            retries,
+        }
+    }
+
+    /// Runs the poll loops until `shutdown`: polling stops, batches in flight finish.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut loops = tokio::task::JoinSet::new();
+        for _ in 0..self.config.concurrency {
+            let consumer = Arc::clone(&self);
+            let shutdown = shutdown.clone();
+            loops.spawn(async move { consumer.poll(shutdown).await });
+        }
+        while loops.join_next().await.is_some() {}
+        tracing::info!("consumer stopped");
+    }
+
+    async fn poll(&self, shutdown: CancellationToken) {
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let receive = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(self.config.wait_seconds)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .message_attribute_names("All")
+                .send();
+            // A poll cut short by shutdown leaves its messages invisible until their
+            // visibility timeout; nothing is lost.
+            let received = tokio::select! {
+                received = receive => received,
+                () = shutdown.cancelled() => break,
+            };
+            match received {
+                Ok(output) => {
+                    failures = 0;
+                    let messages = output.messages.unwrap_or_default();
+                    if !messages.is_empty() {
+                        self.handle(messages).await;
+                    }
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let delay = Duration::from_millis(200)
+                        .saturating_mul(1 << failures.min(5))
+                        .min(Duration::from_secs(5));
+                    tracing::warn!(error = ?e, retry_in = ?delay, "receiving from SQS failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one received batch.
+    pub async fn handle(&self, messages: Vec<Message>) {
+        self.metrics.received.inc_by(messages.len() as u64);
+        let mut valid = Vec::with_capacity(messages.len());
+        for message in messages {
+            match decode(&message) {
+                Ok(event) => valid.push((message, event)),
+                Err(poison) => self.dead_letter(&message, &poison).await,
+            }
+        }
+        if valid.is_empty() {
+            return;
+        }
+        let events: Vec<EntryRecordedV1> = valid.iter().map(|(_, e)| e.clone()).collect();
+        let started = Instant::now();
+        match balances::apply(&self.pool, &events).await {
+            Ok(applied) => {
+                self.metrics
+                    .apply_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.settle(&valid, applied).await;
+            }
+            Err(e) if is_transient(&e) => {
+                tracing::warn!(error = %e, messages = valid.len(), "applying a batch failed; retrying with backoff");
+                for (message, _) in &valid {
+                    self.retry(message).await;
+                }
+            }
+            Err(e) => {
+                // Something in the batch is refused: find it by applying one at a time.
+                tracing::warn!(error = %e, "a batch was refused; applying its events one by one");
+                for (message, event) in &valid {
+                    match balances::apply(&self.pool, std::slice::from_ref(event)).await {
+                        Ok(applied) => {
+                            self.settle(
+                                std::slice::from_ref(&(message.clone(), event.clone())),
+                                applied,
+                            )
+                            .await
+                        }
+                        Err(e) if is_transient(&e) => self.retry(message).await,
+                        Err(e) => {
+                            let poison = Poison {
+                                reason: "rejected",
+                                detail: e.to_string(),
+                            };
+                            self.dead_letter(message, &poison).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// After commit: invalidate the cache (first, so that whoever sees the event counted — in
+    /// the metrics or a balance — never then reads a stale cached one), metrics, delete.
+    async fn settle(&self, handled: &[(Message, EntryRecordedV1)], applied: balances::Applied) {
+        for (merchant, from) in &applied.earliest_change {
+            self.cache.invalidate_from(merchant.as_str(), *from).await;
+        }
+        self.metrics.applied.inc_by(applied.applied.len() as u64);
+        self.metrics
+            .duplicates
+            .inc_by(applied.duplicates.len() as u64);
+        let now = time::OffsetDateTime::now_utc();
+        for (_, event) in handled {
+            if applied.applied.contains(&event.event_id) {
+                self.metrics
+                    .lag_seconds
+                    .observe((now - event.recorded_at).as_seconds_f64().max(0.0));
+            }
+        }
+        self.delete(handled.iter().map(|(m, _)| m)).await;
+    }
+
+    async fn delete<'a>(&self, messages: impl Iterator<Item = &'a Message>) {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = messages
+            .enumerate()
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        // A message whose delete fails comes back and is counted as a duplicate: harmless.
+        match self
+            .sqs
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(output) => {
+                for failed in output.failed {
+                    tracing::warn!(code = %failed.code, "deleting a handled message failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, "deleting handled messages failed"),
+        }
+    }
+
+    async fn retry(&self, message: &Message) {
+        let receive_count = receive_count(message);
+        let delay = backoff(receive_count, self.config.retry_base, self.config.retry_cap);
+        self.metrics.retried.inc();
+        let _ = self.retries.send(RetryNotice {
+            message_id: message.message_id().unwrap_or_default().to_string(),
+            receive_count,
+            delay,
+            at: Instant::now(),
+        });
+        let Some(receipt) = message.receipt_handle() else {
+            return;
+        };
+        let changed = self
+            .sqs
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(i32::try_from(delay.as_secs()).unwrap_or(i32::MAX))
+            .send()
+            .await;
+        if let Err(e) = changed {
+            // The queue's own visibility timeout applies instead.
+            tracing::warn!(error = ?e, "setting the retry backoff failed");
+        }
+    }
+
+    async fn dead_letter(&self, message: &Message, poison: &Poison) {
+        tracing::warn!(
+            message_id = message.message_id().unwrap_or_default(),
+            reason = poison.reason,
+            detail = %poison.detail,
+            "sending a message that can never succeed to the DLQ"
+        );
+        let mut attributes: HashMap<String, MessageAttributeValue> =
+            message.message_attributes().cloned().unwrap_or_default();
+        for (name, value) in [
+            (FAILURE_REASON, poison.reason.to_string()),
+            (FAILURE_DETAIL, truncate(&poison.detail, 1000)),
+            (FAILURE_RECEIVE_COUNT, receive_count(message).to_string()),
+        ] {
+            if let Ok(v) = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+            {
+                attributes.insert(name.to_string(), v);
+            }
+        }
+        let sent = self
+            .sqs
+            .send_message()
+            .queue_url(&self.dlq_url)
+            .message_body(message.body().unwrap_or(" "))
+            .set_message_attributes(Some(attributes))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => {
+                self.metrics.dead_lettered.inc();
+                self.delete(std::iter::once(message)).await;
+            }
+            // Left in the queue: it comes back and is dead-lettered then.
+            Err(e) => tracing::error!(error = ?e, "sending to the DLQ failed"),
+        }
+    }
+}
+
+fn receive_count(message: &Message) -> u32 {
+    message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// Whether trying again later may succeed: the database unreachable or busy, a timeout, a
+/// deadlock or serialization failure. Data and constraint errors are permanent.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            ["08", "40", "53", "55", "57", "58"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_) => true,
+        _ => false,
+    }
+}
+
+/// Samples the DLQ's depth into the gauge until `shutdown`.
+pub async fn sample_dlq_depth(
+    sqs: aws_sdk_sqs::Client,
+    dlq_url: String,
+    metrics: ConsumerMetrics,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        if let Ok(depth) = crate::dlq::depth(&sqs, &dlq_url).await {
+            metrics.dlq_depth.set(depth);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_secs(1);
+        let cap = Duration::from_secs(60);
+        for _ in 0..100 {
+            let third = backoff(3, base, cap);
+            assert!(
+                (Duration::from_secs(2)..=Duration::from_secs(4)).contains(&third),
+                "{third:?}"
+            );
+            let tenth = backoff(10, base, cap);
+            assert!(
+                (Duration::from_secs(30)..=cap).contains(&tenth),
+                "{tenth:?}"
+            );
+            assert!(backoff(1, base, cap) >= Duration::from_secs(1));
+        }
+    }
+}

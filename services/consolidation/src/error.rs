@@ -1,0 +1,63 @@
+//! The one error type at the HTTP edge. 4xx explain the problem; 5xx log the cause once and
+//! answer an opaque body.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cashflow_platform::problem::{FieldError, Problem};
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A bad path or query parameter, or body field.
+    #[error("{}: {}", .0.field, .0.message)]
+    BadParameter(FieldError),
+    /// A ready-made problem (authorization).
+    #[error("{}", .0.title)]
+    Problem(Problem),
+    /// Anything else: logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 422 naming the parameter.
+    pub fn parameter(field: &str, message: impl Into<String>) -> Self {
+        Self::BadParameter(FieldError {
+            field: field.into(),
+            message: message.into(),
+        })
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(anyhow::Error::new(e))
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        Self::Problem(p)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let detail = self.to_string();
+        match self {
+            Self::BadParameter(error) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "The request is invalid",
+            )
+            .with_detail(detail)
+            .with_errors(vec![error]),
+            Self::Problem(problem) => problem,
+            Self::Internal(cause) => {
+                tracing::error!(error = ?cause, "request failed");
+                Problem::internal()
+            }
+        }
+        .into_response()
+    }
+}

@@ -1,0 +1,21 @@
+//! The daily consolidation ("consolidação diária"): consumes the ledger's `entry.recorded.v1`
+//! events from SQS — retrying transient failures with exponential backoff and jitter, sending
+//! what can never succeed to the DLQ — keeps each merchant's daily balances idempotently in
+//! PostgreSQL, caches reads in Redis, and serves balances, reports and DLQ tooling over HTTP.
+
+pub mod balances;
+pub mod cache;
+pub mod config;
+pub mod consumer;
+pub mod dlq;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+
+pub use config::Config;
+pub use startup::Application;
+
+/// The consolidation's schema, embedded: applied at start and used by the harness's templates.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -1,0 +1,94 @@
+//! The consolidation binary: serves by default; `consolidation dlq list|redrive` is the DLQ
+//! tooling, with the same configuration.
+
+use std::collections::HashSet;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Daily consolidation of merchants' entries.
+#[derive(Debug, Parser)]
+#[command(name = "consolidation", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Consume the entries queue and serve the API (the default).
+    Serve,
+    /// Inspect or redrive the dead-letter queue (needs ENTRIES_QUEUE_URL, ENTRIES_DLQ_URL and
+    /// the AWS variables only).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqAction {
+    /// List messages with their failure reason and receive count.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Move messages back to the main queue: all, or the ids given.
+    Redrive {
+        /// A DLQ message id (repeat for several); none means all.
+        #[arg(long = "id")]
+        ids: Vec<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    cashflow_platform::telemetry::init_logging();
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let config = consolidation::Config::from_env().context("reading the configuration")?;
+            let app = consolidation::Application::build(config).await?;
+            tracing::info!(address = %app.local_addr(), "consolidation listening");
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cashflow_platform::shutdown::cancel_on_signal(
+                shutdown.clone(),
+            ));
+            app.run_until_stopped(shutdown).await
+        }
+        Command::Dlq { action } => {
+            let queue_url = cashflow_platform::config::required("ENTRIES_QUEUE_URL")?;
+            let dlq_url = cashflow_platform::config::required("ENTRIES_DLQ_URL")?;
+            let sqs = cashflow_platform::sqs::SqsSettings::from_env()
+                .client(std::time::Duration::from_secs(10))
+                .await;
+            match action {
+                DlqAction::List { limit } => {
+                    let messages = consolidation::dlq::list(&sqs, &dlq_url, limit).await?;
+                    println!("{} message(s) in {dlq_url}", messages.len());
+                    for m in messages {
+                        println!(
+                            "{}  reason={}  receives={}  detail={}\n    {}",
+                            m.message_id,
+                            m.reason,
+                            m.receive_count
+                                .map_or_else(|| "?".into(), |c| c.to_string()),
+                            m.detail.unwrap_or_default(),
+                            m.body
+                        );
+                    }
+                }
+                DlqAction::Redrive { ids } => {
+                    let only: Option<HashSet<String>> =
+                        (!ids.is_empty()).then(|| ids.into_iter().collect());
+                    let moved =
+                        consolidation::dlq::redrive(&sqs, &dlq_url, &queue_url, only.as_ref())
+                            .await?;
+                    println!("redriven {moved} message(s) to {queue_url}");
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The consolidation's metrics, in a registry of its own.
+
+use std::sync::Arc;
+
+use cashflow_platform::telemetry::{HttpMetrics, latency_buckets};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::cache::CacheMetrics;
+
+/// Consumer figures.
+#[derive(Debug, Clone)]
+pub struct ConsumerMetrics {
+    /// Messages received from the queue.
+    pub received: Counter,
+    /// Events that changed a balance.
+    pub applied: Counter,
+    /// Redelivered events that changed nothing.
+    pub duplicates: Counter,
+    /// Messages put back with a backoff after a transient failure.
+    pub retried: Counter,
+    /// Messages sent to the DLQ by the consumer (malformed, unknown type, invalid).
+    pub dead_lettered: Counter,
+    /// Time to apply a batch in PostgreSQL.
+    pub apply_seconds: Histogram,
+    /// Now minus the event's recorded_at, when applied.
+    pub lag_seconds: Histogram,
+    /// Messages in the DLQ (sampled).
+    pub dlq_depth: Gauge,
+}
+
+impl Default for ConsumerMetrics {
+    fn default() -> Self {
+        Self {
+            received: Counter::default(),
+            applied: Counter::default(),
+            duplicates: Counter::default(),
+            retried: Counter::default(),
+            dead_lettered: Counter::default(),
+            apply_seconds: Histogram::new(latency_buckets()),
+            lag_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
+            dlq_depth: Gauge::default(),
+        }
+    }
+}
+
+/// Every metric of one consolidation instance.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// The registry `/metrics` renders.
+    pub registry: Arc<Registry>,
+    /// Requests by route and status.
+    pub http: HttpMetrics,
+    /// The consumer.
+    pub consumer: ConsumerMetrics,
+    /// The cache.
+    pub cache: CacheMetrics,
+}
+
+impl Metrics {
+    /// Registers everything in a new registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("consolidation");
+        let http = HttpMetrics::register(&mut registry);
+        let consumer = ConsumerMetrics::default();
+        let cache = CacheMetrics::default();
+        registry.register(
+            "events_received",
+            "Messages received from SQS",
+            consumer.received.clone(),
+        );
+        registry.register(
+            "events_applied",
+            "Events applied to balances",
+            consumer.applied.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Redelivered events ignored",
+            consumer.duplicates.clone(),
+        );
+        registry.register(
+            "events_retried",
+            "Messages retried with backoff",
+            consumer.retried.clone(),
+        );
+        registry.register(
+            "events_dead_lettered",
+            "Messages sent to the DLQ by the consumer",
+            consumer.dead_lettered.clone(),
+        );
+        registry.register(
+            "apply_seconds",
+            "Time to apply a batch",
+            consumer.apply_seconds.clone(),
+        );
+        registry.register(
+            "lag_seconds",
+            "Time from the ledger recording an entry to its balance being updated",
+            consumer.lag_seconds.clone(),
+        );
+        registry.register(
+            "dlq_depth",
+            "Messages in the dead-letter queue",
+            consumer.dlq_depth.clone(),
+        );
+        registry.register("cache_hits", "Reads served from Redis", cache.hits.clone());
+        registry.register(
+            "cache_misses",
+            "Reads Redis did not have",
+            cache.misses.clone(),
+        );
+        registry.register(
+            "cache_fallbacks",
+            "Reads served from PostgreSQL because Redis failed",
+            cache.fallbacks.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            http,
+            consumer,
+            cache,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

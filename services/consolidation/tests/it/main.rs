@@ -1,0 +1,8 @@
+//! The consolidation's integration tests, against real PostgreSQL, Redis and LocalStack SQS and
+//! the emulated identity provider, through the harness.
+
+mod api;
+mod cache;
+mod consume;
+mod helpers;
+mod retry;
