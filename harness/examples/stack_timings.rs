@@ -43,6 +43,38 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("scope, one at a time: {}", summary(sequential));
 
+    // Where the time goes: the queue pair alone, and the database alone (same SQL as a scope).
+    let sqs = stack.sqs();
+    let mut queues = Vec::new();
+    for i in 0..10 {
+        let t = Instant::now();
+        harness::sqs::QueuePairSpec {
+            name: format!("timing-{}-{i}", std::process::id()),
+            max_receive_count: 5,
+            visibility_timeout_secs: 30,
+        }
+        .create(&sqs)
+        .await?;
+        queues.push(t.elapsed());
+    }
+    println!("  of which the queue pair: {}", summary(queues));
+    let mut databases = Vec::new();
+    let mut admin =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&stack.endpoints().postgres_url).await?;
+    let template: String = sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE 'template\\_%' ESCAPE '\\' AND datname NOT IN ('template0','template1') LIMIT 1")
+        .fetch_one(&mut admin)
+        .await?;
+    for i in 0..10 {
+        let t = Instant::now();
+        sqlx::query(&format!(
+            r#"CREATE DATABASE "timing_{i}" TEMPLATE "{template}""#
+        ))
+        .execute(&mut admin)
+        .await?;
+        databases.push(t.elapsed());
+    }
+    println!("  of which the database: {}", summary(databases));
+
     let stack: &'static Stack = Box::leak(Box::new(stack));
     let mut parallel = Vec::new();
     for _ in 0..4 {

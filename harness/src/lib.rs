@@ -21,11 +21,13 @@ pub mod process;
 pub mod scope;
 pub mod sqs;
 pub mod stack;
+pub mod wait;
 
 pub use backend::{BackendKind, Dependency, Endpoints, Fault};
 pub use identity::{IdentityProvider, IssuerKeys, TokenFlaw};
 pub use scope::{Scope, ScopeOptions};
 pub use stack::{Stack, StackOptions};
+pub use wait::eventually;
 
 use tokio::sync::OnceCell;
 

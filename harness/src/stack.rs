@@ -255,6 +255,15 @@ fn build_template(
                 .await
                 .context("running migrations on the template")?;
             pool.close().await;
+            // A closed connection's backend can linger and block the rename: it is ours, so
+            // make sure it is gone.
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&building)
+            .execute(&mut admin)
+            .await?;
             retry_while_in_use(
                 &mut admin,
                 &format!(r#"ALTER DATABASE "{building}" RENAME TO "{name}""#),

@@ -110,7 +110,7 @@ async fn a_message_received_more_than_max_receive_count_times_lands_in_the_dlq()
         "received exactly maxReceiveCount times before the redrive"
     );
 
-    let dead = crate::eventually(
+    let dead = harness::eventually(
         Duration::from_secs(10),
         "the message in the DLQ",
         || async {

@@ -74,7 +74,7 @@ async fn no_process_outlives_an_aborted_test_process() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let _ = std::fs::remove_file(&file);
     assert_eq!(groups.len(), 3, "the child recorded its three dependencies");
-    let left = crate::eventually(
+    let left = harness::eventually(
         Duration::from_secs(15),
         "the dependencies to exit",
         || async {

@@ -267,7 +267,7 @@ pub async fn report(
             opening_balance: format_minor(opening),
             closing_balance: format_minor(balance),
             entry_count: count,
-            as_of: as_of.map(format_timestamp),
+            as_of: as_of.map(cashflow_contracts::format_timestamp),
         });
         if day >= to {
             break;
@@ -281,14 +281,4 @@ pub async fn report(
         currency,
         days,
     })
-}
-
-/// RFC 3339 in UTC with milliseconds.
-pub fn format_timestamp(at: OffsetDateTime) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    at.to_offset(time::UtcOffset::UTC)
-        .format(&format)
-        .unwrap_or_default()
 }

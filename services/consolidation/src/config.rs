@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cashflow_contracts::Currency;
 use cashflow_platform::auth::AuthConfig;
-use cashflow_platform::config::{optional, or_default, required};
+use cashflow_platform::config::{or_default, required};
 use cashflow_platform::sqs::SqsSettings;
 
 /// Everything the consolidation needs to run.
@@ -86,12 +86,7 @@ impl Config {
             queue_url: required("ENTRIES_QUEUE_URL")?,
             dlq_url: required("ENTRIES_DLQ_URL")?,
             sqs: SqsSettings::from_env(),
-            auth: AuthConfig {
-                issuer: required("AUTH_ISSUER")?,
-                audience: or_default("AUTH_AUDIENCE", "cashflow-api".to_string())?,
-                jwks_uri: optional("AUTH_JWKS_URI"),
-                leeway: Duration::from_secs(30),
-            },
+            auth: AuthConfig::from_env()?,
             consumer: ConsumerConfig {
                 enabled: or_default("CONSUMER_ENABLED", true)?,
                 concurrency,

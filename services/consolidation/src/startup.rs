@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cashflow_platform::auth::JwtVerifier;
-use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -33,16 +32,12 @@ impl Application {
     /// Connects to PostgreSQL, applies the migrations, sets up SQS and Redis, binds the listener.
     /// Redis may be down: it is a cache, connected on first use.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(config.database_max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&config.database_url)
-            .await
-            .context("connecting to PostgreSQL")?;
-        crate::MIGRATOR
-            .run(&pool)
-            .await
-            .context("applying the consolidation's migrations")?;
+        let pool = cashflow_platform::http::connect_and_migrate(
+            &config.database_url,
+            config.database_max_connections,
+            &crate::MIGRATOR,
+        )
+        .await?;
         let metrics = Metrics::new();
         let cache = Arc::new(Cache::new(
             &config.redis_url,

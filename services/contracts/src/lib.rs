@@ -99,6 +99,16 @@ impl FromStr for EntryKind {
     }
 }
 
+/// Timestamps in the APIs: RFC 3339 in UTC with milliseconds, e.g. `2026-11-24T13:05:10.123Z`.
+pub fn format_timestamp(at: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
 /// Business dates are `YYYY-MM-DD` in JSON.
 pub mod business_date {
     use serde::{Deserialize, Deserializer, Serializer};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cashflow_contracts::Currency;
 use cashflow_platform::auth::AuthConfig;
-use cashflow_platform::config::{optional, or_default, required};
+use cashflow_platform::config::{or_default, required};
 use cashflow_platform::sqs::SqsSettings;
 
 /// Everything the ledger needs to run.
@@ -96,12 +96,7 @@ impl Config {
             database_max_connections: or_default("DATABASE_MAX_CONNECTIONS", 20)?,
             queue_url: required("ENTRIES_QUEUE_URL")?,
             sqs: SqsSettings::from_env(),
-            auth: AuthConfig {
-                issuer: required("AUTH_ISSUER")?,
-                audience: or_default("AUTH_AUDIENCE", "cashflow-api".to_string())?,
-                jwks_uri: optional("AUTH_JWKS_URI"),
-                leeway: Duration::from_secs(30),
-            },
+            auth: AuthConfig::from_env()?,
             entries: EntryRules {
                 currency: or_default("MERCHANT_CURRENCY", cashflow_contracts::Currency::BRL)?,
                 timezone,

@@ -97,19 +97,9 @@ impl From<EntryRow> for Entry {
             description: row.description,
             category: row.category,
             reverses_entry_id: row.reverses_entry_id,
-            recorded_at: format_timestamp(row.recorded_at),
+            recorded_at: cashflow_contracts::format_timestamp(row.recorded_at),
         }
     }
-}
-
-/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-24T13:05:10.123Z`.
-pub fn format_timestamp(at: OffsetDateTime) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    at.to_offset(time::UtcOffset::UTC)
-        .format(&format)
-        .unwrap_or_default()
 }
 
 /// Today in the merchants' time zone.
@@ -273,56 +263,69 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
-/// Inserts the entry and its `entry.recorded.v1` event in the caller's transaction.
-pub async fn insert(
-    tx: &mut Transaction<'_, Postgres>,
+/// The statement that records an entry and its event: one statement, so the two rows commit
+/// together even outside an explicit transaction, in one round trip.
+const INSERT_ENTRY_AND_EVENT: &str = "WITH entry AS ( \
+       INSERT INTO entries (id, merchant_id, kind, amount_minor, currency, business_date, \
+         description, category, reverses_entry_id, recorded_at) \
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+       RETURNING id, seq, merchant_id, kind, amount_minor, currency, business_date, \
+         description, category, reverses_entry_id, recorded_at), \
+     event AS ( \
+       INSERT INTO outbox (event_id, event_type, payload, traceparent) \
+       VALUES ($11, $12, $13, $14)) \
+     SELECT * FROM entry";
+
+/// Inserts the entry and its `entry.recorded.v1` event atomically, on a pool or inside the
+/// caller's transaction.
+pub async fn insert<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
     entry: &NewEntry,
     reverses: Option<Uuid>,
     traceparent: &str,
 ) -> Result<Entry, ApiError> {
-    let row: EntryRow = sqlx::query_as(&format!(
-        "INSERT INTO entries (id, merchant_id, kind, amount_minor, currency, business_date, \
-         description, category, reverses_entry_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
-    ))
-    .bind(Uuid::now_v7())
-    .bind(entry.merchant.as_str())
-    .bind(entry.kind.as_str())
-    .bind(entry.amount.minor())
-    .bind(entry.currency.code())
-    .bind(entry.business_date)
-    .bind(&entry.description)
-    .bind(&entry.category)
-    .bind(reverses)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.constraint() == Some("entries_reverses_entry_id_key") => {
-            ApiError::Conflict("the entry has already been reversed".into())
-        }
-        _ => ApiError::from(e),
-    })?;
+    // PostgreSQL keeps microseconds: truncate first, so the event and the row agree exactly.
+    let now = OffsetDateTime::now_utc();
+    let recorded_at = now
+        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now);
     let event = EntryRecordedV1 {
         event_type: ENTRY_RECORDED.into(),
         event_id: Uuid::now_v7(),
-        entry_id: row.id,
+        entry_id: Uuid::now_v7(),
         merchant_id: entry.merchant.clone(),
         kind: entry.kind,
         amount_minor: entry.amount.minor(),
         currency: entry.currency,
         business_date: entry.business_date,
-        recorded_at: row.recorded_at,
+        recorded_at,
         reverses_entry_id: reverses,
     };
-    sqlx::query(
-        "INSERT INTO outbox (event_id, event_type, payload, traceparent) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(event.event_id)
-    .bind(ENTRY_RECORDED)
-    .bind(sqlx::types::Json(&event))
-    .bind(traceparent)
-    .execute(&mut **tx)
-    .await?;
+    let row: EntryRow = sqlx::query_as(INSERT_ENTRY_AND_EVENT)
+        .bind(event.entry_id)
+        .bind(entry.merchant.as_str())
+        .bind(entry.kind.as_str())
+        .bind(entry.amount.minor())
+        .bind(entry.currency.code())
+        .bind(entry.business_date)
+        .bind(&entry.description)
+        .bind(&entry.category)
+        .bind(reverses)
+        .bind(recorded_at)
+        .bind(event.event_id)
+        .bind(ENTRY_RECORDED)
+        .bind(sqlx::types::Json(&event))
+        .bind(traceparent)
+        .fetch_one(executor)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db)
+                if db.constraint() == Some("entries_reverses_entry_id_key") =>
+            {
+                ApiError::Conflict("the entry has already been reversed".into())
+            }
+            _ => ApiError::from(e),
+        })?;
     Ok(row.into())
 }
 
@@ -378,7 +381,7 @@ pub async fn reverse(
         description: description.or_else(|| Some(format!("reversal of {id}"))),
         category: original.category,
     };
-    insert(tx, &reversal, Some(id), traceparent).await
+    insert(&mut **tx, &reversal, Some(id), traceparent).await
 }
 
 /// One entry of a merchant.

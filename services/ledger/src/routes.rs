@@ -10,14 +10,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
-use axum::http::{HeaderName, Request};
 use axum::routing::{get, post};
 use cashflow_platform::auth::JwtVerifier;
-use cashflow_platform::telemetry::{HttpMetrics, metrics_route};
 use sqlx::PgPool;
 use tokio::sync::Notify;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use self::entries::{EntryPage, RecordEntryRequest, ReversalRequest};
 use crate::config::EntryRules;
@@ -44,8 +40,6 @@ impl FromRef<AppState> for Arc<JwtVerifier> {
     }
 }
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
 /// The whole application router.
 pub fn router(state: AppState, metrics: &Metrics) -> Router {
     let api = Router::new()
@@ -63,24 +57,13 @@ pub fn router(state: AppState, metrics: &Metrics) -> Router {
         )
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state.clone());
-    Router::new()
-        .merge(api)
-        .merge(cashflow_platform::health::routes(state.pool.clone()))
-        .merge(metrics_route(Arc::clone(&metrics.registry)))
-        .route("/openapi.json", get(crate::openapi::serve))
-        .layer(axum::middleware::from_fn_with_state(metrics.http.clone(), HttpMetrics::track))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request<_>| {
-                    let id = request
-                        .headers()
-                        .get(&REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-                })
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-        )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+    cashflow_platform::http::service_router(
+        api,
+        state.pool.clone(),
+        Arc::clone(&metrics.registry),
+        metrics.http.clone(),
+        cashflow_platform::http::openapi_route(
+            <crate::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+        ),
+    )
 }

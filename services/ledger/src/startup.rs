@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use cashflow_platform::auth::JwtVerifier;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -31,16 +30,12 @@ pub struct Application {
 impl Application {
     /// Connects to PostgreSQL, applies the migrations, sets up SQS and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(config.database_max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&config.database_url)
-            .await
-            .context("connecting to PostgreSQL")?;
-        crate::MIGRATOR
-            .run(&pool)
-            .await
-            .context("applying the ledger's migrations")?;
+        let pool = cashflow_platform::http::connect_and_migrate(
+            &config.database_url,
+            config.database_max_connections,
+            &crate::MIGRATOR,
+        )
+        .await?;
         let metrics = Metrics::new();
         let relay_wake = Arc::new(Notify::new());
         let relay = if config.relay.enabled {

@@ -29,6 +29,20 @@ pub struct AuthConfig {
     pub leeway: Duration,
 }
 
+impl AuthConfig {
+    /// From `AUTH_ISSUER`, `AUTH_AUDIENCE` (default `cashflow-api`) and `AUTH_JWKS_URI`
+    /// (default: discovered from the issuer), with 30 s of clock skew tolerated.
+    pub fn from_env() -> anyhow::Result<Self> {
+        use crate::config::{optional, or_default, required};
+        Ok(Self {
+            issuer: required("AUTH_ISSUER")?,
+            audience: or_default("AUTH_AUDIENCE", "cashflow-api".to_string())?,
+            jwks_uri: optional("AUTH_JWKS_URI"),
+            leeway: Duration::from_secs(30),
+        })
+    }
+}
+
 /// Who is calling, as the verified token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -285,25 +299,18 @@ where
 impl Principal {
     /// 403 unless the caller holds `scope` and may act for `merchant`.
     pub fn authorize(&self, merchant: &str, scope: &str) -> Result<(), crate::problem::Problem> {
-        use axum::http::StatusCode;
-        if !self.has_scope(scope) {
-            return Err(crate::problem::Problem::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "Not allowed",
-            )
-            .with_detail(format!("the token lacks the {scope} scope")));
-        }
-        if !self.may_act_for(merchant) {
-            return Err(crate::problem::Problem::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "Not allowed",
-            )
-            .with_detail(format!(
-                "the token does not grant access to merchant {merchant}"
-            )));
-        }
-        Ok(())
+        let refused = if !self.has_scope(scope) {
+            format!("the token lacks the {scope} scope")
+        } else if !self.may_act_for(merchant) {
+            format!("the token does not grant access to merchant {merchant}")
+        } else {
+            return Ok(());
+        };
+        Err(crate::problem::Problem::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not allowed",
+        )
+        .with_detail(refused))
     }
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod health;
+pub mod http;
 pub mod problem;
 pub mod shutdown;
 pub mod sqs;

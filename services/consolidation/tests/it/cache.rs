@@ -92,7 +92,7 @@ async fn with_redis_killed_reads_still_succeed_from_postgres() {
         .inject(Dependency::Redis, Fault::Restart)
         .await
         .expect("restart Redis");
-    crate::helpers::eventually(
+    harness::eventually(
         Duration::from_secs(10),
         "reads through Redis again",
         || async {

@@ -16,7 +16,7 @@ async fn the_same_event_delivered_three_times_is_counted_once() {
     let other = event("m1", Debit, 2_500, date(0));
     app.send(&other).await;
     app.wait_applied(2, Duration::from_secs(30)).await;
-    crate::helpers::eventually(Duration::from_secs(10), "the duplicates", || async {
+    harness::eventually(Duration::from_secs(10), "the duplicates", || async {
         (app.metrics.consumer.duplicates.get() == 2).then_some(())
     })
     .await;

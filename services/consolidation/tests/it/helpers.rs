@@ -239,22 +239,3 @@ pub fn day(date: Date) -> String {
 pub fn date(offset: i64) -> Date {
     time::macros::date!(2026 - 11 - 01) + time::Duration::days(offset)
 }
-
-/// Polls until `check` returns `Some`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}

@@ -7,7 +7,9 @@ use cashflow_contracts::EntryKind::Credit;
 use harness::{Dependency, Fault, ScopeOptions, Stack, StackOptions};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, date, event, eventually};
+use harness::eventually;
+
+use crate::helpers::{TestApp, date, event};
 
 async fn dlq(app: &TestApp) -> Value {
     app.http

@@ -10,7 +10,7 @@ use ledger::metrics::OutboxMetrics;
 use ledger::outbox::Relay;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, credit, drain_events, eventually};
+use crate::helpers::{TestApp, credit, drain_events};
 
 #[tokio::test]
 async fn each_recorded_entry_is_published_once() {
@@ -47,7 +47,7 @@ async fn while_sqs_is_down_entries_are_accepted_and_published_once_it_is_back() 
         20,
         "the outbox holds every event"
     );
-    eventually(Duration::from_secs(10), "the backlog metric", || async {
+    harness::eventually(Duration::from_secs(10), "the backlog metric", || async {
         let metrics = app
             .http
             .get(format!("{}/metrics", app.address))
@@ -57,7 +57,10 @@ async fn while_sqs_is_down_entries_are_accepted_and_published_once_it_is_back() 
             .text()
             .await
             .expect("text");
-        metrics.lines().any(|l| l == "ledger_outbox_backlog 20")
+        metrics
+            .lines()
+            .any(|l| l == "ledger_outbox_backlog 20")
+            .then_some(())
     })
     .await;
     let ready = app

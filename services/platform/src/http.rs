@@ -1,0 +1,106 @@
+//! The parts of a service's HTTP stack both services share: health, metrics and OpenAPI routes,
+//! and the middleware every request passes through (request id, tracing span, metrics).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderName, Request};
+use axum::routing::{MethodRouter, get};
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::Modify;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::telemetry::{HttpMetrics, metrics_route};
+
+/// The request id header: taken from the caller when present, else a new UUID; echoed back.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Adds `/health/*`, `/metrics` and `/openapi.json` to `api`, and wraps everything in the
+/// request id, tracing and metrics middleware.
+pub fn service_router(
+    api: Router,
+    pool: PgPool,
+    registry: Arc<Registry>,
+    http_metrics: HttpMetrics,
+    openapi: MethodRouter,
+) -> Router {
+    Router::new()
+        .merge(api)
+        .merge(crate::health::routes(pool))
+        .merge(metrics_route(registry))
+        .route("/openapi.json", openapi)
+        .layer(axum::middleware::from_fn_with_state(
+            http_metrics,
+            HttpMetrics::track,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let id = request
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = %id
+                    )
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// `GET` route serving an OpenAPI document built once.
+pub fn openapi_route(document: utoipa::openapi::OpenApi) -> MethodRouter {
+    let document = Arc::new(document);
+    get(move || {
+        let document = Arc::clone(&document);
+        async move { axum::Json(document.as_ref().clone()) }
+    })
+}
+
+/// Declares the `bearer` (JWT) security scheme the operations refer to.
+#[derive(Debug)]
+pub struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Connects a pool to `url` and applies `migrator`.
+pub async fn connect_and_migrate(
+    url: &str,
+    max_connections: u32,
+    migrator: &sqlx::migrate::Migrator,
+) -> anyhow::Result<PgPool> {
+    use anyhow::Context;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(url)
+        .await
+        .context("connecting to PostgreSQL")?;
+    migrator
+        .run(&pool)
+        .await
+        .context("applying the migrations")?;
+    Ok(pool)
+}
