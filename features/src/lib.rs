@@ -1,0 +1,374 @@
+//! The whole platform — ledger and consolidation — running in-process against the harness's real
+//! dependencies, driven over HTTP as a user would. The Gherkin scenarios in `tests/` use it; so
+//! can anything else that needs both services wired together.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use cashflow_platform::auth::AuthConfig;
+use cashflow_platform::sqs::SqsSettings;
+use harness::{Scope, ScopeOptions, Stack};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A service running in-process, stoppable and restartable.
+#[derive(Debug)]
+struct Running {
+    address: String,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.context("joining the service")?
+    }
+}
+
+/// Where each part runs: the ledger's PostgreSQL may be another stack's than the
+/// consolidation's, so chaos can kill the consolidation side only.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement {
+    /// Stack of the ledger's database, the queue and the identity provider.
+    pub ledger: &'static Stack,
+    /// Stack of the consolidation's database and Redis.
+    pub consolidation: &'static Stack,
+}
+
+/// Both services wired together on their own scopes.
+#[derive(Debug)]
+pub struct System {
+    placement: Placement,
+    /// The ledger's scope (database, and the queue pair both services use).
+    pub ledger_scope: Scope,
+    /// The consolidation's scope (database, Redis prefix).
+    pub consolidation_scope: Scope,
+    ledger: Option<Running>,
+    consolidation: Option<Running>,
+    ledger_address: String,
+    consolidation_address: String,
+    /// The consolidation's metrics (the latest instance's).
+    pub consolidation_metrics: Option<consolidation::metrics::Metrics>,
+    /// Retries the latest consolidation instance scheduled.
+    pub consolidation_retries:
+        Option<tokio::sync::broadcast::Receiver<consolidation::consumer::RetryNotice>>,
+    http: reqwest::Client,
+}
+
+impl System {
+    /// Starts both services on fresh scopes. `max_receive_count` is the queue's redrive limit;
+    /// the visibility timeout (how soon a message a killed consumer held comes back) is 5 s.
+    pub async fn start(placement: Placement, max_receive_count: u32) -> anyhow::Result<Self> {
+        let ledger_scope = placement
+            .ledger
+            .scope_with(
+                ScopeOptions::default()
+                    .with_migrations(&ledger::MIGRATOR)
+                    .with_max_receive_count(max_receive_count)
+                    .with_visibility_timeout_secs(5),
+            )
+            .await?;
+        let consolidation_scope = placement
+            .consolidation
+            .scope_with(ScopeOptions::default().with_migrations(&consolidation::MIGRATOR))
+            .await?;
+        let mut system = Self {
+            placement,
+            ledger_scope,
+            consolidation_scope,
+            ledger: None,
+            consolidation: None,
+            ledger_address: String::new(),
+            consolidation_address: String::new(),
+            consolidation_metrics: None,
+            consolidation_retries: None,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+        };
+        system.start_ledger().await?;
+        system.start_consolidation().await?;
+        Ok(system)
+    }
+
+    fn auth(&self) -> AuthConfig {
+        let identity = self.placement.ledger.identity();
+        AuthConfig {
+            issuer: identity.issuer().to_string(),
+            audience: identity.audience().to_string(),
+            jwks_uri: Some(identity.jwks_uri()),
+            leeway: Duration::from_secs(30),
+        }
+    }
+
+    fn sqs(&self) -> SqsSettings {
+        SqsSettings {
+            endpoint_url: Some(self.ledger_scope.sqs_endpoint.clone()),
+            region: self.ledger_scope.aws_region.clone(),
+        }
+    }
+
+    async fn start_ledger(&mut self) -> anyhow::Result<()> {
+        let config = ledger::Config {
+            listen: "127.0.0.1:0".parse()?,
+            database_url: self.ledger_scope.database_url.clone(),
+            database_max_connections: 10,
+            queue_url: self.ledger_scope.queues.url.clone(),
+            sqs: self.sqs(),
+            auth: self.auth(),
+            entries: ledger::config::EntryRules::default(),
+            max_body_bytes: 16 * 1024,
+            relay: ledger::config::RelayConfig {
+                idle_poll: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(1),
+                ..Default::default()
+            },
+        };
+        let app = ledger::Application::build(config).await?;
+        let address = format!("http://{}", app.local_addr());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        self.ledger_address = address.clone();
+        self.ledger = Some(Running {
+            address,
+            shutdown,
+            task,
+        });
+        Ok(())
+    }
+
+    /// Starts the consolidation (again), on the same address when it ran before, so clients
+    /// keep their URL.
+    pub async fn start_consolidation(&mut self) -> anyhow::Result<()> {
+        let listen = match self.consolidation_address.strip_prefix("http://") {
+            Some(address) => address.parse()?,
+            None => "127.0.0.1:0".parse()?,
+        };
+        let config = consolidation::Config {
+            listen,
+            database_url: self.consolidation_scope.database_url.clone(),
+            database_max_connections: 10,
+            redis_url: self.consolidation_scope.redis_url.clone(),
+            redis_prefix: self.consolidation_scope.redis_prefix.clone(),
+            cache_ttl: Duration::from_secs(600),
+            queue_url: self.ledger_scope.queues.url.clone(),
+            dlq_url: self.ledger_scope.queues.dlq_url.clone(),
+            sqs: self.sqs(),
+            auth: self.auth(),
+            consumer: consolidation::config::ConsumerConfig {
+                concurrency: 2,
+                wait_seconds: 1,
+                retry_base: Duration::from_secs(1),
+                retry_cap: Duration::from_secs(4),
+                ..Default::default()
+            },
+            report_max_days: 366,
+            default_currency: cashflow_contracts::Currency::BRL,
+        };
+        // The old listener may take a moment to be released.
+        let app = harness::eventually(Duration::from_secs(10), "the consolidation's port", || {
+            let config = config.clone();
+            async move { consolidation::Application::build(config).await.ok() }
+        })
+        .await;
+        let address = format!("http://{}", app.local_addr());
+        self.consolidation_metrics = Some(app.metrics().clone());
+        self.consolidation_retries = Some(app.retries());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        self.consolidation_address = address.clone();
+        self.consolidation = Some(Running {
+            address,
+            shutdown,
+            task,
+        });
+        Ok(())
+    }
+
+    /// Stops the consolidation (graceful drain).
+    pub async fn stop_consolidation(&mut self) -> anyhow::Result<()> {
+        if let Some(running) = self.consolidation.take() {
+            running.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Kills the consolidation: its task is dropped mid-flight, with no drain (what it had
+    /// received comes back after the visibility timeout).
+    pub fn kill_consolidation(&mut self) {
+        if let Some(running) = self.consolidation.take() {
+            running.task.abort();
+        }
+    }
+
+    /// Stops both services.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.stop_consolidation().await?;
+        if let Some(running) = self.ledger.take() {
+            running.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// The ledger's base URL.
+    pub fn ledger_url(&self) -> &str {
+        self.ledger
+            .as_ref()
+            .map_or(&self.ledger_address, |r| &r.address)
+    }
+
+    /// The consolidation's base URL.
+    pub fn consolidation_url(&self) -> &str {
+        self.consolidation
+            .as_ref()
+            .map_or(&self.consolidation_address, |r| &r.address)
+    }
+
+    /// The stacks things run on.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// A token for `merchant` with `scopes`.
+    pub fn token(&self, merchant: &str, scopes: &[&str]) -> anyhow::Result<String> {
+        self.placement
+            .ledger
+            .identity()
+            .token()
+            .merchant(merchant)
+            .scopes(scopes.iter().copied())
+            .mint()
+    }
+
+    /// A token for `merchant` with every merchant scope.
+    pub fn full_token(&self, merchant: &str) -> anyhow::Result<String> {
+        self.token(
+            merchant,
+            &["entries:write", "entries:read", "balances:read"],
+        )
+    }
+
+    /// The HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// POSTs an entry; status and JSON body.
+    pub async fn record(
+        &self,
+        merchant: &str,
+        token: &str,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .http
+            .post(format!(
+                "{}/v1/merchants/{merchant}/entries",
+                self.ledger_url()
+            ))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// GETs a day's balance; status and JSON body.
+    pub async fn balance(
+        &self,
+        merchant: &str,
+        token: &str,
+        date: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/v1/merchants/{merchant}/balances/{date}",
+                self.consolidation_url()
+            ))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// The ledger's net per day for `merchant`, in minor units, from its database.
+    pub async fn ledger_net_by_day(
+        &self,
+        merchant: &str,
+    ) -> anyhow::Result<BTreeMap<time::Date, (i64, i64, i64)>> {
+        let pool = self.ledger_scope.pg_pool().await?;
+        let rows: Vec<(time::Date, i64, i64, i64)> = sqlx::query_as(
+            "SELECT business_date, \
+                    COALESCE(sum(amount_minor) FILTER (WHERE kind = 'credit'), 0)::int8, \
+                    COALESCE(sum(amount_minor) FILTER (WHERE kind = 'debit'), 0)::int8, \
+                    count(*) \
+             FROM entries WHERE merchant_id = $1 GROUP BY business_date",
+        )
+        .bind(merchant)
+        .fetch_all(&pool)
+        .await?;
+        pool.close().await;
+        Ok(rows
+            .into_iter()
+            .map(|(d, c, db, n)| (d, (c, db, n)))
+            .collect())
+    }
+
+    /// The consolidated credits, debits and count per day for `merchant`, from its database.
+    pub async fn consolidated_by_day(
+        &self,
+        merchant: &str,
+    ) -> anyhow::Result<BTreeMap<time::Date, (i64, i64, i64)>> {
+        let pool = self.consolidation_scope.pg_pool().await?;
+        let rows: Vec<(time::Date, i64, i64, i64)> = sqlx::query_as(
+            "SELECT business_date, credits_minor, debits_minor, entry_count FROM daily_balances \
+             WHERE merchant_id = $1",
+        )
+        .bind(merchant)
+        .fetch_all(&pool)
+        .await?;
+        pool.close().await;
+        Ok(rows
+            .into_iter()
+            .map(|(d, c, db, n)| (d, (c, db, n)))
+            .collect())
+    }
+
+    /// Waits until, for every merchant given, the consolidated totals equal the ledger's sums
+    /// day by day; returns the last comparison's differences when they never do.
+    pub async fn wait_consistent(
+        &self,
+        merchants: &[String],
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let mut differences = Vec::new();
+            for merchant in merchants {
+                let ledger = self.ledger_net_by_day(merchant).await?;
+                let consolidated = self.consolidated_by_day(merchant).await.unwrap_or_default();
+                if ledger != consolidated {
+                    differences.push(format!(
+                        "{merchant}: ledger {ledger:?} vs consolidated {consolidated:?}"
+                    ));
+                }
+            }
+            if differences.is_empty() {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "not consistent after {timeout:?}:\n{}",
+                    differences.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
