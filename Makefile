@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: up test deps lint fmt
+.PHONY: up test load deps lint fmt
 
 up: deps
 	$(CARGO) build --quiet --workspace --bins
@@ -12,6 +12,11 @@ up: deps
 test: deps
 	$(CARGO) build --quiet --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+
+# Every load scenario against the platform started in-process (release build), beside ceilings
+# measured in the same run. Reports: target/load/ (summary.json, goose HTML per run).
+load: deps
+	$(CARGO) run --release --quiet -p load -- all
 
 deps:
 	@bash ci/install-deps.sh

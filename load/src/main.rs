@@ -1,0 +1,176 @@
+//! `load`: runs the load scenarios and prints their figures beside the ceilings measured in the
+//! same run. `make load` runs them all against the platform started in this process.
+
+use clap::{Parser, ValueEnum};
+use load::report::{self, Figure};
+use load::{Target, ceilings, scenarios};
+
+/// Load scenarios for the cash-flow platform.
+#[derive(Debug, Parser)]
+#[command(name = "load", about)]
+struct Args {
+    /// Scenarios to run, in order (default: all).
+    #[arg(value_enum)]
+    scenarios: Vec<Scenario>,
+    /// Seconds per run (per step for capacity and ledger-writes); sla defaults to 60.
+    #[arg(long)]
+    seconds: Option<usize>,
+    /// The SLA's request rate.
+    #[arg(long, default_value_t = 50)]
+    sla_rate: usize,
+    /// The e2e-lag POST rate.
+    #[arg(long, default_value_t = 500)]
+    lag_rate: usize,
+    /// Merchants with seeded data.
+    #[arg(long, default_value_t = 50)]
+    merchants: usize,
+    /// Days of data per merchant.
+    #[arg(long, default_value_t = 7)]
+    days: i64,
+    /// Entries seeded per merchant and day.
+    #[arg(long, default_value_t = 4)]
+    per_day: usize,
+    /// A running ledger (with --consolidation-url and --token): no local platform, no ceilings.
+    #[arg(long, requires_all = ["consolidation_url", "token"])]
+    ledger_url: Option<String>,
+    /// A running consolidation.
+    #[arg(long)]
+    consolidation_url: Option<String>,
+    /// A token valid for every --merchant-id, with entries:write and balances:read.
+    #[arg(long, env = "LOAD_TOKEN")]
+    token: Option<String>,
+    /// Merchant ids of a running deployment (repeat).
+    #[arg(long = "merchant-id")]
+    merchant_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Ceilings,
+    Sla,
+    Capacity,
+    LedgerWrites,
+    E2eLag,
+    All,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut wanted = args.scenarios.clone();
+    if wanted.is_empty() || wanted.contains(&Scenario::All) {
+        wanted = vec![
+            Scenario::Ceilings,
+            Scenario::Sla,
+            Scenario::Capacity,
+            Scenario::LedgerWrites,
+            Scenario::E2eLag,
+        ];
+    }
+    let target = match (&args.ledger_url, &args.consolidation_url, &args.token) {
+        (Some(ledger), Some(consolidation), Some(token)) => {
+            anyhow::ensure!(
+                !args.merchant_ids.is_empty(),
+                "--merchant-id is needed with --ledger-url"
+            );
+            Target::remote(
+                ledger.clone(),
+                consolidation.clone(),
+                args.merchant_ids.clone(),
+                token.clone(),
+                args.days,
+            )
+        }
+        _ => {
+            eprintln!("load: starting the platform on a harness stack");
+            Target::start_local(args.merchants, args.days).await?
+        }
+    };
+    eprintln!(
+        "load: seeding {} merchants × {} days × {} entries",
+        target.merchants.len(),
+        args.days,
+        args.per_day
+    );
+    let seeded = target.seed(args.per_day).await?;
+    eprintln!("load: seeded {seeded} entries, consolidated");
+
+    let seconds = args.seconds.unwrap_or(10);
+    let mut figures: Vec<Figure> = Vec::new();
+    let (mut axum, mut pgbench, mut localstack) = (None, None, None);
+    if wanted.contains(&Scenario::Ceilings) {
+        if let Some(local) = &target.local {
+            eprintln!("load: ceilings");
+            let a = ceilings::axum_trivial(&target, seconds).await?;
+            let ledger_db = local.system.lock().await.ledger_scope.database_url.clone();
+            let p = ceilings::pgbench(&ledger_db, 16, seconds).await?;
+            let scope = local.stack.scope().await?;
+            let l = ceilings::localstack(&scope.sqs(), &scope.queues.url, 10_000, 4).await?;
+            figures.push(Figure::new(
+                "ceilings",
+                "trivial axum handler, goose 64 users",
+                a,
+                "req/s",
+            ));
+            figures.push(Figure::new(
+                "ceilings",
+                "pgbench, ledger statement, 16 clients",
+                p,
+                "tx/s",
+            ));
+            figures.push(Figure::new(
+                "ceilings",
+                "LocalStack receive+delete, 4 pollers",
+                l,
+                "msg/s",
+            ));
+            (axum, pgbench, localstack) = (Some(a), Some(p), Some(l));
+        } else {
+            eprintln!("load: ceilings need the local platform; skipped");
+        }
+    }
+    for scenario in wanted {
+        match scenario {
+            Scenario::Sla => {
+                eprintln!("load: sla");
+                let (_, sla) =
+                    scenarios::sla(&target, args.sla_rate, args.seconds.unwrap_or(60), axum)
+                        .await?;
+                figures.extend(sla);
+            }
+            Scenario::Capacity => {
+                eprintln!("load: capacity");
+                let steps = [
+                    500, 1000, 2000, 4000, 6000, 8000, 10_000, 12_000, 15_000, 20_000,
+                ];
+                figures.extend(
+                    scenarios::capacity(&target, &steps, seconds, axum.unwrap_or(0.0)).await?,
+                );
+            }
+            Scenario::LedgerWrites => {
+                eprintln!("load: ledger-writes");
+                let steps = [250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000];
+                figures.extend(
+                    scenarios::ledger_writes(&target, &steps, seconds, pgbench.unwrap_or(0.0))
+                        .await?,
+                );
+            }
+            Scenario::E2eLag => {
+                eprintln!("load: e2e-lag");
+                figures.extend(
+                    scenarios::e2e_lag(
+                        &target,
+                        args.lag_rate,
+                        seconds.max(20),
+                        localstack.unwrap_or(0.0),
+                    )
+                    .await?,
+                );
+            }
+            Scenario::Ceilings | Scenario::All => {}
+        }
+    }
+    report::publish("summary", &figures)?;
+    target.shutdown().await;
+    Ok(())
+}

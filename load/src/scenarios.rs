@@ -1,0 +1,432 @@
+//! The goose scenarios: `sla`, `capacity`, `ledger-writes`, `e2e-lag`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use goose::config::GooseConfiguration;
+use goose::metrics::{GooseCoordinatedOmissionMitigation, GooseMetrics};
+use goose::prelude::*;
+use rand::Rng;
+
+use crate::report::{self, Figure};
+use crate::target::Target;
+
+/// The target the transactions read (goose transactions are plain functions).
+static TARGET: RwLock<Option<Arc<Target>>> = RwLock::new(None);
+/// A counter making each POST's amount distinct.
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+fn target() -> Arc<Target> {
+    TARGET
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .expect("target set before the attack")
+}
+
+fn pick(target: &Target) -> (usize, String) {
+    let mut rng = rand::thread_rng();
+    let merchant = rng.gen_range(0..target.merchants.len());
+    let day = Target::today() - time::Duration::days(rng.gen_range(0..target.days.max(1)));
+    (merchant, cashflow_contracts::business_date::format(day))
+}
+
+async fn read_balance(user: &mut GooseUser) -> TransactionResult {
+    let target = target();
+    let (m, day) = pick(&target);
+    let path = format!("/v1/merchants/{}/balances/{day}", target.merchants[m]);
+    let builder = user
+        .get_request_builder(&GooseMethod::Get, &path)?
+        .bearer_auth(&target.tokens[m]);
+    user.request(
+        GooseRequest::builder()
+            .set_request_builder(builder)
+            .name("balance")
+            .build(),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn read_report(user: &mut GooseUser) -> TransactionResult {
+    let target = target();
+    let (m, _) = pick(&target);
+    let today = Target::today();
+    let from = cashflow_contracts::business_date::format(
+        today - time::Duration::days(target.days.max(1) - 1),
+    );
+    let to = cashflow_contracts::business_date::format(today);
+    let path = format!(
+        "/v1/merchants/{}/balances?from={from}&to={to}",
+        target.merchants[m]
+    );
+    let builder = user
+        .get_request_builder(&GooseMethod::Get, &path)?
+        .bearer_auth(&target.tokens[m]);
+    user.request(
+        GooseRequest::builder()
+            .set_request_builder(builder)
+            .name("report")
+            .build(),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn post_entry(user: &mut GooseUser) -> TransactionResult {
+    let target = target();
+    let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let m = usize::try_from(n).unwrap_or_default() % target.merchants.len();
+    let body = serde_json::json!({
+        "kind": if n.is_multiple_of(4) { "debit" } else { "credit" },
+        "amount": format!("{}.{:02}", 1 + n % 500, n % 100),
+        "currency": "BRL",
+        "description": "load",
+    });
+    let path = format!("/v1/merchants/{}/entries", target.merchants[m]);
+    let builder = user
+        .get_request_builder(&GooseMethod::Post, &path)?
+        .bearer_auth(&target.tokens[m])
+        .json(&body);
+    user.request(
+        GooseRequest::builder()
+            .set_request_builder(builder)
+            .name("entry")
+            .expect_status_code(201)
+            .build(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// What a goose run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    /// Requests made (goose's own count, without back-filled ones).
+    pub requests: usize,
+    /// Failed requests.
+    pub failures: usize,
+    /// Requests per second achieved.
+    pub rate: f64,
+    /// Latency percentiles in ms, raw.
+    pub p50: f64,
+    /// 95th percentile, raw.
+    pub p95: f64,
+    /// 99th percentile, raw.
+    pub p99: f64,
+    /// 99th percentile with coordinated-omission back-fill.
+    pub p99_mitigated: f64,
+}
+
+impl Run {
+    /// Failures over requests.
+    pub fn failure_ratio(&self) -> f64 {
+        if self.requests == 0 {
+            1.0
+        } else {
+            self.failures as f64 / self.requests as f64
+        }
+    }
+}
+
+fn summarize(metrics: &GooseMetrics) -> Run {
+    let mut requests = 0;
+    let mut failures = 0;
+    let mut raw = Vec::new();
+    let mut mitigated = Vec::new();
+    for aggregate in metrics.requests.values() {
+        requests += aggregate.success_count + aggregate.fail_count;
+        failures += aggregate.fail_count;
+        raw.push(&aggregate.raw_data);
+        mitigated.push(
+            aggregate
+                .coordinated_omission_data
+                .as_ref()
+                .unwrap_or(&aggregate.raw_data),
+        );
+    }
+    // Percentiles of the busiest request kind (every scenario here has one dominant kind).
+    let busiest = |data: &[&goose::metrics::GooseRequestMetricTimingData], q: f32| {
+        data.iter()
+            .max_by_key(|d| d.counter)
+            .map_or(0.0, |d| d.percentile_us(q) as f64 / 1000.0)
+    };
+    Run {
+        requests,
+        failures,
+        rate: requests as f64 / metrics.duration.max(1) as f64,
+        p50: busiest(&raw, 0.5),
+        p95: busiest(&raw, 0.95),
+        p99: busiest(&raw, 0.99),
+        p99_mitigated: busiest(&mitigated, 0.99),
+    }
+}
+
+/// Runs one goose attack: `users` users, at most `rate` requests/s (0: unthrottled), for
+/// `seconds`, writing goose's HTML report to `target/load/<report>.html`.
+pub async fn attack(
+    target: &Target,
+    scenario: Scenario,
+    host: &str,
+    users: usize,
+    rate: usize,
+    seconds: usize,
+    report: &str,
+) -> anyhow::Result<Run> {
+    *TARGET.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(target.clone()));
+    let html = report::dir().join(format!("{report}.html"));
+    let mut attack = GooseAttack::initialize_with_config(GooseConfiguration::default())?
+        .register_scenario(scenario)
+        .set_default(GooseDefault::Host, host)?
+        .set_default(GooseDefault::Users, users)?
+        .set_default(GooseDefault::IncreaseRate, users.to_string().as_str())?
+        .set_default(GooseDefault::RunTime, seconds)?
+        .set_default(GooseDefault::ReportFile, html.to_string_lossy().as_ref())?
+        .set_default(
+            GooseDefault::CoordinatedOmissionMitigation,
+            GooseCoordinatedOmissionMitigation::Average,
+        )?
+        .set_default(GooseDefault::NoPrintMetrics, true)?
+        .set_default(GooseDefault::NoErrorSummary, true)?
+        .set_default(GooseDefault::NoTelnet, true)?
+        .set_default(GooseDefault::NoResetMetrics, false)?
+        .set_default(GooseDefault::Quiet, 1)?;
+    if rate > 0 {
+        attack = attack.set_default(GooseDefault::ThrottleRequests, rate)?;
+    }
+    let metrics = attack.execute().await.context("running goose")?;
+    Ok(summarize(&metrics))
+}
+
+fn reads() -> anyhow::Result<Scenario> {
+    Ok(scenario!("reads")
+        .register_transaction(transaction!(read_balance).set_weight(4)?)
+        .register_transaction(transaction!(read_report).set_weight(1)?))
+}
+
+/// `sla`: balance and report reads at `rate`/s for `seconds`. Passes when at most 5 % fail.
+pub async fn sla(
+    target: &Target,
+    rate: usize,
+    seconds: usize,
+    axum_ceiling: Option<f64>,
+) -> anyhow::Result<(Run, Vec<Figure>)> {
+    let run = attack(
+        target,
+        reads()?,
+        &target.consolidation_url,
+        16,
+        rate,
+        seconds,
+        "sla",
+    )
+    .await?;
+    let ok = run.failure_ratio() <= 0.05;
+    let mut rate_figure = Figure::new(
+        "sla",
+        &format!("achieved rate (asked {rate}/s)"),
+        run.rate,
+        "req/s",
+    );
+    if let Some(ceiling) = axum_ceiling {
+        rate_figure = rate_figure.against("trivial axum handler", ceiling);
+    }
+    let figures = vec![
+        Figure::new(
+            "sla",
+            "failure ratio (bound 5 %)",
+            run.failure_ratio() * 100.0,
+            "%",
+        )
+        .bound(ok),
+        rate_figure,
+        Figure::new("sla", "p50", run.p50, "ms"),
+        Figure::new("sla", "p95", run.p95, "ms"),
+        Figure::new("sla", "p99 (goal 20 ms)", run.p99, "ms").bound(run.p99 <= 20.0),
+        Figure::new("sla", "p99 with CO back-fill", run.p99_mitigated, "ms"),
+    ];
+    Ok((run, figures))
+}
+
+/// `capacity`: read rate raised step by step until a failure appears, p99 exceeds 100 ms, or
+/// the achieved rate falls under 90 % of the asked one. Reports the highest passing rate.
+pub async fn capacity(
+    target: &Target,
+    steps: &[usize],
+    seconds: usize,
+    axum_ceiling: f64,
+) -> anyhow::Result<Vec<Figure>> {
+    let mut best: Option<Run> = None;
+    for &rate in steps {
+        let run = attack(
+            target,
+            reads()?,
+            &target.consolidation_url,
+            64,
+            rate,
+            seconds,
+            &format!("capacity-{rate}"),
+        )
+        .await?;
+        println!(
+            "capacity: asked {rate}/s got {:.0}/s, failures {}, p99 {:.1} ms",
+            run.rate, run.failures, run.p99
+        );
+        if run.failures > 0 || run.p99 > 100.0 || run.rate < 0.9 * rate as f64 {
+            break;
+        }
+        best = Some(run);
+    }
+    let best = best.unwrap_or(Run {
+        requests: 0,
+        failures: 0,
+        rate: 0.0,
+        p50: 0.0,
+        p95: 0.0,
+        p99: 0.0,
+        p99_mitigated: 0.0,
+    });
+    Ok(vec![
+        Figure::new(
+            "capacity",
+            "highest passing read rate (goal 10 000)",
+            best.rate,
+            "req/s",
+        )
+        .against("trivial axum handler", axum_ceiling)
+        .bound(best.rate >= 10_000.0),
+        Figure::new("capacity", "p99 at that rate", best.p99, "ms"),
+    ])
+}
+
+/// `ledger-writes`: POST rate raised step by step; the highest with zero errors.
+pub async fn ledger_writes(
+    target: &Target,
+    steps: &[usize],
+    seconds: usize,
+    pgbench: f64,
+) -> anyhow::Result<Vec<Figure>> {
+    let scenario = || scenario!("writes").register_transaction(transaction!(post_entry));
+    let mut best: Option<Run> = None;
+    for &rate in steps {
+        let run = attack(
+            target,
+            scenario(),
+            &target.ledger_url,
+            32,
+            rate,
+            seconds,
+            &format!("ledger-writes-{rate}"),
+        )
+        .await?;
+        println!(
+            "ledger-writes: asked {rate}/s got {:.0}/s, failures {}, p99 {:.1} ms",
+            run.rate, run.failures, run.p99
+        );
+        if run.failures > 0 || run.rate < 0.9 * rate as f64 {
+            break;
+        }
+        best = Some(run);
+    }
+    let best = best.unwrap_or(Run {
+        requests: 0,
+        failures: 0,
+        rate: 0.0,
+        p50: 0.0,
+        p95: 0.0,
+        p99: 0.0,
+        p99_mitigated: 0.0,
+    });
+    Ok(vec![
+        Figure::new(
+            "ledger-writes",
+            "highest sustained POST rate, 0 errors",
+            best.rate,
+            "req/s",
+        )
+        .against("pgbench, the ledger's statement", pgbench)
+        .bound(best.rate >= 0.5 * pgbench),
+        Figure::new("ledger-writes", "p99 at that rate", best.p99, "ms"),
+    ])
+}
+
+/// `e2e-lag`: POSTs at `rate`/s for `seconds`; then, per entry, the time from the ledger
+/// committing it to the consolidation applying it (from both databases' clocks, which are the
+/// same PostgreSQL here). In-process targets only.
+pub async fn e2e_lag(
+    target: &Target,
+    rate: usize,
+    seconds: usize,
+    localstack: f64,
+) -> anyhow::Result<Vec<Figure>> {
+    let local = target
+        .local
+        .as_ref()
+        .context("e2e-lag needs the platform started by this process")?;
+    let scenario = scenario!("writes").register_transaction(transaction!(post_entry));
+    let run = attack(
+        target,
+        scenario,
+        &target.ledger_url,
+        32,
+        rate,
+        seconds,
+        "e2e-lag",
+    )
+    .await?;
+    let system = local.system.lock().await;
+    system
+        .wait_consistent(&target.merchants, Duration::from_secs(300))
+        .await?;
+    let ledger = system.ledger_scope.pg_pool().await?;
+    let consolidation = system.consolidation_scope.pg_pool().await?;
+    let recorded: Vec<(uuid::Uuid, time::OffsetDateTime)> = sqlx::query_as(
+        "SELECT o.event_id, e.recorded_at FROM outbox o JOIN entries e ON e.id = (o.payload->>'entry_id')::uuid \
+         WHERE e.description = 'load'",
+    )
+    .fetch_all(&ledger)
+    .await?;
+    let applied: std::collections::HashMap<uuid::Uuid, time::OffsetDateTime> =
+        sqlx::query_as("SELECT event_id, processed_at FROM processed_events")
+            .fetch_all(&consolidation)
+            .await?
+            .into_iter()
+            .collect();
+    let mut lags: Vec<f64> = recorded
+        .iter()
+        .filter_map(|(event, at)| {
+            applied
+                .get(event)
+                .map(|done| (*done - *at).as_seconds_f64() * 1000.0)
+        })
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        lags.get(((lags.len().max(1) - 1) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let span = recorded
+        .iter()
+        .map(|(_, t)| *t)
+        .min()
+        .zip(applied.values().copied().max());
+    let apply_rate = span.map_or(0.0, |(first, last)| {
+        lags.len() as f64 / (last - first).as_seconds_f64().max(0.001)
+    });
+    Ok(vec![
+        Figure::new(
+            "e2e-lag",
+            &format!("POST rate achieved (asked {rate}/s)"),
+            run.rate,
+            "req/s",
+        ),
+        Figure::new("e2e-lag", "entries measured", lags.len() as f64, ""),
+        Figure::new("e2e-lag", "lag p50", at(0.5), "ms"),
+        Figure::new("e2e-lag", "lag p99 (goal 1000 ms)", at(0.99), "ms").bound(at(0.99) <= 1000.0),
+        Figure::new("e2e-lag", "end-to-end apply rate", apply_rate, "events/s")
+            .against("LocalStack receive+delete", localstack),
+    ])
+}
