@@ -1,7 +1,7 @@
 //! Ledger write throughput at 16 concurrent clients, beside pgbench running the equivalent
 //! transaction (entry insert + outbox insert) on the same PostgreSQL, in one run.
 //!
-//! `cargo run --release -p ledger --example write_throughput [-- SECONDS]`
+//! `cargo run --release -p load --example write_throughput [-- SECONDS]`
 //!
 //! The relay is off in the ledger run so both sides do the same work: the request's own
 //! transaction. Everything (client, ledger, PostgreSQL, pgbench) shares this machine's cores.
@@ -13,23 +13,6 @@ use std::time::{Duration, Instant};
 use harness::{ScopeOptions, Stack, StackOptions};
 
 const CLIENTS: usize = 16;
-
-/// The ledger's own statement (entry + outbox row in one statement), with the values the
-/// ledger would bind.
-const PGBENCH_SCRIPT: &str = r#"\set amount random(1, 1000000)
-WITH entry AS (
-  INSERT INTO entries (id, merchant_id, kind, amount_minor, currency, business_date,
-    description, category, reverses_entry_id, recorded_at)
-  VALUES (gen_random_uuid(), 'bench', 'credit', :amount, 'BRL', CURRENT_DATE, 'pgbench', NULL, NULL, now())
-  RETURNING id, seq, merchant_id, kind, amount_minor, currency, business_date,
-    description, category, reverses_entry_id, recorded_at),
-event AS (
-  INSERT INTO outbox (event_id, event_type, payload, traceparent)
-  VALUES (gen_random_uuid(), 'entry.recorded.v1',
-  '{"event_type": "entry.recorded.v1", "event_id": "018f0000-0000-7000-8000-000000000000", "entry_id": "018f0000-0000-7000-8000-000000000001", "merchant_id": "bench", "kind": "credit", "amount_minor": 100, "currency": "BRL", "business_date": "2026-11-24", "recorded_at": "2026-11-24T13:05:10.123Z", "reverses_entry_id": null}',
-  '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'))
-SELECT * FROM entry;
-"#;
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
@@ -129,36 +112,7 @@ async fn main() -> anyhow::Result<()> {
     server.await??;
 
     // --- pgbench, same database, same client count ---
-    let script = std::env::temp_dir().join(format!("ledger-pgbench-{}.sql", std::process::id()));
-    std::fs::write(&script, PGBENCH_SCRIPT)?;
-    let output = std::process::Command::new("pgbench")
-        .args([
-            "-n",
-            "-c",
-            &CLIENTS.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &seconds.to_string(),
-            "-f",
-        ])
-        .arg(&script)
-        .arg(&scope.database_url)
-        .output()?;
-    let _ = std::fs::remove_file(&script);
-    let text = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        output.status.success(),
-        "pgbench failed: {}{}",
-        text,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let tps: f64 = text
-        .lines()
-        .find(|l| l.starts_with("tps ="))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output:\n{text}"))?;
+    let tps = load::ceilings::pgbench(&scope.database_url, CLIENTS, seconds as usize).await?;
 
     println!("ledger writes, {CLIENTS} clients, {seconds} s:");
     println!(

@@ -3,13 +3,13 @@
 //!   on an identical queue with the same number of pollers;
 //! - balance reads per second at zero errors.
 //!
-//! `cargo run --release -p consolidation --example drain_rate [-- EVENTS READ_SECONDS]`
+//! `cargo run --release -p load --example drain_rate [-- EVENTS READ_SECONDS]`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use cashflow_contracts::{Currency, ENTRY_RECORDED, EntryKind, EntryRecordedV1};
 use harness::{ScopeOptions, Stack, StackOptions};
 
@@ -70,72 +70,6 @@ async fn fill(sqs: &aws_sdk_sqs::Client, queue: &str, events: usize) -> anyhow::
     Ok(())
 }
 
-/// LocalStack's ceiling: receive 10 + delete batch, with the consumer's number of pollers.
-async fn receive_delete_rate(
-    sqs: &aws_sdk_sqs::Client,
-    queue: &str,
-    events: usize,
-) -> anyhow::Result<f64> {
-    let done = Arc::new(AtomicU64::new(0));
-    // The moment the last message was deleted: pollers still in a long poll then do not count.
-    let finished = Arc::new(std::sync::Mutex::new(None::<Instant>));
-    let started = Instant::now();
-    let mut pollers = tokio::task::JoinSet::new();
-    for _ in 0..POLLERS {
-        let (sqs, queue, done, finished) = (
-            sqs.clone(),
-            queue.to_string(),
-            Arc::clone(&done),
-            Arc::clone(&finished),
-        );
-        pollers.spawn(async move {
-            while done.load(Ordering::Relaxed) < events as u64 {
-                let got = sqs
-                    .receive_message()
-                    .queue_url(&queue)
-                    .max_number_of_messages(10)
-                    .wait_time_seconds(1)
-                    .send()
-                    .await?;
-                let messages = got.messages.unwrap_or_default();
-                if messages.is_empty() {
-                    continue;
-                }
-                let entries: Vec<_> = messages
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| {
-                        DeleteMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(m.receipt_handle().unwrap_or_default())
-                            .build()
-                            .expect("entry")
-                    })
-                    .collect();
-                sqs.delete_message_batch()
-                    .queue_url(&queue)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await?;
-                let total = done.fetch_add(messages.len() as u64, Ordering::Relaxed)
-                    + messages.len() as u64;
-                if total >= events as u64 {
-                    finished
-                        .lock()
-                        .expect("lock")
-                        .get_or_insert_with(Instant::now);
-                }
-            }
-            anyhow::Ok(())
-        });
-    }
-    while let Some(p) = pollers.join_next().await {
-        p??;
-    }
-    let finished = finished.lock().expect("lock").unwrap_or_else(Instant::now);
-    Ok(events as f64 / (finished - started).as_secs_f64())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let events: usize = std::env::args()
@@ -157,7 +91,15 @@ async fn main() -> anyhow::Result<()> {
     let mut ceiling: f64 = 0.0;
     for _ in 0..2 {
         fill(&sqs, &ceiling_scope.queues.url, events).await?;
-        ceiling = ceiling.max(receive_delete_rate(&sqs, &ceiling_scope.queues.url, events).await?);
+        ceiling = ceiling.max(
+            load::ceilings::localstack(
+                &sqs,
+                &ceiling_scope.queues.url,
+                events,
+                usize::from(POLLERS),
+            )
+            .await?,
+        );
     }
 
     fill(&sqs, &scope.queues.url, events).await?;
