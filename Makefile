@@ -3,15 +3,27 @@
 
 CARGO ?= cargo
 
-.PHONY: up test load deps lint fmt
+.PHONY: up test test-native compose-smoke load deps lint fmt
 
 up: deps
 	$(CARGO) build --quiet --workspace --bins
 	$(CARGO) run --quiet -p harness -- up
 
+# The harness picks containers when a Docker engine answers (native processes otherwise); with
+# Docker, compose.yaml is then checked end to end and no container may be left behind.
 test: deps
 	$(CARGO) build --quiet --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+	@bash ci/no-containers-left.sh
+	@if docker info >/dev/null 2>&1; then bash ci/compose-smoke.sh; fi
+
+# The harness self-tests and the acceptance suite on the other backend (CI runs both).
+test-native: deps
+	HARNESS_BACKEND=native $(CARGO) test --no-fail-fast -p harness -p features
+
+compose-smoke:
+	$(CARGO) build --quiet --workspace --bins
+	bash ci/compose-smoke.sh
 
 # Every load scenario against the platform started in-process (release build), beside ceilings
 # measured in the same run. Reports: target/load/ (summary.json, goose HTML per run).

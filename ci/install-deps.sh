@@ -34,3 +34,35 @@ fi
 # that tests run by plain `cargo test` make it the same way.
 say "checking the LocalStack venv"
 cargo run --quiet -p harness -- setup
+
+# The containers backend: where a Docker engine answers, its images must be present. Each is
+# pulled when missing; where pulling is impossible (no registry), ci/images/build.sh builds
+# drop-in images from Debian's packages. Images that script made are re-checked by it (it skips
+# the ones built from the same inputs). Without Docker the harness uses native processes.
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  images=("${HARNESS_POSTGRES_IMAGE:-postgres:15-bookworm}" "${HARNESS_REDIS_IMAGE:-redis:7-bookworm}"
+          "${HARNESS_LOCALSTACK_IMAGE:-localstack/localstack:4.13.1}")
+  build=0
+  for image in "${images[@]}"; do
+    if docker image inspect "$image" >/dev/null 2>&1; then
+      source=$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.source"}}' "$image" 2>/dev/null || true)
+      [ "$source" = cashflow/ci/images ] && build=1
+    elif docker pull -q "$image" >/dev/null 2>&1; then
+      say "pulled $image"
+    else
+      say "$image is not present and cannot be pulled"
+      build=1
+    fi
+  done
+  if [ "$build" = 1 ]; then
+    say "building the drop-in images from Debian's packages (ci/images/build.sh)"
+    if ! bash ci/images/build.sh; then
+      say "building the images failed (log in target/images/logs/); without them the harness falls back to native processes"
+      [ "$(id -u)" -ne 0 ] || exit 1
+    fi
+  else
+    say "container images present: ${images[*]}"
+  fi
+else
+  say "no Docker engine answers: the harness runs the dependencies as native processes"
+fi

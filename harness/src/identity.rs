@@ -284,6 +284,12 @@ impl IdentityProvider {
         let audience = audience.to_string();
         let keys =
             tokio::task::spawn_blocking(move || IssuerKeys::generate(issuer, audience)).await??;
+        Self::serve(listener, keys).await
+    }
+
+    /// Serves discovery and JWKS for `keys` on `listener`; the issuer in `keys` may name another
+    /// address (e.g. `http://identity:8089` inside compose's network).
+    pub async fn serve(listener: std::net::TcpListener, keys: IssuerKeys) -> anyhow::Result<Self> {
         let server = MockServer::builder().listener(listener).start().await;
         let discovery = serde_json::json!({
             "issuer": keys.issuer,

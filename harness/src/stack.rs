@@ -67,7 +67,7 @@ impl Stack {
     pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
         let (kind, reason) = match options.backend {
             Some(kind) => (kind, "chosen by the caller".to_string()),
-            None => BackendKind::from_env()?,
+            None => BackendKind::choose().await?,
         };
         tracing::info!(backend = ?kind, %reason, "harness backend");
         eprintln!("harness: backend {kind:?} ({reason})");

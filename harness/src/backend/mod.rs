@@ -3,10 +3,13 @@
 //! - `native`: local processes (PostgreSQL 15 binaries, `redis-server`, LocalStack from a venv);
 //! - `external`: endpoints given in the environment (`DATABASE_URL`, `REDIS_URL`,
 //!   `AWS_ENDPOINT_URL`), e.g. `compose.yaml` or CI services; faults are not available there;
-//! - `containers`: the seam for a testcontainers backend (not built yet).
+//! - `containers`: Docker containers through testcontainers, faults through the Docker API.
 //!
-//! `HARNESS_BACKEND` chooses; the choice and its reason are logged once.
+//! `HARNESS_BACKEND` chooses; unset, containers are used when a Docker engine answers and the
+//! images are present or can be pulled, native processes otherwise. The choice and its reason
+//! are logged once per stack.
 
+pub mod containers;
 pub mod external;
 pub mod native;
 
@@ -80,7 +83,7 @@ pub enum BackendKind {
     Native,
     /// Endpoints from the environment.
     External,
-    /// Containers (testcontainers); not built yet.
+    /// Docker containers (testcontainers).
     Containers,
 }
 
@@ -100,16 +103,23 @@ impl FromStr for BackendKind {
 }
 
 impl BackendKind {
-    /// The backend named by `HARNESS_BACKEND`, or the default, with the reason for the choice.
-    pub fn from_env() -> anyhow::Result<(Self, String)> {
+    /// The backend named by `HARNESS_BACKEND`, or else the automatic choice, with the reason.
+    pub async fn choose() -> anyhow::Result<(Self, String)> {
         match std::env::var("HARNESS_BACKEND") {
             Ok(value) if !value.trim().is_empty() => {
                 Ok((value.parse()?, format!("HARNESS_BACKEND={value}")))
             }
-            _ => Ok((
-                Self::Native,
-                "HARNESS_BACKEND is unset and the containers backend is not built yet".into(),
-            )),
+            _ => match containers::available().await {
+                Ok(()) => Ok((
+                    Self::Containers,
+                    "HARNESS_BACKEND is unset, a Docker engine answers and the images are present"
+                        .into(),
+                )),
+                Err(e) => Ok((
+                    Self::Native,
+                    format!("HARNESS_BACKEND is unset and containers cannot run: {e:#}"),
+                )),
+            },
         }
     }
 }
@@ -121,6 +131,8 @@ pub enum Backend {
     Native(Box<native::Native>),
     /// Endpoints from the environment.
     External(external::External),
+    /// Docker containers.
+    Containers(Box<containers::Containers>),
 }
 
 impl Backend {
@@ -131,10 +143,9 @@ impl Backend {
                 native::Native::start(options).await?,
             ))),
             BackendKind::External => Ok(Self::External(external::External::from_env()?)),
-            BackendKind::Containers => bail!(
-                "the containers backend is not available yet; run with HARNESS_BACKEND=native \
-                 (local processes) or HARNESS_BACKEND=external"
-            ),
+            BackendKind::Containers => Ok(Self::Containers(Box::new(
+                containers::Containers::start(options).await?,
+            ))),
         }
     }
 
@@ -143,6 +154,7 @@ impl Backend {
         match self {
             Self::Native(native) => native.endpoints(),
             Self::External(external) => external.endpoints(),
+            Self::Containers(containers) => containers.endpoints(),
         }
     }
 
@@ -151,6 +163,7 @@ impl Backend {
         match self {
             Self::Native(_) => "native",
             Self::External(_) => "external",
+            Self::Containers(_) => "containers",
         }
     }
 
@@ -158,6 +171,7 @@ impl Backend {
     pub async fn inject(&self, dependency: Dependency, fault: Fault) -> anyhow::Result<()> {
         match self {
             Self::Native(native) => native.inject(dependency, fault).await,
+            Self::Containers(containers) => containers.inject(dependency, fault).await,
             Self::External(_) => bail!(
                 "the external backend cannot {fault:?} {dependency}: it does not own the process"
             ),
@@ -166,8 +180,10 @@ impl Backend {
 
     /// Stops whatever the backend started.
     pub async fn shutdown(&self) {
-        if let Self::Native(native) = self {
-            native.shutdown().await;
+        match self {
+            Self::Native(native) => native.shutdown().await,
+            Self::Containers(containers) => containers.shutdown().await,
+            Self::External(_) => {}
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `harness` command line: `up` runs the whole system locally, `token` mints a token that a
-//! running `up` accepts.
+//! running `up` (or `identity`) accepts, `identity` serves the emulated identity provider alone.
 
+mod identity;
 mod token;
 mod up;
 
@@ -19,8 +20,11 @@ enum Command {
     /// Start PostgreSQL, Redis, LocalStack SQS, the identity provider and the services; print
     /// their URLs; stop everything on Ctrl-C or SIGTERM.
     Up(up::UpArgs),
-    /// Print a token that the running `harness up` accepts.
+    /// Print a token that the running `harness up` (or, with --keys-file, `harness identity`)
+    /// accepts.
     Token(token::TokenArgs),
+    /// Serve the emulated identity provider (discovery and JWKS) alone, e.g. in compose.yaml.
+    Identity(identity::IdentityArgs),
     /// Install what the native backend needs that lives in the project (the LocalStack venv).
     Setup,
 }
@@ -31,6 +35,7 @@ impl Cli {
         match self.command {
             Command::Up(args) => up::run(args).await,
             Command::Token(args) => token::run(args),
+            Command::Identity(args) => identity::run(args).await,
             Command::Setup => {
                 let venv =
                     tokio::task::spawn_blocking(crate::backend::native::ensure_venv).await??;

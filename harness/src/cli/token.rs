@@ -22,24 +22,35 @@ pub(super) struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
+    /// Mint with the keys of a `harness identity` (e.g. target/compose/identity/keys.json)
+    /// instead of the running `harness up`'s.
+    #[arg(long)]
+    keys_file: Option<std::path::PathBuf>,
 }
 
 pub(super) fn run(args: TokenArgs) -> anyhow::Result<()> {
-    let file = paths::up_state_file();
-    let text = std::fs::read_to_string(&file).with_context(|| {
-        format!(
-            "no running `harness up` found ({} is missing); start it with: make up",
-            file.display()
-        )
-    })?;
-    let state: UpState = serde_json::from_str(&text).context("reading the `harness up` state")?;
+    let keys = match &args.keys_file {
+        Some(file) => super::identity::load(file)
+            .with_context(|| format!("no identity keys in {} (is compose up?)", file.display()))?,
+        None => {
+            let file = paths::up_state_file();
+            let text = std::fs::read_to_string(&file).with_context(|| {
+                format!(
+                    "no running `harness up` found ({} is missing); start it with: make up",
+                    file.display()
+                )
+            })?;
+            let state: UpState =
+                serde_json::from_str(&text).context("reading the `harness up` state")?;
+            state.identity
+        }
+    };
     let scopes = if args.scopes.is_empty() {
         DEFAULT_SCOPES.iter().map(ToString::to_string).collect()
     } else {
         args.scopes
     };
-    let token = state
-        .identity
+    let token = keys
         .token()
         .merchants(args.merchants)
         .scopes(scopes)

@@ -167,6 +167,11 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
             .collect::<Vec<_>>()
             .join(" "),
         Backend::External(_) => "(external backend)".into(),
+        Backend::Containers(containers) => Dependency::ALL
+            .iter()
+            .map(|d| format!("docker logs {}", &containers.container_id(*d)[..12]))
+            .collect::<Vec<_>>()
+            .join("; "),
     };
     println!();
     for line in &lines {
@@ -332,7 +337,7 @@ fn write_state(state: &UpState) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
+pub(super) async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;

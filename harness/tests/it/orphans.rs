@@ -1,8 +1,10 @@
-//! No dependency outlives the process that started it, even when that process aborts.
+//! No dependency outlives the process that started it, even when that process aborts: no process
+//! of the native backend, no container of the containers backend.
 
 use std::path::Path;
 use std::time::Duration;
 
+use harness::backend::Backend;
 use harness::{Dependency, Stack, StackOptions};
 
 const PIDS_FILE: &str = "HARNESS_TEST_PIDS_FILE";
@@ -39,21 +41,25 @@ async fn child_starts_a_stack_then_aborts() -> anyhow::Result<()> {
         return Ok(());
     };
     let stack = Stack::start(StackOptions::default()).await?;
-    let harness::backend::Backend::Native(native) = stack.backend() else {
-        anyhow::bail!("needs the native backend")
+    let record = match stack.backend() {
+        Backend::Native(native) => {
+            let pids: Vec<String> = Dependency::ALL
+                .iter()
+                .filter_map(|&d| native.pid(d))
+                .map(|p| p.to_string())
+                .collect();
+            format!("native {}", pids.join(" "))
+        }
+        Backend::Containers(containers) => format!("containers {}", containers.run()),
+        Backend::External(_) => anyhow::bail!("the external backend owns nothing"),
     };
-    let pids: Vec<String> = Dependency::ALL
-        .iter()
-        .filter_map(|&d| native.pid(d))
-        .map(|p| p.to_string())
-        .collect();
-    std::fs::write(Path::new(&file), pids.join(" "))?;
+    std::fs::write(Path::new(&file), record)?;
     std::process::abort();
 }
 
 #[tokio::test]
-async fn no_process_outlives_an_aborted_test_process() -> anyhow::Result<()> {
-    if std::env::var("HARNESS_BACKEND").is_ok_and(|b| b != "native") {
+async fn nothing_outlives_an_aborted_test_process() -> anyhow::Result<()> {
+    if std::env::var("HARNESS_BACKEND").is_ok_and(|b| b == "external") {
         return Ok(());
     }
     let file = std::env::temp_dir().join(format!("harness-pids-{}", uuid::Uuid::new_v4()));
@@ -68,21 +74,37 @@ async fn no_process_outlives_an_aborted_test_process() -> anyhow::Result<()> {
         .status()
         .await?;
     assert!(!status.success(), "the child was meant to abort");
-    let groups: Vec<i32> = std::fs::read_to_string(&file)?
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
+    let record = std::fs::read_to_string(&file)?;
     let _ = std::fs::remove_file(&file);
-    assert_eq!(groups.len(), 3, "the child recorded its three dependencies");
-    let left = harness::eventually(
-        Duration::from_secs(15),
-        "the dependencies to exit",
-        || async {
-            let left = survivors(&groups);
-            left.is_empty().then_some(left)
-        },
-    )
-    .await;
-    assert!(left.is_empty());
+    match record.split_once(' ') {
+        Some(("native", pids)) => {
+            let groups: Vec<i32> = pids
+                .split_whitespace()
+                .map(str::parse)
+                .collect::<Result<_, _>>()?;
+            assert_eq!(groups.len(), 3, "the child recorded its three dependencies");
+            harness::eventually(
+                Duration::from_secs(15),
+                "the dependencies to exit",
+                || async { survivors(&groups).is_empty().then_some(()) },
+            )
+            .await;
+        }
+        Some(("containers", run)) => {
+            let run = run.trim().to_string();
+            harness::eventually(
+                Duration::from_secs(30),
+                "the aborted child's containers to be removed",
+                || async {
+                    let left = harness::backend::containers::containers_of_run(&run)
+                        .await
+                        .ok()?;
+                    left.is_empty().then_some(())
+                },
+            )
+            .await;
+        }
+        _ => anyhow::bail!("the child recorded {record:?}"),
+    }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The consolidation binary: serves by default; `consolidation dlq list|redrive` is the DLQ
-//! tooling, with the same configuration.
+//! tooling, with the same configuration; `consolidation healthcheck` is the container health
+//! check.
 
 use std::collections::HashSet;
 
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Consume the entries queue and serve the API (the default).
     Serve,
+    /// Exit 0 when this machine's service answers `/health/ready` (container health check).
+    Healthcheck,
     /// Inspect or redrive the dead-letter queue (needs ENTRIES_QUEUE_URL, ENTRIES_DLQ_URL and
     /// the AWS variables only).
     Dlq {
@@ -45,8 +48,13 @@ enum DlqAction {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let command = Cli::parse().command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Healthcheck) {
+        return cashflow_platform::health::probe(8082);
+    }
     cashflow_platform::telemetry::init_logging();
-    match Cli::parse().command.unwrap_or(Command::Serve) {
+    match command {
+        Command::Healthcheck => Ok(()),
         Command::Serve => {
             let config = consolidation::Config::from_env().context("reading the configuration")?;
             let app = consolidation::Application::build(config).await?;

@@ -1,10 +1,14 @@
 //! The ledger service binary: configuration from the environment, then [`ledger::Application`].
+//! `ledger healthcheck` is the container health check.
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return cashflow_platform::health::probe(8081);
+    }
     cashflow_platform::telemetry::init_logging();
     let config = ledger::Config::from_env().context("reading the configuration")?;
     let app = ledger::Application::build(config).await?;

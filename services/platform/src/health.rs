@@ -28,3 +28,29 @@ async fn ready(State(pool): State<PgPool>) -> (StatusCode, &'static str) {
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "postgres timed out"),
     }
 }
+
+/// The container health check (`<service> healthcheck`): asks the service on this machine for
+/// `/health/ready` over plain HTTP/1.0, so the runtime image needs no curl. The port is the one
+/// in `LISTEN_ADDR`, else `default_port`.
+pub fn probe(default_port: u16) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+
+    use anyhow::{Context, bail};
+
+    let port = crate::config::optional("LISTEN_ADDR")
+        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+        .map_or(default_port, |addr| addr.port());
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let timeout = Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
+        .with_context(|| format!("connecting to {address}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(b"GET /health/ready HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        bail!("/health/ready answered {status:?}");
+    }
+    Ok(())
+}

@@ -1,0 +1,579 @@
+//! The `containers` backend: PostgreSQL, Redis and LocalStack as Docker containers, started with
+//! testcontainers and its modules (their images, environment and ready lines), one container
+//! each per stack.
+//!
+//! - Images default to the official ones at pinned tags and can be overridden with
+//!   `HARNESS_POSTGRES_IMAGE`, `HARNESS_REDIS_IMAGE` and `HARNESS_LOCALSTACK_IMAGE`
+//!   (`name:tag`). Where no registry is reachable, `ci/images/build.sh` builds drop-in images
+//!   under the same names from Debian's packages.
+//! - Each container publishes its port on a host port chosen before it starts, so a stopped and
+//!   started container comes back on the same address and clients reconnect.
+//! - Faults go through the Docker API: stop, kill (SIGKILL), pause (cgroup freezer), restart.
+//! - No container outlives its test process: a reaper (`sh` + the `docker` CLI, in its own
+//!   process group) waits for the end of a pipe this process holds open, which closes however
+//!   the process ends (panic, abort, `kill -9`), and then removes the containers labelled with
+//!   this stack's run. Each start also removes containers left by processes that are gone.
+
+use std::collections::HashMap;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use testcontainers_modules::localstack::LocalStack;
+use testcontainers_modules::postgres::Postgres;
+use testcontainers_modules::redis::Redis;
+use testcontainers_modules::testcontainers::bollard::Docker;
+use testcontainers_modules::testcontainers::bollard::query_parameters::{
+    CreateImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use testcontainers_modules::testcontainers::core::{ContainerPort, Mount, WaitFor};
+use testcontainers_modules::testcontainers::runners::AsyncRunner;
+use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt};
+
+use super::native::{NativeOptions, free_port};
+use super::{Dependency, Endpoints, Fault};
+
+/// How long a container may take to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+/// Seconds Docker waits after the stop signal before SIGKILL.
+const STOP_GRACE_SECS: i32 = 10;
+/// Labels every harness container carries.
+const LABEL: &str = "cashflow.harness";
+const LABEL_PID: &str = "cashflow.harness.pid";
+const LABEL_RUN: &str = "cashflow.harness.run";
+/// The named volume that keeps `harness up`'s PostgreSQL data across runs.
+pub const UP_POSTGRES_VOLUME: &str = "cashflow-harness-up-postgres";
+/// Password of the `postgres` role in the PostgreSQL container.
+const POSTGRES_PASSWORD: &str = "postgres";
+
+/// An image reference, `name:tag`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// Repository, e.g. `postgres` or `localstack/localstack`.
+    pub name: String,
+    /// Tag, e.g. `15-bookworm`.
+    pub tag: String,
+}
+
+impl ImageRef {
+    fn parse(reference: &str) -> anyhow::Result<Self> {
+        // The tag separator is the last ':' after the last '/' (a registry may have a port).
+        let slash = reference.rfind('/').map_or(0, |i| i + 1);
+        match reference[slash..].rfind(':') {
+            Some(i) if i > 0 => Ok(Self {
+                name: reference[..slash + i].to_string(),
+                tag: reference[slash + i + 1..].to_string(),
+            }),
+            _ => bail!("image {reference:?} has no tag; give it as name:tag"),
+        }
+    }
+}
+
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.name, self.tag)
+    }
+}
+
+/// The images the backend runs.
+#[derive(Debug, Clone)]
+pub struct ContainerImages {
+    /// PostgreSQL 15 (`HARNESS_POSTGRES_IMAGE`).
+    pub postgres: ImageRef,
+    /// Redis 7 (`HARNESS_REDIS_IMAGE`).
+    pub redis: ImageRef,
+    /// LocalStack 4.13.1 (`HARNESS_LOCALSTACK_IMAGE`).
+    pub localstack: ImageRef,
+}
+
+impl ContainerImages {
+    /// Official images at pinned tags.
+    pub const DEFAULTS: [(&'static str, &'static str); 3] = [
+        ("HARNESS_POSTGRES_IMAGE", "postgres:15-bookworm"),
+        ("HARNESS_REDIS_IMAGE", "redis:7-bookworm"),
+        ("HARNESS_LOCALSTACK_IMAGE", "localstack/localstack:4.13.1"),
+    ];
+
+    /// The defaults, each overridden by its environment variable when set.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let pick = |(var, default): (&str, &str)| {
+            let reference = std::env::var(var)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| default.to_string());
+            ImageRef::parse(reference.trim()).with_context(|| format!("reading {var}"))
+        };
+        let [postgres, redis, localstack] = Self::DEFAULTS;
+        Ok(Self {
+            postgres: pick(postgres)?,
+            redis: pick(redis)?,
+            localstack: pick(localstack)?,
+        })
+    }
+
+    fn all(&self) -> [&ImageRef; 3] {
+        [&self.postgres, &self.redis, &self.localstack]
+    }
+}
+
+/// Whether the containers backend can run here: a Docker engine answers and every image is
+/// present or was just pulled. `Err` says why not, for the one log line of the automatic choice.
+pub async fn available() -> anyhow::Result<()> {
+    let images = ContainerImages::from_env()?;
+    let docker = docker().await?;
+    for image in images.all() {
+        if docker.inspect_image(&image.to_string()).await.is_ok() {
+            continue;
+        }
+        pull(&docker, image).await.with_context(|| {
+            format!(
+                "image {image} is not present and could not be pulled \
+                 (build it offline with: bash ci/images/build.sh)"
+            )
+        })?;
+    }
+    Ok(())
+}
+
+async fn pull(docker: &Docker, image: &ImageRef) -> anyhow::Result<()> {
+    use futures::TryStreamExt;
+    let options = CreateImageOptionsBuilder::new()
+        .from_image(&image.name)
+        .tag(&image.tag)
+        .build();
+    let mut progress = docker.create_image(Some(options), None, None);
+    while progress.try_next().await?.is_some() {}
+    Ok(())
+}
+
+/// A Docker client at the version the engine speaks.
+async fn docker() -> anyhow::Result<Docker> {
+    let docker = Docker::connect_with_defaults().context("no Docker client configuration")?;
+    let docker = tokio::time::timeout(Duration::from_secs(5), docker.negotiate_version())
+        .await
+        .context("the Docker engine did not answer within 5 s")?
+        .context("the Docker engine is not reachable")?;
+    docker
+        .ping()
+        .await
+        .context("the Docker engine does not answer ping")?;
+    Ok(docker)
+}
+
+/// The running containers of one stack.
+pub struct Containers {
+    docker: Docker,
+    postgres: ContainerAsync<Postgres>,
+    redis: ContainerAsync<Redis>,
+    localstack: ContainerAsync<LocalStack>,
+    endpoints: Endpoints,
+    run: String,
+    /// The reaper and its pipe: dropping the pipe (or this process ending) makes the reaper
+    /// remove the containers; the container handles also remove theirs as they drop.
+    reaper: Mutex<Option<(Child, ChildStdin)>>,
+}
+
+impl std::fmt::Debug for Containers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Containers")
+            .field("run", &self.run)
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Containers {
+    /// Starts the three containers in parallel and waits until each is ready. Ports from
+    /// `options` are used when given, free ports otherwise.
+    pub async fn start(options: &NativeOptions) -> anyhow::Result<Self> {
+        let images = ContainerImages::from_env()?;
+        let docker = docker().await?;
+        remove_left_by_dead_processes(&docker).await;
+        let run = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        let reaper = spawn_reaper(&run);
+
+        let postgres_port = options.postgres_port.map_or_else(free_port, Ok)?;
+        let redis_port = options.redis_port.map_or_else(free_port, Ok)?;
+        let localstack_port = options.localstack_port.map_or_else(free_port, Ok)?;
+        let labels = [
+            (LABEL, "1".to_string()),
+            (LABEL_PID, std::process::id().to_string()),
+            (LABEL_RUN, run.clone()),
+        ];
+        let common = |name: &str| {
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .chain([("cashflow.harness.dependency".to_string(), name.to_string())])
+                .collect::<HashMap<_, _>>()
+        };
+
+        let mut postgres = Postgres::default()
+            .with_password(POSTGRES_PASSWORD)
+            .with_name(&images.postgres.name)
+            .with_tag(&images.postgres.tag)
+            .with_labels(common("postgres"))
+            .with_mapped_port(postgres_port, ContainerPort::Tcp(5432))
+            // Throwaway data: fsync off like the native backend; commits stay synchronous.
+            .with_cmd([
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=500",
+                "-c",
+                "shared_buffers=128MB",
+            ])
+            .with_startup_timeout(START_TIMEOUT);
+        if options.postgres_data.is_some() {
+            // `harness up` keeps its data across runs: a named volume outlives the container.
+            postgres = postgres.with_mount(Mount::volume_mount(
+                UP_POSTGRES_VOLUME,
+                "/var/lib/postgresql/data",
+            ));
+        }
+        let postgres = postgres.start();
+        let redis = Redis::default()
+            .with_name(&images.redis.name)
+            .with_tag(&images.redis.tag)
+            .with_labels(common("redis"))
+            .with_mapped_port(redis_port, ContainerPort::Tcp(6379))
+            // A cache: no persistence, so a restart comes back empty as in production.
+            .with_cmd([
+                "redis-server",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxclients",
+                "10000",
+            ])
+            .with_startup_timeout(START_TIMEOUT)
+            .start();
+        let gateway_host = format!("127.0.0.1:{localstack_port}");
+        let localstack = LocalStack::default()
+            .with_name(&images.localstack.name)
+            .with_tag(&images.localstack.tag)
+            .with_labels(common("localstack"))
+            .with_mapped_port(localstack_port, ContainerPort::Tcp(4566))
+            .with_env_var("SERVICES", "sqs")
+            .with_env_var("EAGER_SERVICE_LOADING", "1")
+            .with_env_var("SQS_ENDPOINT_STRATEGY", "path")
+            // Queue URLs must point at the published port, not the container's 4566.
+            .with_env_var("LOCALSTACK_HOST", &gateway_host)
+            .with_env_var("DNS_ADDRESS", "0")
+            .with_env_var("DISABLE_EVENTS", "1")
+            // `Ready.` comes after SQS is loaded (eager loading); the module's extra fixed
+            // 3 s wait is not needed.
+            .with_ready_conditions(vec![WaitFor::message_on_stdout("Ready.")])
+            .with_startup_timeout(START_TIMEOUT)
+            .start();
+
+        let (postgres, redis, localstack) = tokio::join!(postgres, redis, localstack);
+        let started = async {
+            let postgres = postgres.context("starting the PostgreSQL container")?;
+            let redis = redis.context("starting the Redis container")?;
+            let localstack = localstack.context("starting the LocalStack container")?;
+            anyhow::Ok((postgres, redis, localstack))
+        }
+        .await;
+        let (postgres, redis, localstack) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                // Whichever started is removed when its handle drops; the reaper covers the rest.
+                return Err(e.context(format!(
+                    "images: {} {} {} (override with HARNESS_*_IMAGE)",
+                    images.postgres, images.redis, images.localstack
+                )));
+            }
+        };
+        let containers = Self {
+            endpoints: Endpoints {
+                postgres_url: format!(
+                    "postgres://postgres:{POSTGRES_PASSWORD}@127.0.0.1:{postgres_port}/postgres"
+                ),
+                redis_url: format!("redis://127.0.0.1:{redis_port}"),
+                sqs_endpoint: format!("http://{gateway_host}"),
+                aws_region: "us-east-1".into(),
+            },
+            docker,
+            postgres,
+            redis,
+            localstack,
+            run,
+            reaper: Mutex::new(reaper),
+        };
+        containers
+            .wait_ready(Dependency::Postgres)
+            .await
+            .context("PostgreSQL container")?;
+        Ok(containers)
+    }
+
+    /// Connection details.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// The container id of a dependency.
+    pub fn container_id(&self, dependency: Dependency) -> &str {
+        match dependency {
+            Dependency::Postgres => self.postgres.id(),
+            Dependency::Redis => self.redis.id(),
+            Dependency::LocalStack => self.localstack.id(),
+        }
+    }
+
+    /// This stack's run label (`cashflow.harness.run`).
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    /// Injects a fault through the Docker API; `Restart` returns once the dependency answers.
+    pub async fn inject(&self, dependency: Dependency, fault: Fault) -> anyhow::Result<()> {
+        let id = self.container_id(dependency).to_string();
+        let result = async {
+            match fault {
+                Fault::Stop => self.stop(dependency).await,
+                Fault::Kill => {
+                    if self.is_running(&id).await? {
+                        self.docker
+                            .kill_container(
+                                &id,
+                                Some(KillContainerOptionsBuilder::new().signal("SIGKILL").build()),
+                            )
+                            .await?;
+                    }
+                    self.wait_stopped(&id).await
+                }
+                Fault::Pause => Ok(self.docker.pause_container(&id).await?),
+                Fault::Resume => Ok(self.docker.unpause_container(&id).await?),
+                Fault::Restart => {
+                    self.stop(dependency).await?;
+                    self.start_container(dependency).await?;
+                    self.wait_ready(dependency).await
+                }
+            }
+        }
+        .await;
+        result.with_context(|| format!("{fault:?} {dependency} (container {id})"))
+    }
+
+    async fn stop(&self, dependency: Dependency) -> anyhow::Result<()> {
+        let id = self.container_id(dependency);
+        let paused = self
+            .docker
+            .inspect_container(id, None)
+            .await?
+            .state
+            .and_then(|s| s.paused)
+            .unwrap_or(false);
+        if paused {
+            self.docker.unpause_container(id).await?;
+        }
+        let grace = Some(STOP_GRACE_SECS);
+        match dependency {
+            Dependency::Postgres => self.postgres.stop_with_timeout(grace).await?,
+            Dependency::Redis => self.redis.stop_with_timeout(grace).await?,
+            Dependency::LocalStack => self.localstack.stop_with_timeout(grace).await?,
+        }
+        self.wait_stopped(id).await
+    }
+
+    async fn start_container(&self, dependency: Dependency) -> anyhow::Result<()> {
+        match dependency {
+            Dependency::Postgres => self.postgres.start().await?,
+            Dependency::Redis => self.redis.start().await?,
+            Dependency::LocalStack => self.localstack.start().await?,
+        }
+        Ok(())
+    }
+
+    async fn is_running(&self, id: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .docker
+            .inspect_container(id, None)
+            .await?
+            .state
+            .and_then(|s| s.running)
+            .unwrap_or(false))
+    }
+
+    async fn wait_stopped(&self, id: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.is_running(id).await? {
+            if Instant::now() > deadline {
+                bail!("container {id} still runs 20 s after it was stopped");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Polls the dependency's own protocol until it answers: after `docker start` the log
+    /// already holds the first start's ready line, so logs cannot tell.
+    async fn wait_ready(&self, dependency: Dependency) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let attempt = tokio::time::timeout(Duration::from_secs(2), self.probe(dependency));
+            match attempt.await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) if Instant::now() >= deadline => {
+                    return Err(e.context(format!("{dependency} is not ready")));
+                }
+                Err(_) if Instant::now() >= deadline => bail!("{dependency} does not answer"),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    async fn probe(&self, dependency: Dependency) -> anyhow::Result<()> {
+        use sqlx::Connection;
+        match dependency {
+            Dependency::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.endpoints.postgres_url).await?;
+                sqlx::query("SELECT 1").execute(&mut conn).await?;
+                conn.close().await?;
+            }
+            Dependency::Redis => {
+                let client = redis::Client::open(self.endpoints.redis_url.as_str())?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            }
+            Dependency::LocalStack => {
+                crate::sqs::client(&self.endpoints.sqs_endpoint, &self.endpoints.aws_region)
+                    .list_queues()
+                    .send()
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the containers (and their anonymous volumes) and lets the reaper go.
+    pub async fn shutdown(&self) {
+        remove_run(&self.docker, &self.run).await;
+        if let Some((mut child, stdin)) =
+            self.reaper.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts the reaper for `run`; `None` (with a warning) when the `docker` CLI is missing, in
+/// which case a later start removes what a dead process left.
+fn spawn_reaper(run: &str) -> Option<(Child, ChildStdin)> {
+    use std::os::unix::process::CommandExt;
+    // `read` returns at end of input, i.e. when every holder of the pipe's write end is gone.
+    let script = format!(
+        "read _ignored; ids=$(docker ps -aq --filter label={LABEL_RUN}={run}); \
+         [ -z \"$ids\" ] || docker rm -f -v $ids >/dev/null 2>&1; exit 0"
+    );
+    let spawned = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group: a terminal's Ctrl-C must not end it before it has reaped.
+        .process_group(0)
+        .spawn();
+    match spawned {
+        Ok(mut child) => {
+            let stdin = child.stdin.take()?;
+            Some((child, stdin))
+        }
+        Err(e) => {
+            eprintln!(
+                "harness: no container reaper ({e}); containers of a crashed run are removed by the next run"
+            );
+            None
+        }
+    }
+}
+
+/// Ids of the containers (running or not) of a stack's run, e.g. to check none is left.
+pub async fn containers_of_run(run: &str) -> anyhow::Result<Vec<String>> {
+    let docker = docker().await?;
+    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_RUN}={run}")])]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let containers = docker.list_containers(Some(options)).await?;
+    Ok(containers.into_iter().filter_map(|c| c.id).collect())
+}
+
+/// Removes every container of `run`.
+async fn remove_run(docker: &Docker, run: &str) {
+    remove_labelled(docker, &format!("{LABEL_RUN}={run}")).await;
+}
+
+async fn remove_labelled(docker: &Docker, label: &str) {
+    let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let Ok(containers) = docker.list_containers(Some(options)).await else {
+        return;
+    };
+    for id in containers.into_iter().filter_map(|c| c.id) {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        let _ = docker.remove_container(&id, Some(options)).await;
+    }
+}
+
+/// Removes harness containers whose process is gone (a reaper that could not run, a machine
+/// that went down).
+async fn remove_left_by_dead_processes(docker: &Docker) {
+    let filters = HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let Ok(containers) = docker.list_containers(Some(options)).await else {
+        return;
+    };
+    for container in containers {
+        let pid = container
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(LABEL_PID))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let gone = pid.is_some_and(|pid| {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if let (true, Some(id)) = (gone, container.id) {
+            let options = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            let _ = docker.remove_container(&id, Some(options)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ImageRef;
+
+    #[test]
+    fn image_references_split_at_the_tag() {
+        let parsed = ImageRef::parse("localstack/localstack:4.13.1").expect("parses");
+        assert_eq!(parsed.name, "localstack/localstack");
+        assert_eq!(parsed.tag, "4.13.1");
+        let parsed = ImageRef::parse("registry.local:5000/postgres:15").expect("parses");
+        assert_eq!(parsed.name, "registry.local:5000/postgres");
+        assert_eq!(parsed.tag, "15");
+        assert!(ImageRef::parse("registry.local:5000/postgres").is_err());
+        assert!(ImageRef::parse("postgres").is_err());
+    }
+}
