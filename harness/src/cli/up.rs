@@ -35,6 +35,9 @@ pub(super) struct UpArgs {
     /// LocalStack port (native backend).
     #[arg(long, env = "LOCALSTACK_PORT", default_value_t = 4566)]
     localstack_port: u16,
+    /// Prometheus port (run when the `prometheus` binary is installed; 0 turns it off).
+    #[arg(long, env = "PROMETHEUS_PORT", default_value_t = 9090)]
+    prometheus_port: u16,
 }
 
 /// What `harness up` shares with `harness token` and other tools while it runs.
@@ -152,6 +155,21 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
             process.log_file().display()
         ));
         running.push(process);
+    }
+
+    if let Some(prometheus) = prometheus(args)? {
+        step("starting Prometheus");
+        match prometheus.start(SERVICE_TIMEOUT).await {
+            Ok(()) => {
+                done(started);
+                lines.push(format!(
+                    "  {:<14} http://127.0.0.1:{}   (scrapes both services; alert rules from deploy/prometheus)",
+                    "prometheus", args.prometheus_port
+                ));
+                running.insert(0, prometheus);
+            }
+            Err(e) => eprintln!("harness: Prometheus did not start, going on without it: {e:#}"),
+        }
     }
 
     let token = stack
@@ -292,6 +310,48 @@ impl ServiceSpec {
             log_file: paths::logs_dir().join(format!("{}-{}.log", self.name, std::process::id())),
         })))
     }
+}
+
+/// Prometheus scraping both services, when the `prometheus` binary (Debian's `prometheus`
+/// package) is installed; `None` otherwise or when `--prometheus-port 0`.
+fn prometheus(args: &UpArgs) -> anyhow::Result<Option<Supervised>> {
+    let Some(program) =
+        crate::backend::native::which("prometheus").filter(|_| args.prometheus_port != 0)
+    else {
+        return Ok(None);
+    };
+    let dir = paths::harness_dir().join("up").join("prometheus");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let rules = paths::workspace_root().join("deploy/prometheus/alerts.yml");
+    let rule_files = if rules.is_file() {
+        format!("rule_files:\n  - {}\n", rules.display())
+    } else {
+        String::new()
+    };
+    let config = format!(
+        "# Written by `harness up`.\nglobal:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n{rule_files}\
+         scrape_configs:\n  - job_name: ledger\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n\
+         \x20 - job_name: consolidation\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n",
+        args.ledger_port, args.consolidation_port
+    );
+    let config_file = dir.join("prometheus.yml");
+    std::fs::write(&config_file, config)?;
+    Ok(Some(Supervised::new(ProcessSpec {
+        name: "prometheus".into(),
+        program,
+        args: vec![
+            format!("--config.file={}", config_file.display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{}", args.prometheus_port),
+            "--storage.tsdb.retention.time=2d".into(),
+        ],
+        env: Vec::new(),
+        cwd: Some(dir),
+        user: None,
+        ready_line: "Server is ready to receive web requests".into(),
+        stop_signal: libc::SIGTERM,
+        log_file: paths::logs_dir().join(format!("prometheus-{}.log", std::process::id())),
+    })))
 }
 
 /// Polls `/health/ready` until it answers 200.

@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
     if matches!(command, Command::Healthcheck) {
         return cashflow_platform::health::probe(8082);
     }
-    cashflow_platform::telemetry::init_logging();
+    cashflow_platform::telemetry::init_logging("consolidation");
     match command {
         Command::Healthcheck => Ok(()),
         Command::Serve => {

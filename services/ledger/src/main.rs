@@ -9,7 +9,7 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         return cashflow_platform::health::probe(8081);
     }
-    cashflow_platform::telemetry::init_logging();
+    cashflow_platform::telemetry::init_logging("ledger");
     let config = ledger::Config::from_env().context("reading the configuration")?;
     let app = ledger::Application::build(config).await?;
     tracing::info!(address = %app.local_addr(), "ledger listening");

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod gelf;
 pub mod health;
 pub mod http;
 pub mod problem;

@@ -1,4 +1,5 @@
-//! Logs (JSON lines on stdout) and Prometheus metrics. Each application owns its metric
+//! Logs (JSON lines on stdout, and GELF to Graylog when `GELF_ADDR` is set) and Prometheus
+//! metrics. Each application owns its metric
 //! registry, so several applications in one test process keep separate figures.
 
 use std::sync::Arc;
@@ -17,15 +18,28 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// Installs the JSON log subscriber (once per process; later calls do nothing). `RUST_LOG`
-/// filters, `info` by default.
-pub fn init_logging() {
+/// Installs the log subscriber (once per process; later calls do nothing): JSON lines on
+/// stdout, plus GELF over UDP to `GELF_ADDR` when set (a bad address is reported on stderr and
+/// logging goes on without it). `RUST_LOG` filters, `info` by default.
+pub fn init_logging(service: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_env_filter(filter)
+    let gelf = crate::config::optional("GELF_ADDR").and_then(|address| {
+        crate::gelf::GelfLayer::connect(&address, service)
+            .inspect_err(|e| eprintln!("GELF logging is off: {e:#}"))
+            .ok()
+    });
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true),
+        )
+        .with(gelf)
         .try_init();
 }
 

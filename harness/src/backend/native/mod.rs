@@ -212,7 +212,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Finds a program on `PATH`.
-fn which(program: &str) -> Option<PathBuf> {
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
