@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: up test test-native compose-smoke load deps lint fmt
+.PHONY: up test test-native compose-smoke load deps lint lint-infra fmt
 
 up: deps
 	$(CARGO) build --quiet --workspace --bins
@@ -19,7 +19,7 @@ test: deps
 
 # The harness self-tests and the acceptance suite on the other backend (CI runs both).
 test-native: deps
-	HARNESS_BACKEND=native $(CARGO) test --no-fail-fast -p harness -p features
+	HARNESS_BACKEND=native $(CARGO) test --no-fail-fast -p harness -p acceptance
 
 compose-smoke:
 	$(CARGO) build --quiet --workspace --bins
@@ -32,6 +32,11 @@ load: deps
 
 deps:
 	@bash ci/install-deps.sh
+
+# Offline validators of the deployment: terraform fmt/validate + checkov, kustomize + Kubernetes
+# schemas, promtool, dashboards, workflows, and the consistency of names across all of them.
+lint-infra:
+	bash ci/lint-infra.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

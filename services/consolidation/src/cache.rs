@@ -269,3 +269,14 @@ impl Cache {
         pong.is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// ElastiCache in production requires TLS: a `rediss://` URL must be accepted (the redis
+    /// crate refuses it when built without its rustls features).
+    #[test]
+    fn tls_redis_urls_are_supported() {
+        let client = redis::Client::open("rediss://:token@cache.example.internal:6379");
+        assert!(client.is_ok(), "{:?}", client.err());
+    }
+}

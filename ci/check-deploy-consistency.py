@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Asserts that the names every deployment path relies on agree with what the services read:
+environment variables, ports, queue names and service accounts, across the services' source,
+their Dockerfiles, compose.yaml, the Kubernetes manifests (rendered with kustomize) and terraform.
+
+Run by `make lint-infra` (ci/lint-infra.sh); needs PyYAML and `kubectl kustomize`. Exits 1 with
+one line per disagreement."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = {"ledger": 8081, "consolidation": 8082}
+QUEUE, DLQ = "cashflow-entries", "cashflow-entries-dlq"
+# Read by the AWS SDK or the log filter, not by our configuration code.
+STANDARD = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "RUST_LOG",
+            "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_STS_REGIONAL_ENDPOINTS"}
+problems = []
+
+
+def problem(text):
+    problems.append(text)
+
+
+def read_vars(*folders):
+    """(all, required) variable names the code reads through platform::config."""
+    found, required = set(), set()
+    pattern = re.compile(r'\b(required|or_default|optional)\(\s*"([A-Z][A-Z0-9_]*)"')
+    for folder in folders:
+        for source in (ROOT / folder).rglob("*.rs"):
+            for kind, name in pattern.findall(source.read_text()):
+                found.add(name)
+                if kind == "required":
+                    required.add(name)
+    return found, required
+
+
+def check_env(where, service, names, known, required):
+    for name in sorted(names - known - STANDARD):
+        problem(f"{where}: {service} sets {name}, which the service never reads")
+    for name in sorted(required - names):
+        problem(f"{where}: {service} lacks {name}, which the service requires")
+
+
+def listen_port(where, service, env):
+    value = env.get("LISTEN_ADDR")
+    if value is not None and not str(value).endswith(f":{SERVICES[service]}"):
+        problem(f"{where}: {service} LISTEN_ADDR={value}, expected port {SERVICES[service]}")
+
+
+def check_queue_urls(where, service, env):
+    for name, queue in (("ENTRIES_QUEUE_URL", QUEUE), ("ENTRIES_DLQ_URL", DLQ)):
+        url = env.get(name)
+        if url is not None and not str(url).rstrip("/").endswith("/" + queue):
+            problem(f"{where}: {service} {name}={url} does not name queue {queue}")
+
+
+platform_vars, platform_required = read_vars("services/platform/src")
+code = {}
+for service in SERVICES:
+    names, required = read_vars(f"services/{service}/src")
+    code[service] = (names | platform_vars, required | platform_required)
+
+# The services' own defaults and their images.
+for service, port in SERVICES.items():
+    config = (ROOT / f"services/{service}/src/config.rs").read_text()
+    if f"[0, 0, 0, 0], {port}" not in config:
+        problem(f"services/{service}/src/config.rs: default listen port is not {port}")
+    dockerfile = (ROOT / f"services/{service}/Dockerfile").read_text()
+    if f"EXPOSE {port}" not in dockerfile or f"LISTEN_ADDR=0.0.0.0:{port}" not in dockerfile:
+        problem(f"services/{service}/Dockerfile: EXPOSE / LISTEN_ADDR are not port {port}")
+
+# compose.yaml
+compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+for service in SERVICES:
+    spec = compose["services"][service]
+    env = {k: str(v) for k, v in spec["environment"].items()}
+    check_env("compose.yaml", service, set(env), *code[service])
+    listen_port("compose.yaml", service, env)
+    check_queue_urls("compose.yaml", service, env)
+    if not any(str(p).endswith(f":{SERVICES[service]}") for p in spec.get("ports", [])):
+        problem(f"compose.yaml: {service} does not publish port {SERVICES[service]}")
+init_hook = (ROOT / "localstack/init/ready.d/10-create-queues.sh").read_text()
+if f'queue="${{ENTRIES_QUEUE_NAME:-{QUEUE}}}"' not in init_hook or '"${queue}-dlq"' not in init_hook:
+    problem("localstack init hook: queue names differ from cashflow-entries / -dlq")
+up = (ROOT / "harness/src/cli/up.rs").read_text()
+if f'const QUEUE: &str = "{QUEUE}";' not in up:
+    problem("harness up: the queue is not named cashflow-entries")
+
+# Kubernetes, as rendered for production.
+for overlay in ("deploy/k8s/overlays/prod",):
+    rendered = subprocess.run(["kubectl", "kustomize", str(ROOT / overlay)], check=True,
+                              capture_output=True, text=True).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    config_maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+    secrets_keys = {}
+    for d in docs:
+        if d["kind"] in ("Secret", "ExternalSecret"):
+            data = d.get("data") or d.get("stringData") or {}
+            keys = set(data) if isinstance(data, dict) else {x.get("secretKey") for x in data}
+            secrets_keys[d["metadata"]["name"]] = keys | set(
+                (d.get("spec", {}).get("target", {}).get("template", {}).get("data") or {}))
+    accounts = {d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"}
+    for d in docs:
+        if d["kind"] != "Deployment" or d["metadata"]["name"] not in SERVICES:
+            continue
+        service = d["metadata"]["name"]
+        pod = d["spec"]["template"]["spec"]
+        container = next(c for c in pod["containers"] if c["name"] == service)
+        env = {e["name"]: e.get("value", "<ref>") for e in container.get("env", [])}
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                name = source["configMapRef"]["name"]
+                if name not in config_maps:
+                    problem(f"{overlay}: {service} reads ConfigMap {name}, which is not rendered")
+                env.update(config_maps.get(name, {}))
+            if "secretRef" in source:
+                env.update({k: "<secret>" for k in secrets_keys.get(source["secretRef"]["name"], set())})
+        check_env(overlay, service, set(env), *code[service])
+        listen_port(overlay, service, env)
+        check_queue_urls(overlay, service, env)
+        ports = {p["containerPort"] for p in container.get("ports", [])}
+        if ports != {SERVICES[service]}:
+            problem(f"{overlay}: {service} containerPort {ports}, expected {SERVICES[service]}")
+        for probe in ("readinessProbe", "livenessProbe"):
+            path = container.get(probe, {}).get("httpGet", {}).get("path", "")
+            if not path.startswith("/health/"):
+                problem(f"{overlay}: {service} {probe} is not on /health/*")
+        if pod.get("serviceAccountName") != service or service not in accounts:
+            problem(f"{overlay}: {service} does not run as ServiceAccount {service}")
+
+# Terraform: queue names and the service accounts the IRSA roles trust.
+tf = "\n".join(p.read_text() for p in (ROOT / "terraform").rglob("*.tf"))
+for queue in (QUEUE, DLQ):
+    if f'"{queue}"' not in tf:
+        problem(f"terraform: queue {queue} is never named")
+for service in SERVICES:
+    if f"system:serviceaccount:cashflow:{service}" not in tf and \
+            not re.search(rf'service_account\w*\s*=\s*"{service}"', tf):
+        problem(f"terraform: no IRSA trust for system:serviceaccount:cashflow:{service}")
+
+if problems:
+    print("deploy-consistency: FAILED")
+    for line in problems:
+        print("  - " + line)
+    sys.exit(1)
+print("deploy-consistency: env vars, ports, queue names and service accounts agree "
+      "(services, Dockerfiles, compose.yaml, deploy/k8s/overlays/prod, terraform)")
