@@ -30,7 +30,7 @@ use testcontainers_modules::testcontainers::bollard::query_parameters::{
 };
 use testcontainers_modules::testcontainers::core::{ContainerPort, Mount, WaitFor};
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
-use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt};
+use testcontainers_modules::testcontainers::{ContainerAsync, ContainerRequest, Image, ImageExt};
 
 use super::native::{NativeOptions, free_port};
 use super::{Dependency, Endpoints, Fault};
@@ -43,6 +43,7 @@ const STOP_GRACE_SECS: i32 = 10;
 const LABEL: &str = "cashflow.harness";
 const LABEL_PID: &str = "cashflow.harness.pid";
 const LABEL_RUN: &str = "cashflow.harness.run";
+const LABEL_DEPENDENCY: &str = "cashflow.harness.dependency";
 /// The named volume that keeps `harness up`'s PostgreSQL data across runs.
 pub const UP_POSTGRES_VOLUME: &str = "cashflow-harness-up-postgres";
 /// Password of the `postgres` role in the PostgreSQL container.
@@ -202,32 +203,31 @@ impl Containers {
             (LABEL_PID, std::process::id().to_string()),
             (LABEL_RUN, run.clone()),
         ];
-        let common = |name: &str| {
+        let labels = |dependency: &str| {
             labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
-                .chain([("cashflow.harness.dependency".to_string(), name.to_string())])
+                .chain([(LABEL_DEPENDENCY.to_string(), dependency.to_string())])
                 .collect::<HashMap<_, _>>()
         };
 
-        let mut postgres = Postgres::default()
-            .with_password(POSTGRES_PASSWORD)
-            .with_name(&images.postgres.name)
-            .with_tag(&images.postgres.tag)
-            .with_labels(common("postgres"))
-            .with_mapped_port(postgres_port, ContainerPort::Tcp(5432))
-            // Throwaway data: fsync off like the native backend; commits stay synchronous.
-            .with_cmd([
-                "-c",
-                "fsync=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=500",
-                "-c",
-                "shared_buffers=128MB",
-            ])
-            .with_startup_timeout(START_TIMEOUT);
+        let mut postgres = request(
+            Postgres::default().with_password(POSTGRES_PASSWORD),
+            &images.postgres,
+            labels("postgres"),
+            (postgres_port, 5432),
+        )
+        // Throwaway data: fsync off like the native backend; commits stay synchronous.
+        .with_cmd([
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=500",
+            "-c",
+            "shared_buffers=128MB",
+        ]);
         if options.postgres_data.is_some() {
             // `harness up` keeps its data across runs: a named volume outlives the container.
             postgres = postgres.with_mount(Mount::volume_mount(
@@ -236,41 +236,41 @@ impl Containers {
             ));
         }
         let postgres = postgres.start();
-        let redis = Redis::default()
-            .with_name(&images.redis.name)
-            .with_tag(&images.redis.tag)
-            .with_labels(common("redis"))
-            .with_mapped_port(redis_port, ContainerPort::Tcp(6379))
-            // A cache: no persistence, so a restart comes back empty as in production.
-            .with_cmd([
-                "redis-server",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--maxclients",
-                "10000",
-            ])
-            .with_startup_timeout(START_TIMEOUT)
-            .start();
+        let redis = request(
+            Redis::default(),
+            &images.redis,
+            labels("redis"),
+            (redis_port, 6379),
+        )
+        // A cache: no persistence, so a restart comes back empty as in production.
+        .with_cmd([
+            "redis-server",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxclients",
+            "10000",
+        ])
+        .start();
         let gateway_host = format!("127.0.0.1:{localstack_port}");
-        let localstack = LocalStack::default()
-            .with_name(&images.localstack.name)
-            .with_tag(&images.localstack.tag)
-            .with_labels(common("localstack"))
-            .with_mapped_port(localstack_port, ContainerPort::Tcp(4566))
-            .with_env_var("SERVICES", "sqs")
-            .with_env_var("EAGER_SERVICE_LOADING", "1")
-            .with_env_var("SQS_ENDPOINT_STRATEGY", "path")
-            // Queue URLs must point at the published port, not the container's 4566.
-            .with_env_var("LOCALSTACK_HOST", &gateway_host)
-            .with_env_var("DNS_ADDRESS", "0")
-            .with_env_var("DISABLE_EVENTS", "1")
-            // `Ready.` comes after SQS is loaded (eager loading); the module's extra fixed
-            // 3 s wait is not needed.
-            .with_ready_conditions(vec![WaitFor::message_on_stdout("Ready.")])
-            .with_startup_timeout(START_TIMEOUT)
-            .start();
+        let localstack = request(
+            LocalStack::default(),
+            &images.localstack,
+            labels("localstack"),
+            (localstack_port, 4566),
+        )
+        .with_env_var("SERVICES", "sqs")
+        .with_env_var("EAGER_SERVICE_LOADING", "1")
+        .with_env_var("SQS_ENDPOINT_STRATEGY", "path")
+        // Queue URLs must point at the published port, not the container's 4566.
+        .with_env_var("LOCALSTACK_HOST", &gateway_host)
+        .with_env_var("DNS_ADDRESS", "0")
+        .with_env_var("DISABLE_EVENTS", "1")
+        // `Ready.` comes after SQS is loaded (eager loading); the module's extra fixed 3 s wait
+        // is not needed.
+        .with_ready_conditions(vec![WaitFor::message_on_stdout("Ready.")])
+        .start();
 
         let (postgres, redis, localstack) = tokio::join!(postgres, redis, localstack);
         let started = async {
@@ -463,6 +463,23 @@ impl Containers {
             let _ = child.wait();
         }
     }
+}
+
+/// A module's container request with what every dependency shares: the image reference, the
+/// labels, the host port published for its port (chosen before start, kept across restarts)
+/// and the start timeout.
+fn request<I: Image>(
+    image: I,
+    reference: &ImageRef,
+    labels: HashMap<String, String>,
+    (host_port, container_port): (u16, u16),
+) -> ContainerRequest<I> {
+    image
+        .with_name(&reference.name)
+        .with_tag(&reference.tag)
+        .with_labels(labels)
+        .with_mapped_port(host_port, ContainerPort::Tcp(container_port))
+        .with_startup_timeout(START_TIMEOUT)
 }
 
 /// Starts the reaper for `run`; `None` (with a warning) when the `docker` CLI is missing, in
