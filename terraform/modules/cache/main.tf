@@ -1,37 +1,13 @@
-data "aws_caller_identity" "current" {}
-
-data "aws_partition" "current" {}
-
 locals {
-  account_id = data.aws_caller_identity.current.account_id
-  partition  = data.aws_partition.current.partition
   identifier = "${var.name}-redis"
 }
 
-resource "aws_kms_key" "cache" {
-  description             = "${local.identifier} at-rest encryption and auth token secret"
-  deletion_window_in_days = 30
-  enable_key_rotation     = true
+module "kms" {
+  source = "../kms"
 
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "AccountAdministration"
-        Effect    = "Allow"
-        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-        Action    = "kms:*"
-        Resource  = "*"
-      },
-    ]
-  })
-
-  tags = var.tags
-}
-
-resource "aws_kms_alias" "cache" {
-  name          = "alias/${local.identifier}"
-  target_key_id = aws_kms_key.cache.key_id
+  description = "${local.identifier} at-rest encryption and auth token secret"
+  alias       = local.identifier
+  tags        = var.tags
 }
 
 resource "aws_elasticache_subnet_group" "this" {
@@ -89,7 +65,7 @@ resource "aws_elasticache_replication_group" "this" {
   security_group_ids = [aws_security_group.cache.id]
 
   at_rest_encryption_enabled = true
-  kms_key_id                 = aws_kms_key.cache.arn
+  kms_key_id                 = module.kms.arn
   transit_encryption_enabled = true
   auth_token                 = terraform_data.auth_token.output
   auth_token_update_strategy = "ROTATE"
@@ -108,7 +84,7 @@ resource "aws_secretsmanager_secret" "redis_url" {
   #checkov:skip=CKV2_AWS_57:The AUTH token is rotated by replacing terraform_data.auth_token and applying (auth_token_update_strategy ROTATE); no Lambda rotator for a cache credential.
   name                    = "${var.secret_prefix}/consolidation/redis-url"
   description             = "REDIS_URL (rediss://, AUTH token) of the consolidation service"
-  kms_key_id              = aws_kms_key.cache.arn
+  kms_key_id              = module.kms.arn
   recovery_window_in_days = 30
 
   tags = var.tags

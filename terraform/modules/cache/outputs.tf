@@ -20,5 +20,5 @@ output "redis_url_secret_arn" {
 
 output "kms_key_arn" {
   description = "ARN of the KMS key of the cache and its secret."
-  value       = aws_kms_key.cache.arn
+  value       = module.kms.arn
 }

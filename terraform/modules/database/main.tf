@@ -1,37 +1,16 @@
-data "aws_caller_identity" "current" {}
-
 data "aws_partition" "current" {}
 
 locals {
-  account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
   identifier = "${var.name}-aurora"
 }
 
-resource "aws_kms_key" "db" {
-  description             = "${local.identifier} storage, master secret and Performance Insights"
-  deletion_window_in_days = 30
-  enable_key_rotation     = true
+module "kms" {
+  source = "../kms"
 
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "AccountAdministration"
-        Effect    = "Allow"
-        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-        Action    = "kms:*"
-        Resource  = "*"
-      },
-    ]
-  })
-
-  tags = var.tags
-}
-
-resource "aws_kms_alias" "db" {
-  name          = "alias/${local.identifier}"
-  target_key_id = aws_kms_key.db.key_id
+  description = "${local.identifier} storage, master secret and Performance Insights"
+  alias       = local.identifier
+  tags        = var.tags
 }
 
 resource "aws_db_subnet_group" "this" {
@@ -101,14 +80,14 @@ resource "aws_rds_cluster" "this" {
 
   master_username               = var.master_username
   manage_master_user_password   = true
-  master_user_secret_kms_key_id = aws_kms_key.db.arn
+  master_user_secret_kms_key_id = module.kms.arn
 
   db_subnet_group_name            = aws_db_subnet_group.this.name
   vpc_security_group_ids          = [aws_security_group.db.id]
   db_cluster_parameter_group_name = aws_rds_cluster_parameter_group.this.name
 
   storage_encrypted = true
-  kms_key_id        = aws_kms_key.db.arn
+  kms_key_id        = module.kms.arn
 
   iam_database_authentication_enabled = var.iam_database_authentication_enabled
   deletion_protection                 = var.deletion_protection
@@ -167,7 +146,7 @@ resource "aws_rds_cluster_instance" "this" {
   monitoring_role_arn = aws_iam_role.monitoring.arn
 
   performance_insights_enabled          = true
-  performance_insights_kms_key_id       = aws_kms_key.db.arn
+  performance_insights_kms_key_id       = module.kms.arn
   performance_insights_retention_period = 7
 
   tags = var.tags
@@ -184,7 +163,7 @@ resource "aws_secretsmanager_secret" "service" {
 
   name                    = "${var.secret_prefix}/${each.value}/database-url"
   description             = "DATABASE_URL of the ${each.value} service (database ${each.value} on ${local.identifier})"
-  kms_key_id              = aws_kms_key.db.arn
+  kms_key_id              = module.kms.arn
   recovery_window_in_days = 30
 
   tags = var.tags

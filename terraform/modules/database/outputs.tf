@@ -30,7 +30,7 @@ output "service_secret_arns" {
 
 output "kms_key_arn" {
   description = "ARN of the KMS key encrypting the cluster storage and its secrets."
-  value       = aws_kms_key.db.arn
+  value       = module.kms.arn
 }
 
 output "security_group_id" {

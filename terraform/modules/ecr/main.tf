@@ -1,36 +1,9 @@
-data "aws_caller_identity" "current" {}
+module "kms" {
+  source = "../kms"
 
-data "aws_partition" "current" {}
-
-locals {
-  account_id = data.aws_caller_identity.current.account_id
-  partition  = data.aws_partition.current.partition
-}
-
-resource "aws_kms_key" "ecr" {
-  description             = "${var.name} ECR repositories"
-  deletion_window_in_days = 30
-  enable_key_rotation     = true
-
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "AccountAdministration"
-        Effect    = "Allow"
-        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-        Action    = "kms:*"
-        Resource  = "*"
-      },
-    ]
-  })
-
-  tags = var.tags
-}
-
-resource "aws_kms_alias" "ecr" {
-  name          = "alias/${var.name}-ecr"
-  target_key_id = aws_kms_key.ecr.key_id
+  description = "${var.name} ECR repositories"
+  alias       = "${var.name}-ecr"
+  tags        = var.tags
 }
 
 resource "aws_ecr_repository" "this" {
@@ -45,7 +18,7 @@ resource "aws_ecr_repository" "this" {
 
   encryption_configuration {
     encryption_type = "KMS"
-    kms_key         = aws_kms_key.ecr.arn
+    kms_key         = module.kms.arn
   }
 
   tags = var.tags

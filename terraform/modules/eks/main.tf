@@ -1,39 +1,18 @@
-data "aws_caller_identity" "current" {}
-
 data "aws_partition" "current" {}
 
 locals {
-  account_id = data.aws_caller_identity.current.account_id
-  partition  = data.aws_partition.current.partition
+  partition = data.aws_partition.current.partition
 }
 
 # ---------------------------------------------------------------------------
 # KMS key for envelope encryption of Kubernetes secrets
 # ---------------------------------------------------------------------------
-resource "aws_kms_key" "secrets" {
-  description             = "${var.cluster_name} EKS secrets encryption"
-  deletion_window_in_days = 30
-  enable_key_rotation     = true
+module "kms" {
+  source = "../kms"
 
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "AccountAdministration"
-        Effect    = "Allow"
-        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-        Action    = "kms:*"
-        Resource  = "*"
-      },
-    ]
-  })
-
-  tags = var.tags
-}
-
-resource "aws_kms_alias" "secrets" {
-  name          = "alias/${var.cluster_name}-eks-secrets"
-  target_key_id = aws_kms_key.secrets.key_id
+  description = "${var.cluster_name} EKS secrets encryption"
+  alias       = "${var.cluster_name}-eks-secrets"
+  tags        = var.tags
 }
 
 # ---------------------------------------------------------------------------
@@ -79,7 +58,7 @@ data "aws_iam_policy_document" "cluster_kms" {
       "kms:ListGrants",
       "kms:DescribeKey",
     ]
-    resources = [aws_kms_key.secrets.arn]
+    resources = [module.kms.arn]
   }
 }
 
@@ -109,7 +88,7 @@ resource "aws_eks_cluster" "this" {
     resources = ["secrets"]
 
     provider {
-      key_arn = aws_kms_key.secrets.arn
+      key_arn = module.kms.arn
     }
   }
 

@@ -37,9 +37,42 @@ data "aws_iam_policy_document" "assume" {
 }
 
 # ---------------------------------------------------------------------------
+# Both services: read their own secrets, decrypting through Secrets Manager only
+# ---------------------------------------------------------------------------
+data "aws_iam_policy_document" "secrets" {
+  for_each = {
+    ledger        = var.ledger_secret_arns
+    consolidation = var.consolidation_secret_arns
+  }
+
+  statement {
+    sid = "ReadOwnSecrets"
+    actions = [
+      "secretsmanager:GetSecretValue",
+      "secretsmanager:DescribeSecret",
+    ]
+    resources = each.value
+  }
+
+  statement {
+    sid       = "DecryptOwnSecrets"
+    actions   = ["kms:Decrypt"]
+    resources = var.secrets_kms_key_arns
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${data.aws_region.current.name}.amazonaws.com"]
+    }
+  }
+}
+
+# ---------------------------------------------------------------------------
 # ledger: publishes entries (outbox relay, SendMessageBatch = sqs:SendMessage)
 # ---------------------------------------------------------------------------
 data "aws_iam_policy_document" "ledger" {
+  source_policy_documents = [data.aws_iam_policy_document.secrets["ledger"].json]
+
   statement {
     sid = "PublishEntries"
     actions = [
@@ -58,27 +91,6 @@ data "aws_iam_policy_document" "ledger" {
     ]
     resources = [var.sqs_kms_key_arn]
   }
-
-  statement {
-    sid = "ReadOwnSecrets"
-    actions = [
-      "secretsmanager:GetSecretValue",
-      "secretsmanager:DescribeSecret",
-    ]
-    resources = var.ledger_secret_arns
-  }
-
-  statement {
-    sid       = "DecryptOwnSecrets"
-    actions   = ["kms:Decrypt"]
-    resources = var.secrets_kms_key_arns
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["secretsmanager.${data.aws_region.current.name}.amazonaws.com"]
-    }
-  }
 }
 
 # ---------------------------------------------------------------------------
@@ -87,6 +99,8 @@ data "aws_iam_policy_document" "ledger" {
 # redrives it (receive from the DLQ, SendMessage to the queue, delete from the DLQ).
 # ---------------------------------------------------------------------------
 data "aws_iam_policy_document" "consolidation" {
+  source_policy_documents = [data.aws_iam_policy_document.secrets["consolidation"].json]
+
   statement {
     sid = "ConsumeEntries"
     actions = [
@@ -120,27 +134,6 @@ data "aws_iam_policy_document" "consolidation" {
       "kms:Decrypt",
     ]
     resources = [var.sqs_kms_key_arn]
-  }
-
-  statement {
-    sid = "ReadOwnSecrets"
-    actions = [
-      "secretsmanager:GetSecretValue",
-      "secretsmanager:DescribeSecret",
-    ]
-    resources = var.consolidation_secret_arns
-  }
-
-  statement {
-    sid       = "DecryptOwnSecrets"
-    actions   = ["kms:Decrypt"]
-    resources = var.secrets_kms_key_arns
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["secretsmanager.${data.aws_region.current.name}.amazonaws.com"]
-    }
   }
 }
 

@@ -41,48 +41,30 @@ locals {
 # KMS key shared by the platform's CloudWatch log groups (flow logs, EKS
 # control plane, API Gateway access logs).
 # ---------------------------------------------------------------------------
-resource "aws_kms_key" "logs" {
-  description             = "${var.name} CloudWatch Logs encryption"
-  deletion_window_in_days = 30
-  enable_key_rotation     = true
+module "kms" {
+  source = "../kms"
 
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "AccountAdministration"
-        Effect    = "Allow"
-        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-        Action    = "kms:*"
-        Resource  = "*"
-      },
-      {
-        Sid       = "CloudWatchLogs"
-        Effect    = "Allow"
-        Principal = { Service = "logs.${local.region}.amazonaws.com" }
-        Action = [
-          "kms:Encrypt*",
-          "kms:Decrypt*",
-          "kms:ReEncrypt*",
-          "kms:GenerateDataKey*",
-          "kms:Describe*",
-        ]
-        Resource = "*"
-        Condition = {
-          ArnLike = {
-            "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"
-          }
+  description = "${var.name} CloudWatch Logs encryption"
+  alias       = "${var.name}-logs"
+  service_grants = [
+    {
+      sid     = "CloudWatchLogs"
+      service = "logs.${local.region}.amazonaws.com"
+      actions = [
+        "kms:Encrypt*",
+        "kms:Decrypt*",
+        "kms:ReEncrypt*",
+        "kms:GenerateDataKey*",
+        "kms:Describe*",
+      ]
+      condition = {
+        ArnLike = {
+          "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"
         }
-      },
-    ]
-  })
-
+      }
+    },
+  ]
   tags = var.tags
-}
-
-resource "aws_kms_alias" "logs" {
-  name          = "alias/${var.name}-logs"
-  target_key_id = aws_kms_key.logs.key_id
 }
 
 # ---------------------------------------------------------------------------
@@ -205,7 +187,7 @@ resource "aws_route_table_association" "private" {
 resource "aws_cloudwatch_log_group" "flow_logs" {
   name              = "/aws/vpc/${var.name}/flow-logs"
   retention_in_days = var.flow_log_retention_days
-  kms_key_id        = aws_kms_key.logs.arn
+  kms_key_id        = module.kms.arn
 
   tags = var.tags
 }

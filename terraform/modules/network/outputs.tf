@@ -25,5 +25,5 @@ output "nat_public_ips" {
 
 output "logs_kms_key_arn" {
   description = "ARN of the KMS key that encrypts the platform's CloudWatch log groups."
-  value       = aws_kms_key.logs.arn
+  value       = module.kms.arn
 }

@@ -25,5 +25,5 @@ output "entries_dlq_arn" {
 
 output "kms_key_arn" {
   description = "ARN of the KMS key encrypting both queues."
-  value       = aws_kms_key.sqs.arn
+  value       = module.kms.arn
 }
