@@ -3,11 +3,20 @@
 
 CARGO ?= cargo
 
-.PHONY: up test test-native compose-smoke load deps lint lint-infra fmt
+.PHONY: up up-fresh down test test-native compose-smoke load deps lint lint-infra fmt
 
+# Data (PostgreSQL) is kept across runs; `up-fresh` starts from empty; `down` stops a running
+# `up` and removes what it keeps (data directory, Docker volume, stray containers).
 up: deps
 	$(CARGO) build --quiet --workspace --bins
 	$(CARGO) run --quiet -p harness -- up
+
+up-fresh: deps
+	$(CARGO) build --quiet --workspace --bins
+	$(CARGO) run --quiet -p harness -- up --fresh
+
+down:
+	$(CARGO) run --quiet -p harness -- down
 
 # The harness picks containers when a Docker engine answers (native processes otherwise); with
 # Docker, compose.yaml is then checked end to end and no container may be left behind.

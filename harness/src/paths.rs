@@ -56,6 +56,11 @@ pub fn postgres_root() -> PathBuf {
     }
 }
 
+/// The PostgreSQL data directory `harness up` keeps across runs on the native backend.
+pub fn up_postgres_data() -> PathBuf {
+    postgres_root().join("up-data")
+}
+
 /// The file `harness up` writes so that `harness token` mints tokens it accepts.
 pub fn up_state_file() -> PathBuf {
     harness_dir().join("up").join("state.json")

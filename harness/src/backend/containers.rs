@@ -26,9 +26,10 @@ use testcontainers_modules::redis::Redis;
 use testcontainers_modules::testcontainers::bollard::Docker;
 use testcontainers_modules::testcontainers::bollard::query_parameters::{
     CreateImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
-use testcontainers_modules::testcontainers::core::{ContainerPort, Mount, WaitFor};
+use testcontainers_modules::testcontainers::core::{ContainerPort, Mount};
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
 use testcontainers_modules::testcontainers::{ContainerAsync, ContainerRequest, Image, ImageExt};
 
@@ -44,7 +45,8 @@ const LABEL: &str = "cashflow.harness";
 const LABEL_PID: &str = "cashflow.harness.pid";
 const LABEL_RUN: &str = "cashflow.harness.run";
 const LABEL_DEPENDENCY: &str = "cashflow.harness.dependency";
-/// The named volume that keeps `harness up`'s PostgreSQL data across runs.
+/// The named volume that keeps `harness up`'s PostgreSQL data across runs (the default state
+/// folder's; see [`up_postgres_volume`]).
 pub const UP_POSTGRES_VOLUME: &str = "cashflow-harness-up-postgres";
 /// Password of the `postgres` role in the PostgreSQL container.
 const POSTGRES_PASSWORD: &str = "postgres";
@@ -163,12 +165,25 @@ async fn docker() -> anyhow::Result<Docker> {
     Ok(docker)
 }
 
-/// The running containers of one stack.
-pub struct Containers {
-    docker: Docker,
+/// The testcontainers handles of one stack. They are removed through [`ContainerAsync::rm`] at
+/// shutdown, which tells testcontainers they are gone: a handle dropped after the container was
+/// removed some other way would log an error for the 404.
+struct Handles {
     postgres: ContainerAsync<Postgres>,
     redis: ContainerAsync<Redis>,
     localstack: ContainerAsync<LocalStack>,
+}
+
+/// The running containers of one stack.
+pub struct Containers {
+    docker: Docker,
+    /// `None` once [`Containers::shutdown`] removed them.
+    handles: Mutex<Option<Handles>>,
+    /// Container ids, in [`Dependency::ALL`] order.
+    ids: [String; 3],
+    images: ContainerImages,
+    /// The named volume PostgreSQL keeps its data in (`harness up`), if any.
+    postgres_volume: Option<String>,
     endpoints: Endpoints,
     run: String,
     /// The reaper and its pipe: dropping the pipe (or this process ending) makes the reaper
@@ -228,12 +243,10 @@ impl Containers {
             "-c",
             "shared_buffers=128MB",
         ]);
-        if options.postgres_data.is_some() {
+        let postgres_volume = options.postgres_data.as_ref().map(|_| up_postgres_volume());
+        if let Some(volume) = &postgres_volume {
             // `harness up` keeps its data across runs: a named volume outlives the container.
-            postgres = postgres.with_mount(Mount::volume_mount(
-                UP_POSTGRES_VOLUME,
-                "/var/lib/postgresql/data",
-            ));
+            postgres = postgres.with_mount(Mount::volume_mount(volume, "/var/lib/postgresql/data"));
         }
         let postgres = postgres.start();
         let redis = request(
@@ -267,9 +280,6 @@ impl Containers {
         .with_env_var("LOCALSTACK_HOST", &gateway_host)
         .with_env_var("DNS_ADDRESS", "0")
         .with_env_var("DISABLE_EVENTS", "1")
-        // `Ready.` comes after SQS is loaded (eager loading); the module's extra fixed 3 s wait
-        // is not needed.
-        .with_ready_conditions(vec![WaitFor::message_on_stdout("Ready.")])
         .start();
 
         let (postgres, redis, localstack) = tokio::join!(postgres, redis, localstack);
@@ -290,6 +300,11 @@ impl Containers {
                 )));
             }
         };
+        let ids = [
+            postgres.id().to_string(),
+            redis.id().to_string(),
+            localstack.id().to_string(),
+        ];
         let containers = Self {
             endpoints: Endpoints {
                 postgres_url: format!(
@@ -300,16 +315,27 @@ impl Containers {
                 aws_region: "us-east-1".into(),
             },
             docker,
-            postgres,
-            redis,
-            localstack,
+            handles: Mutex::new(Some(Handles {
+                postgres,
+                redis,
+                localstack,
+            })),
+            ids,
+            images,
+            postgres_volume,
             run,
             reaper: Mutex::new(reaper),
         };
-        containers
-            .wait_ready(Dependency::Postgres)
-            .await
-            .context("PostgreSQL container")?;
+        // Ready means answering: each server is asked over its own protocol (see `wait_ready`).
+        let (pg, rd, ls) = tokio::join!(
+            containers.wait_ready(Dependency::Postgres),
+            containers.wait_ready(Dependency::Redis),
+            containers.wait_ready(Dependency::LocalStack)
+        );
+        if let Err(e) = pg.and(rd).and(ls) {
+            containers.shutdown().await;
+            return Err(e);
+        }
         Ok(containers)
     }
 
@@ -321,9 +347,9 @@ impl Containers {
     /// The container id of a dependency.
     pub fn container_id(&self, dependency: Dependency) -> &str {
         match dependency {
-            Dependency::Postgres => self.postgres.id(),
-            Dependency::Redis => self.redis.id(),
-            Dependency::LocalStack => self.localstack.id(),
+            Dependency::Postgres => &self.ids[0],
+            Dependency::Redis => &self.ids[1],
+            Dependency::LocalStack => &self.ids[2],
         }
     }
 
@@ -374,21 +400,16 @@ impl Containers {
         if paused {
             self.docker.unpause_container(id).await?;
         }
-        let grace = Some(STOP_GRACE_SECS);
-        match dependency {
-            Dependency::Postgres => self.postgres.stop_with_timeout(grace).await?,
-            Dependency::Redis => self.redis.stop_with_timeout(grace).await?,
-            Dependency::LocalStack => self.localstack.stop_with_timeout(grace).await?,
-        }
+        let options = StopContainerOptionsBuilder::new()
+            .t(STOP_GRACE_SECS)
+            .build();
+        self.docker.stop_container(id, Some(options)).await?;
         self.wait_stopped(id).await
     }
 
     async fn start_container(&self, dependency: Dependency) -> anyhow::Result<()> {
-        match dependency {
-            Dependency::Postgres => self.postgres.start().await?,
-            Dependency::Redis => self.redis.start().await?,
-            Dependency::LocalStack => self.localstack.start().await?,
-        }
+        let id = self.container_id(dependency);
+        self.docker.start_container(id, None).await?;
         Ok(())
     }
 
@@ -413,21 +434,119 @@ impl Containers {
         Ok(())
     }
 
-    /// Polls the dependency's own protocol until it answers: after `docker start` the log
-    /// already holds the first start's ready line, so logs cannot tell.
+    /// Polls the dependency's own protocol until it answers, against [`START_TIMEOUT`]. Log lines
+    /// cannot tell: PostgreSQL prints its ready line twice on a first start (the init server,
+    /// then the real one) and once on a kept data directory, and after `docker start` the log
+    /// still holds the previous start's lines. A container that exits fails at once. The error
+    /// names the dependency, what was waited for and how long, and ends with its last log lines
+    /// and the likely fix.
     async fn wait_ready(&self, dependency: Dependency) -> anyhow::Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
+        let started = Instant::now();
+        let deadline = started + START_TIMEOUT;
+        let id = self.container_id(dependency);
+        let last_error = loop {
             let attempt = tokio::time::timeout(Duration::from_secs(2), self.probe(dependency));
-            match attempt.await {
+            let error = match attempt.await {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) if Instant::now() >= deadline => {
-                    return Err(e.context(format!("{dependency} is not ready")));
-                }
-                Err(_) if Instant::now() >= deadline => bail!("{dependency} does not answer"),
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                Ok(Err(e)) => format!("{e:#}"),
+                Err(_) => "no answer within 2 s".to_string(),
+            };
+            if !self.is_running(id).await.unwrap_or(true) {
+                return Err(self
+                    .not_ready(dependency, started, "the container exited", &error)
+                    .await);
             }
+            if Instant::now() >= deadline {
+                break error;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        Err(self
+            .not_ready(dependency, started, "the deadline passed", &last_error)
+            .await)
+    }
+
+    /// The error for a dependency that did not become ready.
+    async fn not_ready(
+        &self,
+        dependency: Dependency,
+        started: Instant,
+        why: &str,
+        last_error: &str,
+    ) -> anyhow::Error {
+        let id = self.container_id(dependency);
+        let (image, waited_for) = match dependency {
+            Dependency::Postgres => (&self.images.postgres, "a connection that answers SELECT 1"),
+            Dependency::Redis => (&self.images.redis, "an answer to PING"),
+            Dependency::LocalStack => (&self.images.localstack, "an answer to SQS ListQueues"),
+        };
+        let image_hint = format!(
+            "check the image ({image}; rebuild it with `bash ci/images/build.sh --force`) and the \
+             Docker engine (`docker info`)"
+        );
+        let hint = match (dependency, &self.postgres_volume) {
+            (Dependency::Postgres, Some(volume)) => format!(
+                "PostgreSQL runs on data kept from an earlier run in the Docker volume {volume}; \
+                 if that data is unusable, start from empty with `make up-fresh` \
+                 (`harness up --fresh`), or remove it with `make down` (`harness down`); \
+                 otherwise {image_hint}"
+            ),
+            _ => image_hint,
+        };
+        let name = match dependency {
+            Dependency::Postgres => "PostgreSQL",
+            Dependency::Redis => "Redis",
+            Dependency::LocalStack => "LocalStack",
+        };
+        anyhow::anyhow!(
+            "{name} (container {short}, image {image}) was not ready after {secs:.0} s: {why}.\n\
+             waited for: {waited_for} on {address} (deadline {deadline} s)\n\
+             last error: {last_error}\n\
+             last lines of its log (docker logs {short}):\n{log}\n\
+             likely fix: {hint}",
+            short = &id[..12.min(id.len())],
+            secs = started.elapsed().as_secs_f64(),
+            address = self.address(dependency),
+            deadline = START_TIMEOUT.as_secs(),
+            log = indent(&self.log_tail(id, 20).await),
+        )
+    }
+
+    fn address(&self, dependency: Dependency) -> &str {
+        match dependency {
+            Dependency::Postgres => self
+                .endpoints
+                .postgres_url
+                .rsplit('@')
+                .next()
+                .unwrap_or_default(),
+            Dependency::Redis => &self.endpoints.redis_url,
+            Dependency::LocalStack => &self.endpoints.sqs_endpoint,
         }
+    }
+
+    /// The last `lines` lines of a container's output (stdout and stderr).
+    async fn log_tail(&self, id: &str, lines: usize) -> String {
+        use futures::StreamExt;
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail(&lines.to_string())
+            .build();
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut text = String::new();
+        let collect = async {
+            while let Some(Ok(chunk)) = stream.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), collect)
+            .await
+            .is_err()
+        {
+            text.push_str("(the log could not be read within 5 s)");
+        }
+        text.trim_end().to_string()
     }
 
     async fn probe(&self, dependency: Dependency) -> anyhow::Result<()> {
@@ -453,8 +572,23 @@ impl Containers {
         Ok(())
     }
 
-    /// Removes the containers (and their anonymous volumes) and lets the reaper go.
+    /// Removes the containers (and their anonymous volumes) and lets the reaper go. The handles
+    /// remove their own containers, so that none of them logs a failed removal when it drops;
+    /// whatever else carries this run's label goes after them.
     pub async fn shutdown(&self) {
+        let handles = self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(Handles {
+            postgres,
+            redis,
+            localstack,
+        }) = handles
+        {
+            let _ = tokio::join!(postgres.rm(), redis.rm(), localstack.rm());
+        }
         remove_run(&self.docker, &self.run).await;
         if let Some((mut child, stdin)) =
             self.reaper.lock().unwrap_or_else(|p| p.into_inner()).take()
@@ -467,7 +601,8 @@ impl Containers {
 
 /// A module's container request with what every dependency shares: the image reference, the
 /// labels, the host port published for its port (chosen before start, kept across restarts)
-/// and the start timeout.
+/// and the start timeout. The modules' ready conditions (log lines) are dropped: readiness is
+/// the server answering, polled by [`Containers::wait_ready`].
 fn request<I: Image>(
     image: I,
     reference: &ImageRef,
@@ -479,6 +614,7 @@ fn request<I: Image>(
         .with_tag(&reference.tag)
         .with_labels(labels)
         .with_mapped_port(host_port, ContainerPort::Tcp(container_port))
+        .with_ready_conditions(Vec::new())
         .with_startup_timeout(START_TIMEOUT)
 }
 
@@ -576,6 +712,63 @@ async fn remove_left_by_dead_processes(docker: &Docker) {
             let _ = docker.remove_container(&id, Some(options)).await;
         }
     }
+}
+
+/// The named volume `harness up` keeps PostgreSQL's data in: [`UP_POSTGRES_VOLUME`] for the
+/// default state folder, and a name of its own for any other `HARNESS_STATE_DIR` (a test's
+/// `harness up` never touches a developer's data).
+pub fn up_postgres_volume() -> String {
+    if std::env::var_os("HARNESS_STATE_DIR").is_none() {
+        return UP_POSTGRES_VOLUME.to_string();
+    }
+    use sha2::Digest;
+    let state = crate::paths::harness_dir();
+    let hash = sha2::Sha256::digest(state.to_string_lossy().as_bytes());
+    let hex: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{UP_POSTGRES_VOLUME}-{hex}")
+}
+
+/// Removes `harness up`'s PostgreSQL volume (`--fresh`, `harness down`). `Ok(false)` when there
+/// was none, or no Docker engine answers (then there is no volume to remove either).
+pub async fn remove_up_volume() -> anyhow::Result<bool> {
+    let Ok(docker) = docker().await else {
+        return Ok(false);
+    };
+    let volume = up_postgres_volume();
+    if docker.inspect_volume(&volume).await.is_err() {
+        return Ok(false);
+    }
+    let options = RemoveVolumeOptionsBuilder::new().force(true).build();
+    docker
+        .remove_volume(&volume, Some(options))
+        .await
+        .with_context(|| format!("removing the Docker volume {volume}"))?;
+    Ok(true)
+}
+
+/// Removes harness containers whose process is gone, when a Docker engine answers: `harness
+/// up` calls it before it checks its ports, which a killed run's containers may still hold.
+pub async fn remove_stale_containers() {
+    if let Ok(docker) = docker().await {
+        remove_left_by_dead_processes(&docker).await;
+    }
+}
+
+/// Removes the containers a process started (`harness down` after a `harness up` that is gone).
+pub async fn remove_containers_of_process(pid: u32) {
+    if let Ok(docker) = docker().await {
+        remove_labelled(&docker, &format!("{LABEL_PID}={pid}")).await;
+    }
+}
+
+fn indent(text: &str) -> String {
+    if text.is_empty() {
+        return "    (empty)".into();
+    }
+    text.lines()
+        .map(|line| format!("    {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

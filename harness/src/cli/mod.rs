@@ -1,6 +1,8 @@
-//! The `harness` command line: `up` runs the whole system locally, `token` mints a token that a
-//! running `up` (or `identity`) accepts, `identity` serves the emulated identity provider alone.
+//! The `harness` command line: `up` runs the whole system locally, `down` stops it and removes
+//! what it keeps, `token` mints a token that a running `up` (or `identity`) accepts, `identity`
+//! serves the emulated identity provider alone.
 
+mod down;
 mod identity;
 mod token;
 mod up;
@@ -20,6 +22,9 @@ enum Command {
     /// Start PostgreSQL, Redis, LocalStack SQS, the identity provider and the services; print
     /// their URLs; stop everything on Ctrl-C or SIGTERM.
     Up(up::UpArgs),
+    /// Stop a running `harness up` and remove what `up` keeps and leaves behind: the PostgreSQL
+    /// data (native data directory, Docker volume), stray harness containers, the state file.
+    Down,
     /// Print a token that the running `harness up` (or, with --keys-file, `harness identity`)
     /// accepts.
     Token(token::TokenArgs),
@@ -34,6 +39,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Up(args) => up::run(args).await,
+            Command::Down => down::run().await,
             Command::Token(args) => token::run(args),
             Command::Identity(args) => identity::run(args).await,
             Command::Setup => {

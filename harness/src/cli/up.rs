@@ -38,11 +38,18 @@ pub(super) struct UpArgs {
     /// Prometheus port (run when the `prometheus` binary is installed; 0 turns it off).
     #[arg(long, env = "PROMETHEUS_PORT", default_value_t = 9090)]
     prometheus_port: u16,
+    /// Start from empty state: remove the PostgreSQL data kept by earlier runs (the native data
+    /// directory and the containers' Docker volume) first. Without it, data is kept.
+    #[arg(long)]
+    fresh: bool,
 }
 
 /// What `harness up` shares with `harness token` and other tools while it runs.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct UpState {
+    /// Process id of the running `harness up` (`harness down` stops it).
+    #[serde(default)]
+    pub pid: u32,
     /// The dependencies.
     pub endpoints: Endpoints,
     /// The identity provider's keys.
@@ -61,6 +68,19 @@ const SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    if let Some(pid) = running_up() {
+        anyhow::bail!(
+            "harness up already runs (pid {pid}) with the state in {}; stop it first (Ctrl-C \
+             there, or `make down`)",
+            paths::harness_dir().display()
+        );
+    }
+    // A killed run's containers may still hold the ports and the data volume: they go first.
+    crate::backend::containers::remove_stale_containers().await;
+    if args.fresh {
+        step("removing the data kept by earlier runs (--fresh)");
+        super::down::remove_kept_data().await?;
+    }
     let identity =
         std::net::TcpListener::bind(("127.0.0.1", args.identity_port)).with_context(|| {
             format!(
@@ -72,7 +92,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_postgres_port(args.postgres_port)
         .with_redis_port(args.redis_port)
         .with_localstack_port(args.localstack_port)
-        .with_postgres_data(paths::postgres_root().join("up-data"));
+        .with_postgres_data(paths::up_postgres_data());
     for (name, port) in [
         ("postgres", args.postgres_port),
         ("redis", args.redis_port),
@@ -115,6 +135,7 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
     done(started);
 
     let state = UpState {
+        pid: std::process::id(),
         endpoints: endpoints.clone(),
         identity: stack.identity().keys().clone(),
         queue_url: queues.url.clone(),
@@ -377,6 +398,17 @@ async fn wait_ready(port: u16) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The pid of a `harness up` that runs with this state folder, if any.
+pub(super) fn running_up() -> Option<u32> {
+    let text = std::fs::read_to_string(paths::up_state_file()).ok()?;
+    let state: UpState = serde_json::from_str(&text).ok()?;
+    let alive = state.pid != 0
+        && state.pid != std::process::id()
+        && std::fs::read_to_string(format!("/proc/{}/cmdline", state.pid))
+            .is_ok_and(|cmdline| cmdline.contains("harness"));
+    alive.then_some(state.pid)
 }
 
 fn write_state(state: &UpState) -> anyhow::Result<()> {

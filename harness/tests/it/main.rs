@@ -6,6 +6,7 @@ mod identity;
 mod isolation;
 mod orphans;
 mod up;
+mod up_again;
 
 /// Migrations used to exercise template databases.
 pub static NOTES: sqlx::migrate::Migrator = sqlx::migrate!("tests/it/migrations");

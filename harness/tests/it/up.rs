@@ -124,7 +124,7 @@ async fn up_prints_urls_and_ready_then_stops_everything_on_sigterm() -> anyhow::
     Ok(())
 }
 
-fn children_of(parent: i32) -> Vec<i32> {
+pub(crate) fn children_of(parent: i32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

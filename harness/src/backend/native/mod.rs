@@ -102,6 +102,14 @@ impl Native {
             localstack,
         };
         // Whatever started is stopped by Drop when another one failed.
+        if let (Err(e), Some(dir)) = (&pg, &options.postgres_data) {
+            anyhow::bail!(
+                "{e:#}\nlikely fix: PostgreSQL runs on data kept from an earlier run in {}; if that \
+                 data is unusable, start from empty with `make up-fresh` (`harness up --fresh`), \
+                 or remove it with `make down` (`harness down`)",
+                dir.display()
+            );
+        }
         pg?;
         rd?;
         ls?;

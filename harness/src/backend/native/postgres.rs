@@ -39,6 +39,7 @@ pub(super) async fn prepare(
                 if !dir.join("PG_VERSION").exists() {
                     copy_dir(&golden, &dir)?;
                 }
+                remove_stale_pid_file(&dir)?;
                 Ok(dir)
             }
             None => {
@@ -84,6 +85,29 @@ pub(super) async fn prepare(
         stop_signal: libc::SIGINT,
         log_file: paths::logs_dir().join(format!("postgres-{run}.log")),
     })
+}
+
+/// A kept data directory whose server was killed (a `kill -9` of `harness up`) still holds its
+/// `postmaster.pid`. PostgreSQL removes a stale one itself unless its pid now belongs to another
+/// live process, when it refuses to start: so a file whose pid is not a live server on this
+/// directory goes (a zombie, whose command line is empty, is not live). A live one means another
+/// server runs on this directory, which must not start twice.
+fn remove_stale_pid_file(dir: &Path) -> anyhow::Result<()> {
+    let file = dir.join("postmaster.pid");
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Ok(());
+    };
+    let pid = text.lines().next().unwrap_or_default().trim();
+    let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let command = String::from_utf8_lossy(&command);
+    if !pid.is_empty() && command.contains(&*dir.to_string_lossy()) {
+        bail!(
+            "a PostgreSQL server (pid {pid}) already runs on the kept data directory {}: \
+             is another `harness up` running? Stop it first (Ctrl-C there, or `make down`)",
+            dir.display()
+        );
+    }
+    std::fs::remove_file(&file).with_context(|| format!("removing the stale {}", file.display()))
 }
 
 /// Waits until a connection succeeds and answers `SELECT 1`.
