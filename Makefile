@@ -3,6 +3,12 @@
 
 CARGO ?= cargo
 
+# Labels the containers of this make's tests, so that ci/no-containers-left.sh checks its own.
+ifndef HARNESS_SESSION
+HARNESS_SESSION := make-$(shell cat /proc/sys/kernel/random/uuid)
+endif
+export HARNESS_SESSION
+
 .PHONY: up up-fresh down test test-native compose-smoke load deps lint lint-infra fmt
 
 # Data (PostgreSQL) is kept across runs; `up-fresh` starts from empty; `down` stops a running

@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # compose.yaml end to end: build the images, `up`, wait until both services are healthy, post an
 # entry to the ledger, see it in the consolidated balance, `down`, and check nothing is left.
-# Run by `make test` when a Docker engine answers; safe to run by hand. Exits non-zero on failure.
+# Run by `make test` when a Docker engine answers; safe to run by hand, also while `make up` or
+# a developer's compose stack runs: its own project name, host ports and identity folder.
+# Exits non-zero on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+for var in COMPOSE_LEDGER_PORT COMPOSE_CONSOLIDATION_PORT COMPOSE_IDENTITY_PORT COMPOSE_POSTGRES_PORT \
+           COMPOSE_REDIS_PORT COMPOSE_LOCALSTACK_PORT; do
+  export "$var=$(free_port)"
+done
+export COMPOSE_IDENTITY_DIR=./target/compose-smoke/identity
 
 say() { printf 'compose-smoke: %s\n' "$*"; }
 compose() {
@@ -34,7 +43,7 @@ start=$(date +%s)
 say "building the service images"
 compose build --quiet ledger consolidation identity
 say "starting (compose up -d)"
-mkdir -p target/compose/identity
+mkdir -p "$COMPOSE_IDENTITY_DIR"
 compose up -d --quiet-pull 2>/dev/null || compose up -d
 
 healthy() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$(compose ps -q "$1")" 2>/dev/null)" = healthy ]; }
@@ -47,21 +56,21 @@ until healthy ledger && healthy consolidation; do
 done
 say "both services healthy $(( $(date +%s) - start )) s after up"
 
-token=$(target/debug/harness token --keys-file target/compose/identity/keys.json --merchant smoke)
+token=$(target/debug/harness token --keys-file "$COMPOSE_IDENTITY_DIR/keys.json" --merchant smoke)
 day=$(TZ=America/Sao_Paulo date +%F)
 status=$(curl -s -o /tmp/compose-smoke-entry.json -w '%{http_code}' \
   -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
   -H "Idempotency-Key: smoke-$(date +%s%N)" \
   -d '{"kind":"credit","amount":"12.34","currency":"BRL","description":"compose smoke"}' \
-  http://127.0.0.1:8081/v1/merchants/smoke/entries)
+  http://127.0.0.1:$COMPOSE_LEDGER_PORT/v1/merchants/smoke/entries)
 [ "$status" = 201 ] || { cat /tmp/compose-smoke-entry.json; say "FAILED: POST answered $status"; exit 1; }
 say "entry recorded (201)"
 
 deadline=$(( $(date +%s) + 30 ))
 until curl -sf -H "Authorization: Bearer $token" \
-      "http://127.0.0.1:8082/v1/merchants/smoke/balances/$day" | grep -q '"credits":"12.34"'; do
+      "http://127.0.0.1:$COMPOSE_CONSOLIDATION_PORT/v1/merchants/smoke/balances/$day" | grep -q '"credits":"12.34"'; do
   if [ "$(date +%s)" -gt "$deadline" ]; then
-    curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:8082/v1/merchants/smoke/balances/$day"
+    curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$COMPOSE_CONSOLIDATION_PORT/v1/merchants/smoke/balances/$day"
     compose logs --tail 30 consolidation; say "FAILED: the entry never reached the balance"; exit 1
   fi
   sleep 0.2

@@ -17,7 +17,8 @@
 # its folder here, the repository files it copies, and the id of the base image), and is skipped
 # when the image present has the same hash. The debootstrap result is cached as a tarball in
 # target/images/ (keyed on debian/mkrootfs.sh and the mirror), so rebuilding an image does not
-# re-run debootstrap. Environment: DEBIAN_MIRROR (default http://deb.debian.org/debian),
+# re-run debootstrap. Environment: DEBIAN_MIRROR (default: the Debian mirror this machine's apt
+# uses, read from /etc/apt/sources.list{,.d/*}; no mirror is written in the repository),
 # IMAGES_CACHE_DIR (default <repo>/target/images), IMAGES_BUILD_NETWORK (e.g. host: the network
 # of the `docker build` steps; default: Docker's bridge).
 set -euo pipefail
@@ -26,7 +27,31 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 self=$here/$(basename "${BASH_SOURCE[0]}")
 root=$(cd "$here/../.." && pwd)
 cache=${IMAGES_CACHE_DIR:-$root/target/images}
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The first bookworm main archive apt is configured with (deb822 .sources, then one-line lists);
+# security and updates suites are other archives.
+apt_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk 'BEGIN { RS = ""; FS = "\n" }
+      { uris = ""; suites = ""; enabled = 1
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^URIs:/) { uris = $i; sub(/^URIs:[ \t]*/, "", uris) }
+          if ($i ~ /^Suites:/) { suites = $i }
+          if ($i ~ /^Enabled:[ \t]*no/) { enabled = 0 }
+        }
+        if (enabled && uris != "" && suites ~ /[ \t]bookworm([ \t]|$)/) { split(uris, u, " "); print u[1]; exit }
+      }' "$f"
+  done | head -n 1 | grep . && return 0
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+    | awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/) { if ($(i + 1) == "bookworm") print $i; break } }' \
+    | head -n 1 | grep .
+}
+mirror=${DEBIAN_MIRROR:-$(apt_mirror || true)}
+if [ -z "$mirror" ]; then
+  echo "images: no Debian bookworm mirror in this machine's apt configuration; set DEBIAN_MIRROR" >&2
+  exit 1
+fi
 network=${IMAGES_BUILD_NETWORK:-}
 
 source_label='org.opencontainers.image.source=cashflow/ci/images'

@@ -911,13 +911,28 @@ async fn chaos_consistent(w: &mut Platform) {
     result.expect("consistent");
 }
 
+/// Under `cargo nextest run` the binary is asked libtest's questions: `--list --format terse`
+/// (it answers with one test, the whole suite) and then to run it with `--exact`. Cucumber's own
+/// options are for `cargo test -p acceptance -- <cucumber options>`.
+fn nextest_protocol() -> Option<bool> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        if !args.iter().any(|a| a == "--ignored") {
+            println!("acceptance: test");
+        }
+        std::process::exit(0);
+    }
+    args.iter().any(|a| a == "--exact").then_some(true)
+}
+
 #[tokio::main]
 async fn main() {
+    let under_nextest = nextest_protocol().unwrap_or(false);
     let features = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/features");
     let report_dir = harness::paths::target_dir().join("acceptance");
     std::fs::create_dir_all(&report_dir).expect("report folder");
     let junit = std::fs::File::create(report_dir.join("junit.xml")).expect("junit file");
-    Platform::cucumber()
+    let cucumber = Platform::cucumber()
         .max_concurrent_scenarios(4)
         .after(|_feature, _rule, _scenario, _finished, world| {
             Box::pin(async move {
@@ -932,7 +947,12 @@ async fn main() {
                 .tee::<Platform, _>(writer::JUnit::for_tee(junit, 0))
                 .normalized(),
         )
-        .fail_on_skipped()
-        .run_and_exit(features)
-        .await;
+        .fail_on_skipped();
+    // Set last: changing the writer resets the options.
+    let cucumber = if under_nextest {
+        cucumber.with_default_cli()
+    } else {
+        cucumber
+    };
+    cucumber.run_and_exit(features).await;
 }

@@ -32,10 +32,19 @@ pub use wait::eventually;
 use tokio::sync::OnceCell;
 
 /// The stack shared by every test of this process, started on first use. Its processes end with
-/// the process (see [`process`]), also when a test panics.
+/// the process (see [`process`]), also when a test panics. Under `cargo nextest run` (whose
+/// setup script runs `harness shared-deps start`) it uses the dependencies that serve the whole
+/// run, named by the lease in `HARNESS_SHARED_LEASE`, instead of starting its own.
 pub async fn shared() -> anyhow::Result<&'static Stack> {
     static SHARED: OnceCell<Stack> = OnceCell::const_new();
     SHARED
-        .get_or_try_init(|| Stack::start(StackOptions::default()))
+        .get_or_try_init(|| async {
+            let options = match std::env::var_os(cli::LEASE_VAR) {
+                Some(lease) => StackOptions::default()
+                    .with_external(cli::read_lease(std::path::Path::new(&lease))?),
+                None => StackOptions::default(),
+            };
+            Stack::start(options).await
+        })
         .await
 }

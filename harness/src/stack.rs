@@ -28,6 +28,8 @@ pub struct StackOptions {
     pub native: NativeOptions,
     /// Where the identity provider listens (`None`: a free port).
     pub identity_listener: Option<std::net::TcpListener>,
+    /// Use these running dependencies (an external backend) instead of starting any.
+    pub external: Option<Endpoints>,
 }
 
 impl StackOptions {
@@ -40,6 +42,12 @@ impl StackOptions {
     /// Native backend choices (ports, persistent data).
     pub fn with_native(mut self, native: NativeOptions) -> Self {
         self.native = native;
+        self
+    }
+
+    /// Uses dependencies that are already running (e.g. a nextest run's shared ones).
+    pub fn with_external(mut self, endpoints: Endpoints) -> Self {
+        self.external = Some(endpoints);
         self
     }
 
@@ -65,9 +73,13 @@ pub struct Stack {
 impl Stack {
     /// Starts the dependencies and the identity provider.
     pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
-        let (kind, reason) = match options.backend {
-            Some(kind) => (kind, "chosen by the caller".to_string()),
-            None => BackendKind::choose().await?,
+        let (kind, reason) = match (&options.external, options.backend) {
+            (Some(_), _) => (
+                BackendKind::External,
+                "the dependencies shared by this nextest run".to_string(),
+            ),
+            (None, Some(kind)) => (kind, "chosen by the caller".to_string()),
+            (None, None) => BackendKind::choose().await?,
         };
         tracing::info!(backend = ?kind, %reason, "harness backend");
         eprintln!("harness: backend {kind:?} ({reason})");
@@ -77,7 +89,15 @@ impl Stack {
                 None => IdentityProvider::start().await,
             }
         };
-        let (backend, identity) = tokio::join!(Backend::start(kind, &options.native), identity);
+        let backend = async {
+            match options.external {
+                Some(endpoints) => Ok(Backend::External(crate::backend::external::External::new(
+                    endpoints,
+                ))),
+                None => Backend::start(kind, &options.native).await,
+            }
+        };
+        let (backend, identity) = tokio::join!(backend, identity);
         Ok(Self {
             backend: backend?,
             identity: identity.context("starting the identity provider")?,

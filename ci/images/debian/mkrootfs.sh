@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes the root filesystem of cashflow/debian:bookworm as a tarball, from Debian's packages only:
-#   mkrootfs.sh OUT.tar [MIRROR]
+#   mkrootfs.sh OUT.tar MIRROR
 # debootstrap (minbase + ca-certificates + tzdata), then the same container tweaks the official
 # debian:bookworm-slim image has (apt sources with updates and security, no services started by
 # package scripts, apt lists and caches dropped, no docs/man pages/translations), then the
@@ -8,8 +8,8 @@
 # the tarball; this file's content is the cache key, so any change here re-runs debootstrap.
 set -euo pipefail
 
-out=${1:?usage: mkrootfs.sh OUT.tar [MIRROR]}
-mirror=${2:-http://deb.debian.org/debian}
+out=${1:?usage: mkrootfs.sh OUT.tar MIRROR}
+mirror=${2:?usage: mkrootfs.sh TARBALL MIRROR}
 suite=bookworm
 security_mirror=${mirror%/debian}/debian-security
 

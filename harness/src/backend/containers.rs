@@ -45,6 +45,9 @@ const LABEL: &str = "cashflow.harness";
 const LABEL_PID: &str = "cashflow.harness.pid";
 const LABEL_RUN: &str = "cashflow.harness.run";
 const LABEL_DEPENDENCY: &str = "cashflow.harness.dependency";
+/// Carries `HARNESS_SESSION` when set (`make test` sets it), so that a check for leftovers
+/// (`ci/no-containers-left.sh`) looks at its own run's containers only, not at a `make up`.
+const LABEL_SESSION: &str = "cashflow.harness.session";
 /// The named volume that keeps `harness up`'s PostgreSQL data across runs (the default state
 /// folder's; see [`up_postgres_volume`]).
 pub const UP_POSTGRES_VOLUME: &str = "cashflow-harness-up-postgres";
@@ -213,10 +216,12 @@ impl Containers {
         let postgres_port = options.postgres_port.map_or_else(free_port, Ok)?;
         let redis_port = options.redis_port.map_or_else(free_port, Ok)?;
         let localstack_port = options.localstack_port.map_or_else(free_port, Ok)?;
+        let session = std::env::var("HARNESS_SESSION").unwrap_or_default();
         let labels = [
             (LABEL, "1".to_string()),
             (LABEL_PID, std::process::id().to_string()),
             (LABEL_RUN, run.clone()),
+            (LABEL_SESSION, session),
         ];
         let labels = |dependency: &str| {
             labels

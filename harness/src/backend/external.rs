@@ -29,6 +29,11 @@ impl External {
         })
     }
 
+    /// Dependencies at known endpoints.
+    pub fn new(endpoints: Endpoints) -> Self {
+        Self { endpoints }
+    }
+
     /// Connection details.
     pub fn endpoints(&self) -> &Endpoints {
         &self.endpoints

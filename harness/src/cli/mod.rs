@@ -4,8 +4,11 @@
 
 mod down;
 mod identity;
+mod shared_deps;
 mod token;
 mod up;
+
+pub use shared_deps::{LEASE_VAR, read_lease};
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +35,8 @@ enum Command {
     Identity(identity::IdentityArgs),
     /// Install what the native backend needs that lives in the project (the LocalStack venv).
     Setup,
+    /// One set of dependencies for a whole `cargo nextest run` (its setup script).
+    SharedDeps(shared_deps::SharedDepsArgs),
 }
 
 impl Cli {
@@ -40,6 +45,7 @@ impl Cli {
         match self.command {
             Command::Up(args) => up::run(args).await,
             Command::Down => down::run().await,
+            Command::SharedDeps(args) => shared_deps::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Identity(args) => identity::run(args).await,
             Command::Setup => {

@@ -5,6 +5,7 @@ mod faults;
 mod identity;
 mod isolation;
 mod orphans;
+mod shared_deps;
 mod up;
 mod up_again;
 
