@@ -30,9 +30,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# The LocalStack venv (pinned in localstack/requirements.txt) is made by the harness itself, so
-# that tests run by plain `cargo test` make it the same way.
-say "checking the LocalStack venv"
+# The LocalStack and moto venvs (pinned in localstack/ and moto/requirements.txt) are made by the
+# harness itself, so that tests run by plain `cargo test` make them the same way.
+say "checking the LocalStack and moto venvs"
 cargo run --quiet -p harness -- setup
 
 # The containers backend: where a Docker engine answers, its images must be present. Each is
@@ -41,7 +41,7 @@ cargo run --quiet -p harness -- setup
 # the ones built from the same inputs). Without Docker the harness uses native processes.
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   images=("${HARNESS_POSTGRES_IMAGE:-postgres:15-bookworm}" "${HARNESS_REDIS_IMAGE:-redis:7-bookworm}"
-          "${HARNESS_LOCALSTACK_IMAGE:-localstack/localstack:4.13.1}")
+          "${HARNESS_LOCALSTACK_IMAGE:-localstack/localstack:4.13.1}" "${HARNESS_MOTO_IMAGE:-cashflow/moto:5.2.5}")
   build=0
   for image in "${images[@]}"; do
     if docker image inspect "$image" >/dev/null 2>&1; then

@@ -6,9 +6,10 @@
 #   postgres:15-bookworm          Debian's postgresql-15, the official image's env interface
 #   redis:7-bookworm              Debian's redis-server (7.0), no password, all interfaces
 #   localstack/localstack:4.13.1  LocalStack community 4.13.1 on Debian's python3 (3.11)
+#   cashflow/moto:5.2.5           moto's server mode (the second SQS emulator, HARNESS_SQS=moto)
 #
 # Usage: ci/images/build.sh [--force] [--verbose] [IMAGE...]
-#   IMAGE      debian, postgres, redis, localstack (default: all); the base is always kept current
+#   IMAGE      debian, postgres, redis, localstack, moto (default: all); the base is always kept current
 #   --force    rebuild the images asked for (default: all) even when current, without docker's
 #              layer cache; with debian, re-run debootstrap too
 #   --verbose  stream the full build output (it always goes to target/images/logs/)
@@ -57,16 +58,18 @@ network=${IMAGES_BUILD_NETWORK:-}
 source_label='org.opencontainers.image.source=cashflow/ci/images'
 hash_label='cashflow.ci.images.inputs'
 
-all_images=(debian postgres redis localstack)
+all_images=(debian postgres redis localstack moto)
 declare -A tag=(
   [debian]=cashflow/debian:bookworm
   [postgres]=postgres:15-bookworm
   [redis]=redis:7-bookworm
   [localstack]=localstack/localstack:4.13.1
+  [moto]=cashflow/moto:5.2.5
 )
 # Repository files copied into an image's build context (context name = source file).
 declare -A extra_files=(
   [localstack]="requirements.txt=$root/localstack/requirements.txt"
+  [moto]="requirements.txt=$root/moto/requirements.txt"
 )
 
 usage() { sed -n '2,/^set -euo/p' "$self" | sed '$d; s/^# \{0,1\}//'; }
@@ -79,7 +82,7 @@ while [ $# -gt 0 ]; do
     --force) force=1 ;;
     --verbose | -v) verbose=1 ;;
     -h | --help) usage; exit 0 ;;
-    debian | postgres | redis | localstack) wanted+=("$1") ;;
+    debian | postgres | redis | localstack | moto) wanted+=("$1") ;;
     *) printf 'images: unknown argument: %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
   esac
   shift
@@ -248,7 +251,7 @@ build_dockerfile_image() {
   mkdir -p "$ctx"
   cp -a "$here/$name/." "$ctx/"
   for spec in ${extra_files[$name]:-}; do cp "${spec#*=}" "$ctx/${spec%%=*}"; done
-  if [ "$name" = localstack ]; then
+  if [ "$name" = localstack ] || [ "$name" = moto ]; then
     # pip in the builder stage trusts what this machine trusts (e.g. a proxy's CA); the final
     # image does not get this file.
     cp "${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}" "$ctx/ca-bundle.crt"

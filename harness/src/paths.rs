@@ -35,6 +35,11 @@ pub fn localstack_venv() -> PathBuf {
     target_dir().join("localstack-venv")
 }
 
+/// The Python venv moto runs from (`HARNESS_SQS=moto`).
+pub fn moto_venv() -> PathBuf {
+    target_dir().join("moto-venv")
+}
+
 /// Where PostgreSQL data directories live. PostgreSQL may run as another user than ours (it
 /// refuses root), and that user must be able to reach the folder: when an ancestor of the target
 /// directory is closed to others (a checkout under `/root`, say), the system temp dir is used.

@@ -20,7 +20,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use testcontainers_modules::localstack::LocalStack;
 use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::redis::Redis;
 use testcontainers_modules::testcontainers::bollard::Docker;
@@ -31,10 +30,12 @@ use testcontainers_modules::testcontainers::bollard::query_parameters::{
 };
 use testcontainers_modules::testcontainers::core::{ContainerPort, Mount};
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
-use testcontainers_modules::testcontainers::{ContainerAsync, ContainerRequest, Image, ImageExt};
+use testcontainers_modules::testcontainers::{
+    ContainerAsync, ContainerRequest, GenericImage, Image, ImageExt,
+};
 
 use super::native::{NativeOptions, free_port};
-use super::{Dependency, Endpoints, Fault};
+use super::{Dependency, Endpoints, Fault, SqsEmulator};
 
 /// How long a container may take to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -90,16 +91,20 @@ pub struct ContainerImages {
     pub postgres: ImageRef,
     /// Redis 7 (`HARNESS_REDIS_IMAGE`).
     pub redis: ImageRef,
-    /// LocalStack 4.13.1 (`HARNESS_LOCALSTACK_IMAGE`).
-    pub localstack: ImageRef,
+    /// The SQS emulator chosen by `HARNESS_SQS`: LocalStack 4.13.1
+    /// (`HARNESS_LOCALSTACK_IMAGE`) or moto 5.2.5 (`HARNESS_MOTO_IMAGE`).
+    pub sqs: ImageRef,
+    /// Which emulator `sqs` is.
+    pub emulator: SqsEmulator,
 }
 
 impl ContainerImages {
-    /// Official images at pinned tags.
-    pub const DEFAULTS: [(&'static str, &'static str); 3] = [
+    /// Official images at pinned tags (moto's is built by `ci/images/build.sh`).
+    pub const DEFAULTS: [(&'static str, &'static str); 4] = [
         ("HARNESS_POSTGRES_IMAGE", "postgres:15-bookworm"),
         ("HARNESS_REDIS_IMAGE", "redis:7-bookworm"),
         ("HARNESS_LOCALSTACK_IMAGE", "localstack/localstack:4.13.1"),
+        ("HARNESS_MOTO_IMAGE", "cashflow/moto:5.2.5"),
     ];
 
     /// The defaults, each overridden by its environment variable when set.
@@ -111,16 +116,21 @@ impl ContainerImages {
                 .unwrap_or_else(|| default.to_string());
             ImageRef::parse(reference.trim()).with_context(|| format!("reading {var}"))
         };
-        let [postgres, redis, localstack] = Self::DEFAULTS;
+        let [postgres, redis, localstack, moto] = Self::DEFAULTS;
+        let emulator = SqsEmulator::from_env()?;
         Ok(Self {
             postgres: pick(postgres)?,
             redis: pick(redis)?,
-            localstack: pick(localstack)?,
+            sqs: match emulator {
+                SqsEmulator::LocalStack => pick(localstack)?,
+                SqsEmulator::Moto => pick(moto)?,
+            },
+            emulator,
         })
     }
 
     fn all(&self) -> [&ImageRef; 3] {
-        [&self.postgres, &self.redis, &self.localstack]
+        [&self.postgres, &self.redis, &self.sqs]
     }
 }
 
@@ -174,7 +184,8 @@ async fn docker() -> anyhow::Result<Docker> {
 struct Handles {
     postgres: ContainerAsync<Postgres>,
     redis: ContainerAsync<Redis>,
-    localstack: ContainerAsync<LocalStack>,
+    /// The SQS emulator (LocalStack or moto).
+    localstack: ContainerAsync<GenericImage>,
 }
 
 /// The running containers of one stack.
@@ -272,26 +283,36 @@ impl Containers {
         ])
         .start();
         let gateway_host = format!("127.0.0.1:{localstack_port}");
-        let localstack = request(
-            LocalStack::default(),
-            &images.localstack,
-            labels("localstack"),
-            (localstack_port, 4566),
-        )
-        .with_env_var("SERVICES", "sqs")
-        .with_env_var("EAGER_SERVICE_LOADING", "1")
-        .with_env_var("SQS_ENDPOINT_STRATEGY", "path")
-        // Queue URLs must point at the published port, not the container's 4566.
-        .with_env_var("LOCALSTACK_HOST", &gateway_host)
-        .with_env_var("DNS_ADDRESS", "0")
-        .with_env_var("DISABLE_EVENTS", "1")
+        let sqs_image = GenericImage::new(&images.sqs.name, &images.sqs.tag);
+        let localstack = match images.emulator {
+            SqsEmulator::LocalStack => request(
+                sqs_image,
+                &images.sqs,
+                labels("localstack"),
+                (localstack_port, 4566),
+            )
+            .with_env_var("SERVICES", "sqs")
+            .with_env_var("EAGER_SERVICE_LOADING", "1")
+            .with_env_var("SQS_ENDPOINT_STRATEGY", "path")
+            // Queue URLs must point at the published port, not the container's 4566.
+            .with_env_var("LOCALSTACK_HOST", &gateway_host)
+            .with_env_var("DNS_ADDRESS", "0")
+            .with_env_var("DISABLE_EVENTS", "1"),
+            // moto makes queue URLs from the request's Host header: the published port.
+            SqsEmulator::Moto => request(
+                sqs_image,
+                &images.sqs,
+                labels("moto"),
+                (localstack_port, 5000),
+            ),
+        }
         .start();
 
         let (postgres, redis, localstack) = tokio::join!(postgres, redis, localstack);
         let started = async {
             let postgres = postgres.context("starting the PostgreSQL container")?;
             let redis = redis.context("starting the Redis container")?;
-            let localstack = localstack.context("starting the LocalStack container")?;
+            let localstack = localstack.context("starting the SQS emulator container")?;
             anyhow::Ok((postgres, redis, localstack))
         }
         .await;
@@ -301,7 +322,7 @@ impl Containers {
                 // Whichever started is removed when its handle drops; the reaper covers the rest.
                 return Err(e.context(format!(
                     "images: {} {} {} (override with HARNESS_*_IMAGE)",
-                    images.postgres, images.redis, images.localstack
+                    images.postgres, images.redis, images.sqs
                 )));
             }
         };
@@ -483,7 +504,7 @@ impl Containers {
         let (image, waited_for) = match dependency {
             Dependency::Postgres => (&self.images.postgres, "a connection that answers SELECT 1"),
             Dependency::Redis => (&self.images.redis, "an answer to PING"),
-            Dependency::LocalStack => (&self.images.localstack, "an answer to SQS ListQueues"),
+            Dependency::LocalStack => (&self.images.sqs, "an answer to SQS ListQueues"),
         };
         let image_hint = format!(
             "check the image ({image}; rebuild it with `bash ci/images/build.sh --force`) and the \
@@ -501,7 +522,10 @@ impl Containers {
         let name = match dependency {
             Dependency::Postgres => "PostgreSQL",
             Dependency::Redis => "Redis",
-            Dependency::LocalStack => "LocalStack",
+            Dependency::LocalStack => match self.images.emulator {
+                SqsEmulator::LocalStack => "LocalStack",
+                SqsEmulator::Moto => "moto (SQS)",
+            },
         };
         anyhow::anyhow!(
             "{name} (container {short}, image {image}) was not ready after {secs:.0} s: {why}.\n\

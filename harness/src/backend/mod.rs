@@ -61,6 +61,33 @@ impl fmt::Display for Dependency {
     }
 }
 
+/// Which emulator stands in for SQS, chosen by `HARNESS_SQS` (`localstack`, the default, or
+/// `moto`) on both owning backends. The fault and dependency name stays `localstack` for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqsEmulator {
+    /// LocalStack 4.13.1 (community).
+    #[default]
+    LocalStack,
+    /// moto's server mode.
+    Moto,
+}
+
+impl SqsEmulator {
+    /// The emulator named by `HARNESS_SQS` (LocalStack when unset).
+    pub fn from_env() -> anyhow::Result<Self> {
+        match std::env::var("HARNESS_SQS") {
+            Err(_) => Ok(Self::LocalStack),
+            Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
+                "" | "localstack" => Ok(Self::LocalStack),
+                "moto" => Ok(Self::Moto),
+                other => {
+                    bail!("HARNESS_SQS={other:?} is not an SQS emulator; use localstack or moto")
+                }
+            },
+        }
+    }
+}
+
 /// A fault to inject into a dependency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {

@@ -33,7 +33,8 @@ enum Command {
     Token(token::TokenArgs),
     /// Serve the emulated identity provider (discovery and JWKS) alone, e.g. in compose.yaml.
     Identity(identity::IdentityArgs),
-    /// Install what the native backend needs that lives in the project (the LocalStack venv).
+    /// Install what the native backend needs that lives in the project (the LocalStack and moto
+    /// venvs).
     Setup,
     /// One set of dependencies for a whole `cargo nextest run` (its setup script).
     SharedDeps(shared_deps::SharedDepsArgs),
@@ -52,6 +53,9 @@ impl Cli {
                 let venv =
                     tokio::task::spawn_blocking(crate::backend::native::ensure_venv).await??;
                 eprintln!("harness: LocalStack venv ready in {}", venv.display());
+                let venv =
+                    tokio::task::spawn_blocking(crate::backend::native::ensure_moto_venv).await??;
+                eprintln!("harness: moto venv ready in {}", venv.display());
                 Ok(())
             }
         }

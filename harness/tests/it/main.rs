@@ -6,6 +6,7 @@ mod identity;
 mod isolation;
 mod orphans;
 mod shared_deps;
+mod sqs_emulators;
 mod up;
 mod up_again;
 

@@ -2,8 +2,10 @@
 //! once per test process (or per `harness up`) and stopped with it.
 
 mod localstack;
+mod moto;
 mod postgres;
 mod redis;
+mod venv;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 pub use self::localstack::ensure_venv;
-use super::{Dependency, Endpoints, Fault};
+pub use self::moto::ensure_venv as ensure_moto_venv;
+use super::{Dependency, Endpoints, Fault, SqsEmulator};
 use crate::process::Supervised;
 
 /// How long a dependency may take to become ready.
@@ -83,7 +86,11 @@ impl Native {
             postgres::prepare(postgres_port, options.postgres_data.as_deref(), &run).await?,
         );
         let redis = Supervised::new(redis::spec(redis_port, &run)?);
-        let localstack = Supervised::new(localstack::spec(localstack_port, &run).await?);
+        // The SQS emulator (`HARNESS_SQS`): LocalStack, or moto.
+        let localstack = Supervised::new(match SqsEmulator::from_env()? {
+            SqsEmulator::LocalStack => localstack::spec(localstack_port, &run).await?,
+            SqsEmulator::Moto => moto::spec(localstack_port, &run).await?,
+        });
 
         let (pg, rd, ls) = tokio::join!(
             postgres.start(START_TIMEOUT),
