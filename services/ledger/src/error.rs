@@ -23,6 +23,10 @@ pub enum ApiError {
     /// A bad query parameter or header.
     #[error("{}: {}", .0.field, .0.message)]
     BadParameter(FieldError),
+    /// A pagination cursor the API did not issue (400: it is not a value to correct but a
+    /// token to pass back unchanged).
+    #[error("{}: {}", .0.field, .0.message)]
+    InvalidCursor(FieldError),
     /// No such resource for this merchant.
     #[error("{0}")]
     NotFound(String),
@@ -89,6 +93,11 @@ impl IntoResponse for ApiError {
             )
             .with_detail(format!("{}: {}", error.field, error.message))
             .with_errors(vec![error]),
+            Self::InvalidCursor(error) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid-cursor", "Invalid cursor")
+                    .with_detail(format!("{}: {}", error.field, error.message))
+                    .with_errors(vec![error])
+            }
             Self::NotFound(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").with_detail(detail)
             }
