@@ -1,6 +1,8 @@
 //! The `harness` command line: `up` runs the whole system locally, `token` mints a token that a
-//! running `up` (or `identity`) accepts, `identity` serves the emulated identity provider alone.
+//! running `up` (or `identity`) accepts, `identity` serves the emulated identity provider alone,
+//! `fault` injects network faults on a running `up`'s service→dependency links.
 
+mod fault;
 mod identity;
 mod token;
 mod up;
@@ -25,6 +27,10 @@ enum Command {
     Token(token::TokenArgs),
     /// Serve the emulated identity provider (discovery and JWKS) alone, e.g. in compose.yaml.
     Identity(identity::IdentityArgs),
+    /// Inject a network fault on a link of the running `harness up`:
+    /// `harness fault ledger postgres latency 300ms|blackhole|reset|refuse|heal`,
+    /// `harness fault list`.
+    Fault(fault::FaultArgs),
     /// Install what the native backend needs that lives in the project (the LocalStack venv).
     Setup,
 }
@@ -36,6 +42,7 @@ impl Cli {
             Command::Up(args) => up::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Identity(args) => identity::run(args).await,
+            Command::Fault(args) => fault::run(args).await,
             Command::Setup => {
                 let venv =
                     tokio::task::spawn_blocking(crate::backend::native::ensure_venv).await??;
