@@ -82,6 +82,7 @@ async fn up_prints_urls_and_ready_then_stops_everything_on_sigterm() -> anyhow::
         audience: harness::identity::DEFAULT_AUDIENCE.into(),
         jwks_uri: None,
         leeway: Duration::from_secs(30),
+        keys: Default::default(),
     });
     let principal = verifier
         .verify(String::from_utf8(token.stdout)?.trim())

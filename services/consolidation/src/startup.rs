@@ -26,6 +26,7 @@ pub struct Application {
     state: AppState,
     metrics: Metrics,
     retries: broadcast::Sender<RetryNotice>,
+    drain_deadline: Duration,
 }
 
 impl Application {
@@ -35,6 +36,7 @@ impl Application {
         let pool = cashflow_platform::http::connect_and_migrate(
             &config.database_url,
             config.database_max_connections,
+            &config.deadlines,
             &crate::MIGRATOR,
         )
         .await?;
@@ -43,12 +45,16 @@ impl Application {
             &config.redis_url,
             &config.redis_prefix,
             config.cache_ttl,
+            config.redis,
             metrics.cache.clone(),
         )?);
         // Attempts outlive a long poll.
-        let attempt_timeout =
-            Duration::from_secs(u64::try_from(config.consumer.wait_seconds).unwrap_or(20) + 10);
-        let sqs = config.sqs.client(attempt_timeout).await;
+        let attempt_timeout = config.deadlines.sqs_attempt
+            + Duration::from_secs(u64::try_from(config.consumer.wait_seconds).unwrap_or(20));
+        let sqs = config
+            .sqs
+            .client(config.deadlines.sqs_connect, attempt_timeout)
+            .await;
         let (retries, _) = broadcast::channel(1024);
         let consumer = config.consumer.enabled.then(|| {
             Arc::new(Consumer::new(
@@ -72,7 +78,7 @@ impl Application {
             report_max_days: config.report_max_days,
             default_currency: config.default_currency,
         };
-        let router = routes::router(state.clone(), &metrics);
+        let router = routes::router(state.clone(), &metrics, config.deadlines.request);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -83,6 +89,7 @@ impl Application {
             state,
             metrics,
             retries,
+            drain_deadline: config.deadlines.shutdown_drain,
         })
     }
 
@@ -127,11 +134,14 @@ impl Application {
                 }
             }
         });
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("serving HTTP");
-        while tasks.join_next().await.is_some() {}
+        let served = cashflow_platform::shutdown::serve_with_drain_deadline(
+            self.listener,
+            self.router,
+            shutdown,
+            self.drain_deadline,
+        )
+        .await;
+        cashflow_platform::shutdown::join_within(&mut tasks, self.drain_deadline).await;
         self.state.pool.close().await;
         tracing::info!("consolidation stopped");
         served

@@ -42,6 +42,14 @@ pub enum ApiError {
     /// A ready-made problem (authorization).
     #[error("{}", .0.title)]
     Problem(Problem),
+    /// A dependency is down or too slow: 503 with Retry-After, cause logged.
+    #[error("{what} is unavailable")]
+    Unavailable {
+        /// Which dependency, for the detail.
+        what: &'static str,
+        /// Why, for the log.
+        cause: anyhow::Error,
+    },
     /// Anything else: logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -49,7 +57,14 @@ pub enum ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Internal(anyhow::Error::new(e))
+        if cashflow_platform::deadline::is_unavailable(&e) {
+            Self::Unavailable {
+                what: "the ledger database",
+                cause: anyhow::Error::new(e),
+            }
+        } else {
+            Self::Internal(anyhow::Error::new(e))
+        }
     }
 }
 
@@ -117,6 +132,12 @@ impl IntoResponse for ApiError {
             )
             .with_detail(detail),
             Self::Problem(problem) => problem,
+            Self::Unavailable { what, cause } => {
+                tracing::warn!(error = ?cause, "{what} is unavailable");
+                return cashflow_platform::deadline::unavailable(format!(
+                    "{what} is unavailable or too slow; retry shortly"
+                ));
+            }
             Self::Internal(cause) => {
                 tracing::error!(error = ?cause, "request failed");
                 Problem::internal()

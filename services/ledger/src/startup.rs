@@ -25,6 +25,7 @@ pub struct Application {
     pool: PgPool,
     relay: Option<Relay>,
     metrics: Metrics,
+    drain_deadline: Duration,
 }
 
 impl Application {
@@ -33,13 +34,17 @@ impl Application {
         let pool = cashflow_platform::http::connect_and_migrate(
             &config.database_url,
             config.database_max_connections,
+            &config.deadlines,
             &crate::MIGRATOR,
         )
         .await?;
         let metrics = Metrics::new();
         let relay_wake = Arc::new(Notify::new());
         let relay = if config.relay.enabled {
-            let sqs = config.sqs.client(Duration::from_secs(5)).await;
+            let sqs = config
+                .sqs
+                .client(config.deadlines.sqs_connect, config.deadlines.sqs_attempt)
+                .await;
             Some(Relay::new(
                 pool.clone(),
                 sqs,
@@ -58,7 +63,7 @@ impl Application {
             relay_wake,
             max_body_bytes: config.max_body_bytes,
         };
-        let router = routes::router(state, &metrics);
+        let router = routes::router(state, &metrics, config.deadlines.request);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -68,6 +73,7 @@ impl Application {
             pool,
             relay,
             metrics,
+            drain_deadline: config.deadlines.shutdown_drain,
         })
     }
 
@@ -96,13 +102,16 @@ impl Application {
             self.metrics.outbox.clone(),
             background.clone(),
         ));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("serving HTTP");
+        let served = cashflow_platform::shutdown::serve_with_drain_deadline(
+            self.listener,
+            self.router,
+            shutdown,
+            self.drain_deadline,
+        )
+        .await;
         // Requests have drained; whatever they committed is still published by the next relay.
         background.cancel();
-        while tasks.join_next().await.is_some() {}
+        cashflow_platform::shutdown::join_within(&mut tasks, self.drain_deadline).await;
         self.pool.close().await;
         tracing::info!("ledger stopped");
         served

@@ -27,6 +27,37 @@ pub struct AuthConfig {
     pub jwks_uri: Option<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
+    /// How keys are fetched and refreshed.
+    pub keys: KeyPolicy,
+}
+
+/// How the verifier fetches the provider's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPolicy {
+    /// One discovery or JWKS request, connecting included (`JWKS_FETCH_TIMEOUT_MS`, default
+    /// 3000): a provider that hangs must not hold requests until their own deadline.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for KeyPolicy {
+    fn default() -> Self {
+        Self {
+            fetch_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl KeyPolicy {
+    /// From the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        Ok(Self {
+            fetch_timeout: crate::deadline::millis_or_default(
+                "JWKS_FETCH_TIMEOUT_MS",
+                d.fetch_timeout,
+            )?,
+        })
+    }
 }
 
 impl AuthConfig {
@@ -39,6 +70,7 @@ impl AuthConfig {
             audience: or_default("AUTH_AUDIENCE", "cashflow-api".to_string())?,
             jwks_uri: optional("AUTH_JWKS_URI"),
             leeway: Duration::from_secs(30),
+            keys: KeyPolicy::from_env()?,
         })
     }
 }
@@ -117,7 +149,8 @@ impl JwtVerifier {
     /// A verifier that fetches keys lazily.
     pub fn new(config: AuthConfig) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
+            .connect_timeout(config.keys.fetch_timeout)
+            .timeout(config.keys.fetch_timeout)
             .build()
             .unwrap_or_default();
         Self {
@@ -284,12 +317,17 @@ where
             Ok(principal) => Ok(Self(principal)),
             Err(AuthError::KeysUnavailable(cause)) => {
                 tracing::error!(%cause, "cannot fetch the identity provider's keys");
-                Err(crate::problem::Problem::new(
+                let mut response = crate::problem::Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "identity-unavailable",
                     "Cannot verify credentials right now",
                 )
-                .into_response())
+                .into_response();
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(crate::deadline::RETRY_AFTER_SECONDS),
+                );
+                Err(response)
             }
             Err(e) => Err(unauthorized(e.to_string())),
         }

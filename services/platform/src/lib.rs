@@ -1,8 +1,9 @@
 //! What both cash-flow services run on: configuration from the environment, logs and metrics,
-//! JWT verification, problem+json errors, SQS client setup, health routes and graceful shutdown.
+//! JWT verification, deadlines and the 503 for a dependency that is down, problem+json errors, SQS client setup, health routes and graceful shutdown.
 
 pub mod auth;
 pub mod config;
+pub mod deadline;
 pub mod gelf;
 pub mod health;
 pub mod http;

@@ -39,6 +39,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
         redis_url: scope.redis_url.clone(),
         redis_prefix: scope.redis_prefix.clone(),
         cache_ttl: Duration::from_secs(600),
+        redis: Default::default(),
         queue_url: scope.queues.url.clone(),
         dlq_url: scope.queues.dlq_url.clone(),
         sqs: SqsSettings {
@@ -50,6 +51,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
             audience: stack.identity().audience().to_string(),
             jwks_uri: Some(stack.identity().jwks_uri()),
             leeway: Duration::from_secs(30),
+            keys: Default::default(),
         },
         consumer: ConsumerConfig {
             concurrency: 2,
@@ -60,6 +62,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
         },
         report_max_days: 366,
         default_currency: Currency::BRL,
+        deadlines: Default::default(),
     }
 }
 

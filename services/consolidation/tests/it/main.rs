@@ -4,5 +4,6 @@
 mod api;
 mod cache;
 mod consume;
+mod faults;
 mod helpers;
 mod retry;

@@ -39,6 +39,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
             audience: stack.identity().audience().to_string(),
             jwks_uri: Some(stack.identity().jwks_uri()),
             leeway: Duration::from_secs(30),
+            keys: Default::default(),
         },
         entries: EntryRules::default(),
         max_body_bytes: 16 * 1024,
@@ -46,6 +47,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
             idle_poll: Duration::from_millis(50),
             ..RelayConfig::default()
         },
+        deadlines: Default::default(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! identity provider, through the harness.
 
 mod auth;
+mod faults;
 mod helpers;
 mod idempotency;
 mod outbox;
