@@ -138,3 +138,37 @@ async fn with_sqs_blackholed_posts_are_unaffected_and_the_backlog_drains_after_h
     let seen = drain_events(&app.scope, 5, Duration::from_secs(30)).await;
     assert_eq!(seen.len(), 5, "every event published");
 }
+
+#[tokio::test]
+async fn a_statement_past_statement_timeout_is_cancelled_by_postgres_and_counts_as_unavailable() {
+    let stack = harness::shared().await.expect("stack");
+    let deadlines = Deadlines {
+        database_statement: Duration::from_millis(200),
+        ..short_deadlines()
+    };
+    let pool = cashflow_platform::deadline::pool_options(1, &deadlines)
+        .connect_with(
+            cashflow_platform::deadline::connect_options(
+                &stack.endpoints().postgres_url,
+                &deadlines,
+            )
+            .expect("options"),
+        )
+        .await
+        .expect("pool");
+    let started = Instant::now();
+    let error = sqlx::query("SELECT pg_sleep(5)")
+        .execute(&pool)
+        .await
+        .expect_err("cancelled");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cancelled early"
+    );
+    let code = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.to_string());
+    assert_eq!(code.as_deref(), Some("57014"), "{error}");
+    assert!(cashflow_platform::deadline::is_unavailable(&error));
+}
