@@ -5,6 +5,7 @@ mod auth;
 mod faults;
 mod helpers;
 mod idempotency;
+mod keys;
 mod outbox;
 mod record;
 mod reversal;
