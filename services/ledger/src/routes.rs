@@ -42,7 +42,12 @@ impl FromRef<AppState> for Arc<JwtVerifier> {
 }
 
 /// The whole application router.
-pub fn router(state: AppState, metrics: &Metrics, request_deadline: Duration) -> Router {
+pub fn router(
+    state: AppState,
+    metrics: &Metrics,
+    request_deadline: Duration,
+    supervisor: cashflow_platform::supervise::Supervisor,
+) -> Router {
     let api = Router::new()
         .route(
             "/v1/merchants/{merchant}/entries",
@@ -67,5 +72,6 @@ pub fn router(state: AppState, metrics: &Metrics, request_deadline: Duration) ->
             <crate::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
         ),
         request_deadline,
+        supervisor,
     )
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cashflow_platform::auth::JwtVerifier;
+use cashflow_platform::supervise::Supervisor;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -26,7 +27,13 @@ pub struct Application {
     relay: Option<Relay>,
     metrics: Metrics,
     drain_deadline: Duration,
+    supervisor: Supervisor,
 }
+
+/// The supervised task publishing the outbox.
+pub const RELAY_TASK: &str = "outbox-relay";
+/// The supervised task sampling the outbox backlog.
+pub const BACKLOG_TASK: &str = "outbox-backlog";
 
 impl Application {
     /// Connects to PostgreSQL, applies the migrations, sets up SQS and binds the listener.
@@ -63,7 +70,13 @@ impl Application {
             relay_wake,
             max_body_bytes: config.max_body_bytes,
         };
-        let router = routes::router(state, &metrics, config.deadlines.request);
+        let supervisor = Supervisor::default();
+        let router = routes::router(
+            state,
+            &metrics,
+            config.deadlines.request,
+            supervisor.clone(),
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -74,6 +87,7 @@ impl Application {
             relay,
             metrics,
             drain_deadline: config.deadlines.shutdown_drain,
+            supervisor,
         })
     }
 
@@ -82,6 +96,11 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The supervisor of this instance's background tasks ([`RELAY_TASK`], [`BACKLOG_TASK`]).
+    pub fn supervisor(&self) -> Supervisor {
+        self.supervisor.clone()
     }
 
     /// The metrics of this instance.
@@ -95,13 +114,29 @@ impl Application {
         let background = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(relay) = self.relay {
-            tasks.spawn(relay.run(background.clone()));
+            let stop = background.clone();
+            self.supervisor
+                .spawn(&mut tasks, RELAY_TASK, background.clone(), move || {
+                    let (relay, stop) = (relay.clone(), stop.clone());
+                    async move {
+                        relay.run(stop).await;
+                        Ok(())
+                    }
+                });
         }
-        tasks.spawn(outbox::sample_backlog(
+        let (pool, metrics, stop) = (
             self.pool.clone(),
             self.metrics.outbox.clone(),
             background.clone(),
-        ));
+        );
+        self.supervisor
+            .spawn(&mut tasks, BACKLOG_TASK, background.clone(), move || {
+                let sampled = outbox::sample_backlog(pool.clone(), metrics.clone(), stop.clone());
+                async move {
+                    sampled.await;
+                    Ok(())
+                }
+            });
         let served = cashflow_platform::shutdown::serve_with_drain_deadline(
             self.listener,
             self.router,

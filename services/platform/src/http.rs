@@ -28,10 +28,11 @@ pub fn service_router(
     http_metrics: HttpMetrics,
     openapi: MethodRouter,
     request_deadline: std::time::Duration,
+    supervisor: crate::supervise::Supervisor,
 ) -> Router {
     Router::new()
         .merge(api)
-        .merge(crate::health::routes(pool))
+        .merge(crate::health::routes(pool, supervisor))
         .merge(metrics_route(registry))
         .route("/openapi.json", openapi)
         .layer(axum::middleware::from_fn_with_state(

@@ -1,5 +1,6 @@
 //! What both cash-flow services run on: configuration from the environment, logs and metrics,
-//! JWT verification, deadlines and the 503 for a dependency that is down, problem+json errors, SQS client setup, health routes and graceful shutdown.
+//! JWT verification, deadlines and the 503 for a dependency that is down, problem+json errors,
+//! SQS client setup, health routes, supervised background tasks and graceful shutdown.
 
 pub mod auth;
 pub mod config;
@@ -10,4 +11,5 @@ pub mod http;
 pub mod problem;
 pub mod shutdown;
 pub mod sqs;
+pub mod supervise;
 pub mod telemetry;

@@ -25,6 +25,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub metrics: Metrics,
     pub retries: broadcast::Receiver<RetryNotice>,
+    pub supervisor: cashflow_platform::supervise::Supervisor,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -96,6 +97,7 @@ impl TestApp {
         let address = format!("http://{}", app.local_addr());
         let metrics = app.metrics().clone();
         let retries = app.retries();
+        let supervisor = app.supervisor();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Self {
@@ -105,6 +107,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             metrics,
             retries,
+            supervisor,
             shutdown,
             task: Some(task),
         }

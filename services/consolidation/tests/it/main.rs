@@ -7,3 +7,4 @@ mod consume;
 mod faults;
 mod helpers;
 mod retry;
+mod supervision;

@@ -19,6 +19,7 @@ pub struct TestApp {
     pub stack: &'static Stack,
     pub http: reqwest::Client,
     pub pool: sqlx::PgPool,
+    pub supervisor: cashflow_platform::supervise::Supervisor,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -78,6 +79,7 @@ impl TestApp {
     pub async fn start(stack: &'static Stack, scope: Scope, config: Config) -> Self {
         let app = Application::build(config).await.expect("ledger builds");
         let address = format!("http://{}", app.local_addr());
+        let supervisor = app.supervisor();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         let pool = scope.pg_pool().await.expect("pool");
@@ -87,6 +89,7 @@ impl TestApp {
             stack,
             http: reqwest::Client::new(),
             pool,
+            supervisor,
             shutdown,
             task: Some(task),
         }

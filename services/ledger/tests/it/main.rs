@@ -9,4 +9,5 @@ mod keys;
 mod outbox;
 mod record;
 mod reversal;
+mod supervision;
 mod validation;
