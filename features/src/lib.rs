@@ -113,6 +113,7 @@ impl System {
             audience: identity.audience().to_string(),
             jwks_uri: Some(identity.jwks_uri()),
             leeway: Duration::from_secs(30),
+            keys: Default::default(),
         }
     }
 
@@ -138,6 +139,7 @@ impl System {
                 max_backoff: Duration::from_secs(1),
                 ..Default::default()
             },
+            deadlines: Default::default(),
         };
         let app = ledger::Application::build(config).await?;
         let address = format!("http://{}", app.local_addr());
@@ -166,6 +168,7 @@ impl System {
             redis_url: self.consolidation_scope.redis_url.clone(),
             redis_prefix: self.consolidation_scope.redis_prefix.clone(),
             cache_ttl: Duration::from_secs(600),
+            redis: Default::default(),
             queue_url: self.ledger_scope.queues.url.clone(),
             dlq_url: self.ledger_scope.queues.dlq_url.clone(),
             sqs: self.sqs(),
@@ -179,6 +182,7 @@ impl System {
             },
             report_max_days: 366,
             default_currency: cashflow_contracts::Currency::BRL,
+            deadlines: Default::default(),
         };
         // The old listener may take a moment to be released.
         let app = harness::eventually(Duration::from_secs(10), "the consolidation's port", || {

@@ -3,7 +3,8 @@
 //! It runs the real dependencies — PostgreSQL, Redis and LocalStack SQS — as local processes
 //! (`native`), or uses ones given in the environment (`external`); gives each test its own
 //! database, queue pair and Redis key prefix ([`Scope`]); emulates the identity provider
-//! ([`IdentityProvider`]); and injects faults ([`Fault`]).
+//! ([`IdentityProvider`]); and injects faults ([`Fault`]), network faults included, through a
+//! proxy on each service→dependency link ([`FaultProxy`], [`NetFault`]).
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
@@ -16,8 +17,10 @@
 pub mod backend;
 pub mod cli;
 pub mod identity;
+pub mod netfault;
 pub mod paths;
 pub mod process;
+pub mod rotation;
 pub mod scope;
 pub mod sqs;
 pub mod stack;
@@ -25,6 +28,8 @@ pub mod wait;
 
 pub use backend::{BackendKind, Dependency, Endpoints, Fault};
 pub use identity::{IdentityProvider, IssuerKeys, TokenFlaw};
+pub use netfault::{FaultProxy, Link, NetFault, Service};
+pub use rotation::RotatingIdentity;
 pub use scope::{Scope, ScopeOptions};
 pub use stack::{Stack, StackOptions};
 pub use wait::eventually;

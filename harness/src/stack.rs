@@ -16,6 +16,7 @@ use tokio::sync::OnceCell;
 use crate::backend::native::NativeOptions;
 use crate::backend::{Backend, BackendKind, Dependency, Endpoints, Fault};
 use crate::identity::{DEFAULT_AUDIENCE, IdentityProvider};
+use crate::netfault::{FaultProxy, Link, NetFault, Proxies, Toxics};
 use crate::scope::{Scope, ScopeOptions, database_url};
 use crate::sqs::{self, QueuePairSpec};
 
@@ -68,6 +69,8 @@ pub struct Stack {
     templates: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
     /// Every queue pair made, to make them again after LocalStack restarts.
     queues: Mutex<Vec<QueuePairSpec>>,
+    /// Fault proxies on service→dependency links, made on first use.
+    proxies: Proxies,
 }
 
 impl Stack {
@@ -103,6 +106,7 @@ impl Stack {
             identity: identity.context("starting the identity provider")?,
             templates: Mutex::default(),
             queues: Mutex::default(),
+            proxies: Proxies::default(),
         })
     }
 
@@ -225,6 +229,31 @@ impl Stack {
             }
         }
         Ok(())
+    }
+
+    /// The fault proxy of `link`, started on first use in front of the link's dependency. Give
+    /// the service [`FaultProxy::url`] of the dependency's URL (a scope's database URL, say)
+    /// instead of the URL itself. Tests that fault a link while others run usually start their
+    /// own [`FaultProxy`] instead, so that the fault is theirs alone.
+    pub async fn proxy(&self, link: Link) -> anyhow::Result<Arc<FaultProxy>> {
+        let endpoints = self.endpoints();
+        let upstream = match link.dependency {
+            Dependency::Postgres => &endpoints.postgres_url,
+            Dependency::Redis => &endpoints.redis_url,
+            Dependency::LocalStack => &endpoints.sqs_endpoint,
+        };
+        self.proxies.get_or_start(link, upstream).await
+    }
+
+    /// Injects a network fault on `link` (starting its proxy if needed).
+    pub async fn inject_net(&self, link: Link, fault: NetFault) -> anyhow::Result<()> {
+        self.proxy(link).await?.inject(fault);
+        Ok(())
+    }
+
+    /// The links proxied so far, where their proxies listen and their faults.
+    pub async fn net_faults(&self) -> Vec<(Link, std::net::SocketAddr, Toxics)> {
+        self.proxies.list().await
     }
 
     /// Clean shutdown of what the stack started.

@@ -110,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
         redis_url: scope.redis_url.clone(),
         redis_prefix: scope.redis_prefix.clone(),
         cache_ttl: Duration::from_secs(600),
+        redis: Default::default(),
         queue_url: scope.queues.url.clone(),
         dlq_url: scope.queues.dlq_url.clone(),
         sqs: cashflow_platform::sqs::SqsSettings {
@@ -121,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
             audience: stack.identity().audience().to_string(),
             jwks_uri: Some(stack.identity().jwks_uri()),
             leeway: Duration::from_secs(30),
+            keys: Default::default(),
         },
         consumer: consolidation::config::ConsumerConfig {
             concurrency: POLLERS,
@@ -129,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
         },
         report_max_days: 366,
         default_currency: Currency::BRL,
+        deadlines: Default::default(),
     };
     let started = Instant::now();
     let app = consolidation::Application::build(config).await?;

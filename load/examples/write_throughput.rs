@@ -47,10 +47,12 @@ async fn main() -> anyhow::Result<()> {
             audience: stack.identity().audience().to_string(),
             jwks_uri: Some(stack.identity().jwks_uri()),
             leeway: Duration::from_secs(30),
+            keys: Default::default(),
         },
         entries: Default::default(),
         max_body_bytes: 16 * 1024,
         relay: Default::default(),
+        deadlines: Default::default(),
     };
     config.relay.enabled = false;
     let app = ledger::Application::build(config).await?;

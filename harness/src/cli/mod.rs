@@ -1,8 +1,10 @@
 //! The `harness` command line: `up` runs the whole system locally, `down` stops it and removes
 //! what it keeps, `token` mints a token that a running `up` (or `identity`) accepts, `identity`
-//! serves the emulated identity provider alone.
+//! serves the emulated identity provider alone, `fault` injects network faults on a running
+//! `up`'s service→dependency links.
 
 mod down;
+mod fault;
 mod identity;
 mod shared_deps;
 mod token;
@@ -33,6 +35,10 @@ enum Command {
     Token(token::TokenArgs),
     /// Serve the emulated identity provider (discovery and JWKS) alone, e.g. in compose.yaml.
     Identity(identity::IdentityArgs),
+    /// Inject a network fault on a link of the running `harness up`:
+    /// `harness fault ledger postgres latency 300ms|blackhole|reset|refuse|heal`,
+    /// `harness fault list`.
+    Fault(fault::FaultArgs),
     /// Install what the native backend needs that lives in the project (the LocalStack and moto
     /// venvs).
     Setup,
@@ -49,6 +55,7 @@ impl Cli {
             Command::SharedDeps(args) => shared_deps::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Identity(args) => identity::run(args).await,
+            Command::Fault(args) => fault::run(args).await,
             Command::Setup => {
                 let venv =
                     tokio::task::spawn_blocking(crate::backend::native::ensure_venv).await??;

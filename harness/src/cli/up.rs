@@ -142,6 +142,8 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
         dlq_url: queues.dlq_url.clone(),
     };
     write_state(&state)?;
+    // Each service reaches each dependency through a fault proxy (`harness fault ...`).
+    let faults = super::fault::FaultControl::start(stack).await?;
 
     let services = [
         ServiceSpec {
@@ -158,7 +160,7 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
     let mut running = Vec::new();
     let mut lines = Vec::new();
     for service in &services {
-        let Some(process) = service.process(stack, &queues)? else {
+        let Some(process) = service.process(stack, &queues, &faults)? else {
             lines.push(format!(
                 "  {:<14} http://127.0.0.1:{}   (not built: cargo build -p {})",
                 service.name, service.port, service.name
@@ -291,23 +293,39 @@ struct ServiceSpec {
 
 impl ServiceSpec {
     /// The supervised process, or `None` when the binary is not built.
-    fn process(&self, stack: &Stack, queues: &QueuePair) -> anyhow::Result<Option<Supervised>> {
+    fn process(
+        &self,
+        stack: &Stack,
+        queues: &QueuePair,
+        faults: &super::fault::FaultControl,
+    ) -> anyhow::Result<Option<Supervised>> {
         let exe = std::env::current_exe().context("locating the harness binary")?;
         let program = exe.with_file_name(self.name);
         if !program.is_file() {
             return Ok(None);
         }
         let endpoints = stack.endpoints();
+        let service: crate::netfault::Service = self.name.parse()?;
+        let through = |dependency, url: &str| faults.url(service, dependency, url);
         let env = [
             ("LISTEN_ADDR", format!("127.0.0.1:{}", self.port)),
             (
                 "DATABASE_URL",
-                database_url(&endpoints.postgres_url, self.database),
+                through(
+                    Dependency::Postgres,
+                    &database_url(&endpoints.postgres_url, self.database),
+                ),
             ),
-            ("REDIS_URL", endpoints.redis_url.clone()),
+            (
+                "REDIS_URL",
+                through(Dependency::Redis, &endpoints.redis_url),
+            ),
             ("ENTRIES_QUEUE_URL", queues.url.clone()),
             ("ENTRIES_DLQ_URL", queues.dlq_url.clone()),
-            ("AWS_ENDPOINT_URL", endpoints.sqs_endpoint.clone()),
+            (
+                "AWS_ENDPOINT_URL",
+                through(Dependency::LocalStack, &endpoints.sqs_endpoint),
+            ),
             ("AWS_REGION", endpoints.aws_region.clone()),
             ("AUTH_ISSUER", stack.identity().issuer().to_string()),
             ("AUTH_AUDIENCE", stack.identity().audience().to_string()),

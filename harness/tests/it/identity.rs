@@ -12,6 +12,7 @@ fn verifier(stack: &harness::Stack, jwks_uri: Option<String>) -> JwtVerifier {
         audience: stack.identity().audience().to_string(),
         jwks_uri,
         leeway: Duration::from_secs(30),
+        keys: Default::default(),
     })
 }
 

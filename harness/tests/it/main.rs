@@ -4,6 +4,7 @@ mod dependencies;
 mod faults;
 mod identity;
 mod isolation;
+mod netfault;
 mod orphans;
 mod shared_deps;
 mod sqs_emulators;

@@ -82,6 +82,7 @@ async fn up_prints_urls_and_ready_then_stops_everything_on_sigterm() -> anyhow::
         audience: harness::identity::DEFAULT_AUDIENCE.into(),
         jwks_uri: None,
         leeway: Duration::from_secs(30),
+        keys: Default::default(),
     });
     let principal = verifier
         .verify(String::from_utf8(token.stdout)?.trim())
@@ -104,6 +105,38 @@ async fn up_prints_urls_and_ready_then_stops_everything_on_sigterm() -> anyhow::
         .send()
         .await?;
     assert_eq!(recorded.status(), 201, "{}", recorded.text().await?);
+
+    // `harness fault` reaches the running up: the ledger's PostgreSQL link slows down, shows
+    // in `fault list`, and heals.
+    let fault = |args: &'static [&'static str]| {
+        let state = state.clone();
+        async move {
+            let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+                .arg("fault")
+                .args(args)
+                .env("HARNESS_STATE_DIR", &state)
+                .output()
+                .await
+                .expect("harness fault runs");
+            assert!(
+                output.status.success(),
+                "harness fault {args:?}: {output:?}"
+            );
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        }
+    };
+    fault(&["ledger", "postgres", "latency", "300ms"]).await;
+    assert!(fault(&["list"]).await.contains("ledger→postgres"));
+    let started = std::time::Instant::now();
+    let ready = reqwest::get(format!("http://127.0.0.1:{ledger_port}/health/ready")).await?;
+    assert_eq!(ready.status(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "readiness went through the slowed link ({:?})",
+        started.elapsed()
+    );
+    fault(&["ledger", "postgres", "heal"]).await;
+    assert!(!fault(&["list"]).await.contains("latency"));
 
     let children = children_of(pid);
     assert!(

@@ -8,12 +8,15 @@
 //!
 //! Redis is a cache only: when it fails, reads go to PostgreSQL and a metric counts the
 //! fallback; invalidations that could not reach Redis are kept and retried, and this instance
-//! bypasses the cache for those merchants until they succeed.
+//! bypasses the cache for those merchants until they succeed. Every command has a deadline
+//! (`REDIS_COMMAND_TIMEOUT_MS`), and a [`Breaker`] stops calling Redis after consecutive
+//! failures, so a dead or hanging Redis costs reads nothing once the breaker is open.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use redis::Script;
 use redis::aio::ConnectionManager;
 use time::Date;
@@ -21,8 +24,8 @@ use tokio::sync::Mutex;
 
 use cashflow_contracts::business_date;
 
-/// How long to leave Redis alone after a failed connection attempt.
-const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+use crate::breaker::{Breaker, BreakerState};
+use crate::config::RedisConfig;
 
 /// Cache figures.
 #[derive(Debug, Clone, Default)]
@@ -31,8 +34,10 @@ pub struct CacheMetrics {
     pub hits: Counter,
     /// Answers read from PostgreSQL because Redis did not have them.
     pub misses: Counter,
-    /// Answers read from PostgreSQL because Redis failed.
+    /// Answers read from PostgreSQL because Redis failed or the breaker is open.
     pub fallbacks: Counter,
+    /// The Redis circuit breaker: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: Gauge,
 }
 
 /// What a lookup found.
@@ -56,16 +61,13 @@ pub struct Cache {
     client: redis::Client,
     prefix: String,
     ttl: Duration,
-    connection: Mutex<Connection>,
+    redis: RedisConfig,
+    /// The connection, made on first use (Redis may be down at start).
+    connection: Mutex<Option<ConnectionManager>>,
+    breaker: Breaker,
     /// Invalidations that did not reach Redis: merchant → earliest changed day.
     pending: Mutex<HashMap<String, Date>>,
     metrics: CacheMetrics,
-}
-
-#[derive(Debug, Default)]
-struct Connection {
-    manager: Option<ConnectionManager>,
-    failed_at: Option<Instant>,
 }
 
 const PUT: &str = r"
@@ -95,16 +97,28 @@ impl Cache {
         url: &str,
         prefix: &str,
         ttl: Duration,
+        redis: RedisConfig,
         metrics: CacheMetrics,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             client: redis::Client::open(url)?,
             prefix: prefix.to_string(),
             ttl,
+            redis,
             connection: Mutex::default(),
+            breaker: Breaker::new(
+                redis.breaker_failures,
+                redis.breaker_cooldown,
+                metrics.breaker_state.clone(),
+            ),
             pending: Mutex::default(),
             metrics,
         })
+    }
+
+    /// The circuit breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
     }
 
     /// The field of a day's answer.
@@ -128,34 +142,58 @@ impl Cache {
         )
     }
 
+    /// A connection to use now, or `None` when the breaker is open or connecting fails. The
+    /// caller reports the outcome of what it did with it through [`Cache::call`].
     async fn connection(&self) -> Option<ConnectionManager> {
-        let mut connection = self.connection.lock().await;
-        if let Some(manager) = &connection.manager {
-            return Some(manager.clone());
-        }
-        if connection
-            .failed_at
-            .is_some_and(|at| at.elapsed() < RECONNECT_AFTER)
-        {
+        if !self.breaker.allow() {
             return None;
         }
+        let mut connection = self.connection.lock().await;
+        if let Some(manager) = &*connection {
+            return Some(manager.clone());
+        }
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
+            .set_connection_timeout(Some(self.redis.connect_timeout))
+            .set_response_timeout(Some(self.redis.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        match ConnectionManager::new_with_config(self.client.clone(), config).await {
-            Ok(manager) => {
-                connection.manager = Some(manager.clone());
-                connection.failed_at = None;
+        let connecting = ConnectionManager::new_with_config(self.client.clone(), config);
+        // The manager's own timeout covers one attempt; this bounds the whole connect.
+        match tokio::time::timeout(self.redis.connect_timeout * 3, connecting).await {
+            Ok(Ok(manager)) => {
+                *connection = Some(manager.clone());
                 Some(manager)
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "Redis is unavailable; reading from PostgreSQL");
-                connection.failed_at = Some(Instant::now());
+                self.breaker.failure();
+                None
+            }
+            Err(_) => {
+                tracing::warn!("connecting to Redis timed out; reading from PostgreSQL");
+                self.breaker.failure();
                 None
             }
         }
+    }
+
+    /// Runs one Redis call under the command deadline and tells the breaker how it went.
+    async fn call<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> redis::RedisResult<T> {
+        let result = match tokio::time::timeout(self.redis.command_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "Redis command deadline passed",
+            ))),
+        };
+        match &result {
+            Ok(_) => self.breaker.success(),
+            Err(_) => self.breaker.failure(),
+        }
+        result
     }
 
     /// Looks up a cached answer.
@@ -170,10 +208,13 @@ impl Cache {
             return Lookup::Bypass;
         };
         let (version_key, hash_key) = self.keys(merchant);
-        let result: redis::RedisResult<(Option<String>, Option<String>)> = redis::pipe()
-            .get(&version_key)
-            .hget(&hash_key, field)
-            .query_async(&mut redis)
+        let result: redis::RedisResult<(Option<String>, Option<String>)> = self
+            .call(
+                redis::pipe()
+                    .get(&version_key)
+                    .hget(&hash_key, field)
+                    .query_async(&mut redis),
+            )
             .await;
         match result {
             Ok((_, Some(value))) => {
@@ -199,14 +240,17 @@ impl Cache {
             return;
         };
         let (version_key, hash_key) = self.keys(merchant);
-        let stored: redis::RedisResult<i32> = Script::new(PUT)
-            .key(&version_key)
-            .key(&hash_key)
-            .arg(version.0.unwrap_or_default())
-            .arg(field)
-            .arg(value)
-            .arg(self.ttl.as_secs())
-            .invoke_async(&mut redis)
+        let stored: redis::RedisResult<i32> = self
+            .call(
+                Script::new(PUT)
+                    .key(&version_key)
+                    .key(&hash_key)
+                    .arg(version.0.unwrap_or_default())
+                    .arg(field)
+                    .arg(value)
+                    .arg(self.ttl.as_secs())
+                    .invoke_async(&mut redis),
+            )
             .await;
         if let Err(e) = stored {
             tracing::debug!(error = %e, "caching a balance failed");
@@ -237,12 +281,15 @@ impl Cache {
         };
         for (merchant, from) in waiting {
             let (version_key, hash_key) = self.keys(&merchant);
-            let done: redis::RedisResult<i32> = Script::new(INVALIDATE)
-                .key(&version_key)
-                .key(&hash_key)
-                .arg(business_date::format(from))
-                .arg(self.ttl.as_secs() * 2)
-                .invoke_async(&mut redis)
+            let done: redis::RedisResult<i32> = self
+                .call(
+                    Script::new(INVALIDATE)
+                        .key(&version_key)
+                        .key(&hash_key)
+                        .arg(business_date::format(from))
+                        .arg(self.ttl.as_secs() * 2)
+                        .invoke_async(&mut redis),
+                )
                 .await;
             match done {
                 Ok(_) => {
@@ -265,7 +312,8 @@ impl Cache {
         let Some(mut redis) = self.connection().await else {
             return false;
         };
-        let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut redis).await;
+        let pong: redis::RedisResult<String> =
+            self.call(redis::cmd("PING").query_async(&mut redis)).await;
         pong.is_ok()
     }
 }

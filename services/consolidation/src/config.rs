@@ -6,6 +6,7 @@ use std::time::Duration;
 use cashflow_contracts::Currency;
 use cashflow_platform::auth::AuthConfig;
 use cashflow_platform::config::{or_default, required};
+use cashflow_platform::deadline::{Deadlines, millis_or_default};
 use cashflow_platform::sqs::SqsSettings;
 
 /// Everything the consolidation needs to run.
@@ -23,6 +24,8 @@ pub struct Config {
     pub redis_prefix: String,
     /// How long a cached balance lives (`CACHE_TTL_SECONDS`, default 3600).
     pub cache_ttl: Duration,
+    /// Redis deadlines and circuit breaker (`REDIS_CONNECT_TIMEOUT_MS`, ...).
+    pub redis: RedisConfig,
     /// The entries queue (`ENTRIES_QUEUE_URL`).
     pub queue_url: String,
     /// Its dead-letter queue (`ENTRIES_DLQ_URL`).
@@ -37,6 +40,49 @@ pub struct Config {
     pub report_max_days: u16,
     /// Currency of merchants without entries yet (`MERCHANT_CURRENCY`, default BRL).
     pub default_currency: Currency,
+    /// Request, PostgreSQL, SQS and shutdown deadlines (`HTTP_REQUEST_TIMEOUT_MS`, ...).
+    pub deadlines: Deadlines,
+}
+
+/// How the cache talks to Redis. Redis is only a cache: every bound here is short, because
+/// the fallback (PostgreSQL) is always there and a slow cache is worse than none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// Opening a connection (`REDIS_CONNECT_TIMEOUT_MS`, default 500).
+    pub connect_timeout: Duration,
+    /// One command or pipeline (`REDIS_COMMAND_TIMEOUT_MS`, default 250).
+    pub command_timeout: Duration,
+    /// Consecutive failures that open the circuit breaker (`REDIS_BREAKER_FAILURES`, default 3).
+    pub breaker_failures: u32,
+    /// How long an open breaker leaves Redis alone before one probe
+    /// (`REDIS_BREAKER_COOLDOWN_MS`, default 5000).
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(500),
+            command_timeout: Duration::from_millis(250),
+            breaker_failures: 3,
+            breaker_cooldown: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// From the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        let failures: u32 = or_default("REDIS_BREAKER_FAILURES", d.breaker_failures)?;
+        anyhow::ensure!(failures >= 1, "REDIS_BREAKER_FAILURES must be at least 1");
+        Ok(Self {
+            connect_timeout: millis_or_default("REDIS_CONNECT_TIMEOUT_MS", d.connect_timeout)?,
+            command_timeout: millis_or_default("REDIS_COMMAND_TIMEOUT_MS", d.command_timeout)?,
+            breaker_failures: failures,
+            breaker_cooldown: millis_or_default("REDIS_BREAKER_COOLDOWN_MS", d.breaker_cooldown)?,
+        })
+    }
 }
 
 /// How events are consumed and retried.
@@ -83,6 +129,7 @@ impl Config {
             redis_url: required("REDIS_URL")?,
             redis_prefix: or_default("REDIS_KEY_PREFIX", "cashflow:consolidation:".to_string())?,
             cache_ttl: Duration::from_secs(or_default("CACHE_TTL_SECONDS", 3600)?),
+            redis: RedisConfig::from_env()?,
             queue_url: required("ENTRIES_QUEUE_URL")?,
             dlq_url: required("ENTRIES_DLQ_URL")?,
             sqs: SqsSettings::from_env(),
@@ -96,6 +143,7 @@ impl Config {
             },
             report_max_days: or_default("REPORT_MAX_DAYS", 366)?,
             default_currency: or_default("MERCHANT_CURRENCY", Currency::BRL)?,
+            deadlines: Deadlines::from_env()?,
         })
     }
 }

@@ -147,7 +147,16 @@ impl Consumer {
             let shutdown = shutdown.clone();
             loops.spawn(async move { consumer.poll(shutdown).await });
         }
-        while loops.join_next().await.is_some() {}
+        while let Some(joined) = loops.join_next().await {
+            // A poll loop that panicked takes the consumer with it (the others are aborted as
+            // the set drops), for its supervisor to log and restart: never a silent loss of
+            // consumption capacity.
+            if let Err(e) = joined
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
         tracing::info!("consumer stopped");
     }
 

@@ -14,12 +14,25 @@ pub enum ApiError {
     /// A ready-made problem (authorization).
     #[error("{}", .0.title)]
     Problem(Problem),
+    /// A dependency is down or too slow: 503 with Retry-After, cause logged.
+    #[error("{what} is unavailable")]
+    Unavailable {
+        /// Which dependency, for the detail.
+        what: &'static str,
+        /// Why, for the log.
+        cause: anyhow::Error,
+    },
     /// Anything else: logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 impl ApiError {
+    /// SQS failed (the DLQ tooling's only dependency): 503, the SDK having already retried.
+    pub fn sqs(cause: anyhow::Error) -> Self {
+        Self::Unavailable { what: "SQS", cause }
+    }
+
     /// A 422 naming the parameter.
     pub fn parameter(field: &str, message: impl Into<String>) -> Self {
         Self::BadParameter(FieldError {
@@ -31,7 +44,14 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Internal(anyhow::Error::new(e))
+        if cashflow_platform::deadline::is_unavailable(&e) {
+            Self::Unavailable {
+                what: "the consolidation database",
+                cause: anyhow::Error::new(e),
+            }
+        } else {
+            Self::Internal(anyhow::Error::new(e))
+        }
     }
 }
 
@@ -53,6 +73,12 @@ impl IntoResponse for ApiError {
             .with_detail(detail)
             .with_errors(vec![error]),
             Self::Problem(problem) => problem,
+            Self::Unavailable { what, cause } => {
+                tracing::warn!(error = ?cause, "{what} is unavailable");
+                return cashflow_platform::deadline::unavailable(format!(
+                    "{what} is unavailable or too slow; retry shortly"
+                ));
+            }
             Self::Internal(cause) => {
                 tracing::error!(error = ?cause, "request failed");
                 Problem::internal()

@@ -4,6 +4,7 @@
 //! PostgreSQL, caches reads in Redis, and serves balances, reports and DLQ tooling over HTTP.
 
 pub mod balances;
+pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod consumer;

@@ -69,7 +69,10 @@ async fn main() -> anyhow::Result<()> {
             let queue_url = cashflow_platform::config::required("ENTRIES_QUEUE_URL")?;
             let dlq_url = cashflow_platform::config::required("ENTRIES_DLQ_URL")?;
             let sqs = cashflow_platform::sqs::SqsSettings::from_env()
-                .client(std::time::Duration::from_secs(10))
+                .client(
+                    std::time::Duration::from_secs(2),
+                    std::time::Duration::from_secs(10),
+                )
                 .await;
             match action {
                 DlqAction::List { limit } => {

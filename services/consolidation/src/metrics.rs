@@ -117,6 +117,11 @@ impl Metrics {
             "Reads served from PostgreSQL because Redis failed",
             cache.fallbacks.clone(),
         );
+        registry.register(
+            "cache_breaker_state",
+            "The Redis circuit breaker: 0 closed, 1 open, 2 half-open",
+            cache.breaker_state.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             http,

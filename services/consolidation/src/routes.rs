@@ -4,6 +4,7 @@ pub mod admin;
 pub mod balances;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::FromRef;
@@ -43,7 +44,12 @@ impl FromRef<AppState> for Arc<JwtVerifier> {
 }
 
 /// The whole application router.
-pub fn router(state: AppState, metrics: &Metrics) -> Router {
+pub fn router(
+    state: AppState,
+    metrics: &Metrics,
+    request_deadline: Duration,
+    supervisor: cashflow_platform::supervise::Supervisor,
+) -> Router {
     let api = Router::new()
         .route(
             "/v1/merchants/{merchant}/balances/{date}",
@@ -61,5 +67,7 @@ pub fn router(state: AppState, metrics: &Metrics) -> Router {
         cashflow_platform::http::openapi_route(
             <crate::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
         ),
+        request_deadline,
+        supervisor,
     )
 }

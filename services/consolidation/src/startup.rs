@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cashflow_platform::auth::JwtVerifier;
+use cashflow_platform::supervise::Supervisor;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,16 @@ pub struct Application {
     state: AppState,
     metrics: Metrics,
     retries: broadcast::Sender<RetryNotice>,
+    drain_deadline: Duration,
+    supervisor: Supervisor,
 }
+
+/// The supervised SQS consumer.
+pub const CONSUMER_TASK: &str = "consumer";
+/// The supervised DLQ depth sampler.
+pub const DLQ_SAMPLER_TASK: &str = "dlq-depth";
+/// The supervised retry of cache invalidations that missed Redis.
+pub const CACHE_FLUSH_TASK: &str = "cache-flush";
 
 impl Application {
     /// Connects to PostgreSQL, applies the migrations, sets up SQS and Redis, binds the listener.
@@ -35,6 +45,7 @@ impl Application {
         let pool = cashflow_platform::http::connect_and_migrate(
             &config.database_url,
             config.database_max_connections,
+            &config.deadlines,
             &crate::MIGRATOR,
         )
         .await?;
@@ -43,12 +54,16 @@ impl Application {
             &config.redis_url,
             &config.redis_prefix,
             config.cache_ttl,
+            config.redis,
             metrics.cache.clone(),
         )?);
         // Attempts outlive a long poll.
-        let attempt_timeout =
-            Duration::from_secs(u64::try_from(config.consumer.wait_seconds).unwrap_or(20) + 10);
-        let sqs = config.sqs.client(attempt_timeout).await;
+        let attempt_timeout = config.deadlines.sqs_attempt
+            + Duration::from_secs(u64::try_from(config.consumer.wait_seconds).unwrap_or(20));
+        let sqs = config
+            .sqs
+            .client(config.deadlines.sqs_connect, attempt_timeout)
+            .await;
         let (retries, _) = broadcast::channel(1024);
         let consumer = config.consumer.enabled.then(|| {
             Arc::new(Consumer::new(
@@ -72,7 +87,13 @@ impl Application {
             report_max_days: config.report_max_days,
             default_currency: config.default_currency,
         };
-        let router = routes::router(state.clone(), &metrics);
+        let supervisor = Supervisor::default();
+        let router = routes::router(
+            state.clone(),
+            &metrics,
+            config.deadlines.request,
+            supervisor.clone(),
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -83,6 +104,8 @@ impl Application {
             state,
             metrics,
             retries,
+            drain_deadline: config.deadlines.shutdown_drain,
+            supervisor,
         })
     }
 
@@ -91,6 +114,11 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The supervisor of this instance's background tasks ([`CONSUMER_TASK`], ...).
+    pub fn supervisor(&self) -> Supervisor {
+        self.supervisor.clone()
     }
 
     /// The metrics of this instance.
@@ -108,30 +136,59 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(consumer) = self.consumer {
-            tasks.spawn(consumer.run(shutdown.clone()));
+            let stop = shutdown.clone();
+            self.supervisor
+                .spawn(&mut tasks, CONSUMER_TASK, shutdown.clone(), move || {
+                    let (consumer, stop) = (Arc::clone(&consumer), stop.clone());
+                    async move {
+                        consumer.run(stop).await;
+                        Ok(())
+                    }
+                });
         }
-        tasks.spawn(consumer::sample_dlq_depth(
+        let (sqs, dlq_url, metrics, stop) = (
             self.state.sqs.clone(),
             self.state.dlq_url.clone(),
             self.metrics.consumer.clone(),
             shutdown.clone(),
-        ));
+        );
+        self.supervisor
+            .spawn(&mut tasks, DLQ_SAMPLER_TASK, shutdown.clone(), move || {
+                let sampled = consumer::sample_dlq_depth(
+                    sqs.clone(),
+                    dlq_url.clone(),
+                    metrics.clone(),
+                    stop.clone(),
+                );
+                async move {
+                    sampled.await;
+                    Ok(())
+                }
+            });
         let cache = Arc::clone(&self.state.cache);
         let flush_stop = shutdown.clone();
-        tasks.spawn(async move {
-            while !flush_stop.is_cancelled() {
-                cache.flush_pending().await;
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    () = flush_stop.cancelled() => {}
+        self.supervisor
+            .spawn(&mut tasks, CACHE_FLUSH_TASK, shutdown.clone(), move || {
+                let (cache, stop) = (Arc::clone(&cache), flush_stop.clone());
+                async move {
+                    while !stop.is_cancelled() {
+                        cache.flush_pending().await;
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            () = stop.cancelled() => {}
+                        }
+                    }
+                    Ok(())
                 }
-            }
-        });
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("serving HTTP");
-        while tasks.join_next().await.is_some() {}
+            });
+        let served = cashflow_platform::shutdown::serve_with_drain_deadline(
+            self.listener,
+            self.router,
+            shutdown,
+            self.drain_deadline,
+        )
+        .await;
+        cashflow_platform::shutdown::join_within(&mut tasks, self.drain_deadline).await;
         self.state.pool.close().await;
         tracing::info!("consolidation stopped");
         served

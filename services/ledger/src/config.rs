@@ -7,6 +7,7 @@ use anyhow::Context;
 use cashflow_contracts::Currency;
 use cashflow_platform::auth::AuthConfig;
 use cashflow_platform::config::{or_default, required};
+use cashflow_platform::deadline::Deadlines;
 use cashflow_platform::sqs::SqsSettings;
 
 /// Everything the ledger needs to run.
@@ -30,6 +31,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// The outbox relay.
     pub relay: RelayConfig,
+    /// Request, PostgreSQL, SQS and shutdown deadlines (`HTTP_REQUEST_TIMEOUT_MS`, ...).
+    pub deadlines: Deadlines,
 }
 
 /// Rules a new entry is checked against.
@@ -108,6 +111,7 @@ impl Config {
                 batch_size,
                 ..RelayConfig::default()
             },
+            deadlines: Deadlines::from_env()?,
         })
     }
 }

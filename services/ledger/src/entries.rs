@@ -244,12 +244,36 @@ fn take_text(
     errors: &mut Vec<FieldError>,
 ) -> Option<String> {
     let text = take_string(fields, name, false, errors)?;
+    check_text(name, &text, max)
+        .map_err(|e| errors.push(e))
+        .ok()
+        .flatten()
+}
+
+/// The one rule for free-text fields (description, category, a reversal's description), on
+/// every path that writes them: at most `max` characters, no control characters other than
+/// tab, line feed and carriage return (PostgreSQL refuses NUL in text, and the others break
+/// CSV exports and terminals downstream), surrounding whitespace trimmed, and blank is absent.
+pub fn check_text(name: &str, text: &str, max: usize) -> Result<Option<String>, FieldError> {
     if text.chars().count() > max {
-        errors.push(field(name, &format!("is longer than {max} characters")));
-        return None;
+        return Err(field(name, &format!("is longer than {max} characters")));
+    }
+    if let Some((at, c)) = text
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(field(
+            name,
+            &format!(
+                "contains the control character U+{:04X} at position {at}; only tab, line feed \
+                 and carriage return are allowed",
+                u32::from(c)
+            ),
+        ));
     }
     let trimmed = text.trim();
-    (!trimmed.is_empty()).then(|| trimmed.to_string())
+    Ok((!trimmed.is_empty()).then(|| trimmed.to_string()))
 }
 
 fn type_name(value: &Value) -> &'static str {

@@ -23,6 +23,10 @@ pub enum ApiError {
     /// A bad query parameter or header.
     #[error("{}: {}", .0.field, .0.message)]
     BadParameter(FieldError),
+    /// A pagination cursor the API did not issue (400: it is not a value to correct but a
+    /// token to pass back unchanged).
+    #[error("{}: {}", .0.field, .0.message)]
+    InvalidCursor(FieldError),
     /// No such resource for this merchant.
     #[error("{0}")]
     NotFound(String),
@@ -38,6 +42,14 @@ pub enum ApiError {
     /// A ready-made problem (authorization).
     #[error("{}", .0.title)]
     Problem(Problem),
+    /// A dependency is down or too slow: 503 with Retry-After, cause logged.
+    #[error("{what} is unavailable")]
+    Unavailable {
+        /// Which dependency, for the detail.
+        what: &'static str,
+        /// Why, for the log.
+        cause: anyhow::Error,
+    },
     /// Anything else: logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -45,7 +57,14 @@ pub enum ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Internal(anyhow::Error::new(e))
+        if cashflow_platform::deadline::is_unavailable(&e) {
+            Self::Unavailable {
+                what: "the ledger database",
+                cause: anyhow::Error::new(e),
+            }
+        } else {
+            Self::Internal(anyhow::Error::new(e))
+        }
     }
 }
 
@@ -89,6 +108,11 @@ impl IntoResponse for ApiError {
             )
             .with_detail(format!("{}: {}", error.field, error.message))
             .with_errors(vec![error]),
+            Self::InvalidCursor(error) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid-cursor", "Invalid cursor")
+                    .with_detail(format!("{}: {}", error.field, error.message))
+                    .with_errors(vec![error])
+            }
             Self::NotFound(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").with_detail(detail)
             }
@@ -108,6 +132,12 @@ impl IntoResponse for ApiError {
             )
             .with_detail(detail),
             Self::Problem(problem) => problem,
+            Self::Unavailable { what, cause } => {
+                tracing::warn!(error = ?cause, "{what} is unavailable");
+                return cashflow_platform::deadline::unavailable(format!(
+                    "{what} is unavailable or too slow; retry shortly"
+                ));
+            }
             Self::Internal(cause) => {
                 tracing::error!(error = ?cause, "request failed");
                 Problem::internal()

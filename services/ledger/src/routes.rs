@@ -7,6 +7,7 @@ pub mod entries_api {
 mod entries;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
@@ -41,7 +42,12 @@ impl FromRef<AppState> for Arc<JwtVerifier> {
 }
 
 /// The whole application router.
-pub fn router(state: AppState, metrics: &Metrics) -> Router {
+pub fn router(
+    state: AppState,
+    metrics: &Metrics,
+    request_deadline: Duration,
+    supervisor: cashflow_platform::supervise::Supervisor,
+) -> Router {
     let api = Router::new()
         .route(
             "/v1/merchants/{merchant}/entries",
@@ -65,5 +71,7 @@ pub fn router(state: AppState, metrics: &Metrics) -> Router {
         cashflow_platform::http::openapi_route(
             <crate::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
         ),
+        request_deadline,
+        supervisor,
     )
 }

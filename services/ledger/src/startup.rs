@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cashflow_platform::auth::JwtVerifier;
+use cashflow_platform::supervise::Supervisor;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -25,7 +26,14 @@ pub struct Application {
     pool: PgPool,
     relay: Option<Relay>,
     metrics: Metrics,
+    drain_deadline: Duration,
+    supervisor: Supervisor,
 }
+
+/// The supervised task publishing the outbox.
+pub const RELAY_TASK: &str = "outbox-relay";
+/// The supervised task sampling the outbox backlog.
+pub const BACKLOG_TASK: &str = "outbox-backlog";
 
 impl Application {
     /// Connects to PostgreSQL, applies the migrations, sets up SQS and binds the listener.
@@ -33,13 +41,17 @@ impl Application {
         let pool = cashflow_platform::http::connect_and_migrate(
             &config.database_url,
             config.database_max_connections,
+            &config.deadlines,
             &crate::MIGRATOR,
         )
         .await?;
         let metrics = Metrics::new();
         let relay_wake = Arc::new(Notify::new());
         let relay = if config.relay.enabled {
-            let sqs = config.sqs.client(Duration::from_secs(5)).await;
+            let sqs = config
+                .sqs
+                .client(config.deadlines.sqs_connect, config.deadlines.sqs_attempt)
+                .await;
             Some(Relay::new(
                 pool.clone(),
                 sqs,
@@ -58,7 +70,13 @@ impl Application {
             relay_wake,
             max_body_bytes: config.max_body_bytes,
         };
-        let router = routes::router(state, &metrics);
+        let supervisor = Supervisor::default();
+        let router = routes::router(
+            state,
+            &metrics,
+            config.deadlines.request,
+            supervisor.clone(),
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -68,6 +86,8 @@ impl Application {
             pool,
             relay,
             metrics,
+            drain_deadline: config.deadlines.shutdown_drain,
+            supervisor,
         })
     }
 
@@ -76,6 +96,11 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The supervisor of this instance's background tasks ([`RELAY_TASK`], [`BACKLOG_TASK`]).
+    pub fn supervisor(&self) -> Supervisor {
+        self.supervisor.clone()
     }
 
     /// The metrics of this instance.
@@ -89,20 +114,39 @@ impl Application {
         let background = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(relay) = self.relay {
-            tasks.spawn(relay.run(background.clone()));
+            let stop = background.clone();
+            self.supervisor
+                .spawn(&mut tasks, RELAY_TASK, background.clone(), move || {
+                    let (relay, stop) = (relay.clone(), stop.clone());
+                    async move {
+                        relay.run(stop).await;
+                        Ok(())
+                    }
+                });
         }
-        tasks.spawn(outbox::sample_backlog(
+        let (pool, metrics, stop) = (
             self.pool.clone(),
             self.metrics.outbox.clone(),
             background.clone(),
-        ));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("serving HTTP");
+        );
+        self.supervisor
+            .spawn(&mut tasks, BACKLOG_TASK, background.clone(), move || {
+                let sampled = outbox::sample_backlog(pool.clone(), metrics.clone(), stop.clone());
+                async move {
+                    sampled.await;
+                    Ok(())
+                }
+            });
+        let served = cashflow_platform::shutdown::serve_with_drain_deadline(
+            self.listener,
+            self.router,
+            shutdown,
+            self.drain_deadline,
+        )
+        .await;
         // Requests have drained; whatever they committed is still published by the next relay.
         background.cancel();
-        while tasks.join_next().await.is_some() {}
+        cashflow_platform::shutdown::join_within(&mut tasks, self.drain_deadline).await;
         self.pool.close().await;
         tracing::info!("ledger stopped");
         served

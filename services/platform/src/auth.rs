@@ -1,9 +1,15 @@
 //! JWT verification against an OIDC provider's JWKS.
 //!
 //! Only RS256 is accepted; the issuer, audience, expiry and not-before are checked, the key is
-//! chosen by `kid`, and a token must name the merchants it may act for. Keys are fetched on first
-//! use and again when a token names an unknown `kid` (key rotation), at most once per
-//! [`MIN_REFRESH_INTERVAL`] so that a flood of forged kids cannot hammer the provider.
+//! chosen by `kid`, and a token must name the merchants it may act for.
+//!
+//! Key lifecycle: keys are fetched on first use, and again once they are older than the
+//! provider's `Cache-Control: max-age` (else [`KeyPolicy::refresh_interval`], and never longer
+//! than it), so a key the provider retired stops being trusted within that time. A token naming
+//! an unknown `kid` (a key just rotated in) triggers a refetch too, but at most once per
+//! [`KeyPolicy::min_refetch_interval`], so that a flood of forged kids cannot hammer the
+//! provider. When a fetch fails, the last good keys stay in use: a provider outage does not
+//! become our outage. Only when no key was ever fetched is that a 503.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,7 +19,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
-/// Least time between two JWKS fetches triggered by unknown key ids.
+/// Least time between two JWKS fetches triggered by unknown key ids (the default of
+/// [`KeyPolicy::min_refetch_interval`]).
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where tokens come from and who they must be for.
@@ -27,6 +34,54 @@ pub struct AuthConfig {
     pub jwks_uri: Option<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
+    /// How keys are fetched and refreshed.
+    pub keys: KeyPolicy,
+}
+
+/// How the verifier fetches the provider's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPolicy {
+    /// One discovery or JWKS request, connecting included (`JWKS_FETCH_TIMEOUT_MS`, default
+    /// 3000): a provider that hangs must not hold requests until their own deadline.
+    pub fetch_timeout: Duration,
+    /// Longest time keys are used without refetching (`JWKS_REFRESH_INTERVAL_MS`, default
+    /// 300000); a shorter `Cache-Control: max-age` from the provider wins. Bounds how long a
+    /// retired key is still trusted.
+    pub refresh_interval: Duration,
+    /// Least time between two fetches, for unknown kids and after failures
+    /// (`JWKS_MIN_REFETCH_INTERVAL_MS`, default 10000).
+    pub min_refetch_interval: Duration,
+}
+
+impl Default for KeyPolicy {
+    fn default() -> Self {
+        Self {
+            fetch_timeout: Duration::from_secs(3),
+            refresh_interval: Duration::from_secs(300),
+            min_refetch_interval: MIN_REFRESH_INTERVAL,
+        }
+    }
+}
+
+impl KeyPolicy {
+    /// From the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        Ok(Self {
+            fetch_timeout: crate::deadline::millis_or_default(
+                "JWKS_FETCH_TIMEOUT_MS",
+                d.fetch_timeout,
+            )?,
+            refresh_interval: crate::deadline::millis_or_default(
+                "JWKS_REFRESH_INTERVAL_MS",
+                d.refresh_interval,
+            )?,
+            min_refetch_interval: crate::deadline::millis_or_default(
+                "JWKS_MIN_REFETCH_INTERVAL_MS",
+                d.min_refetch_interval,
+            )?,
+        })
+    }
 }
 
 impl AuthConfig {
@@ -39,6 +94,7 @@ impl AuthConfig {
             audience: or_default("AUTH_AUDIENCE", "cashflow-api".to_string())?,
             jwks_uri: optional("AUTH_JWKS_URI"),
             leeway: Duration::from_secs(30),
+            keys: KeyPolicy::from_env()?,
         })
     }
 }
@@ -103,28 +159,51 @@ struct Discovery {
     jwks_uri: String,
 }
 
+/// The keys in use and when they must be refetched.
+#[derive(Default)]
+struct KeySet {
+    keys: HashMap<String, DecodingKey>,
+    /// `None` before the first successful fetch.
+    refresh_at: Option<Instant>,
+}
+
+impl KeySet {
+    fn is_stale(&self) -> bool {
+        self.refresh_at.is_none_or(|at| Instant::now() >= at)
+    }
+}
+
 /// Verifies bearer tokens. Cheap to share behind an `Arc`.
-#[derive(Debug)]
 pub struct JwtVerifier {
     config: AuthConfig,
     http: reqwest::Client,
-    keys: RwLock<HashMap<String, DecodingKey>>,
-    /// When keys were last fetched; `None` before the first fetch.
-    last_fetch: Mutex<Option<Instant>>,
+    keys: RwLock<KeySet>,
+    /// When a fetch was last attempted, successful or not; held while fetching, so that one
+    /// request fetches and the others wait for its result.
+    last_attempt: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl JwtVerifier {
     /// A verifier that fetches keys lazily.
     pub fn new(config: AuthConfig) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
+            .connect_timeout(config.keys.fetch_timeout)
+            .timeout(config.keys.fetch_timeout)
             .build()
             .unwrap_or_default();
         Self {
             config,
             http,
             keys: RwLock::default(),
-            last_fetch: Mutex::default(),
+            last_attempt: Mutex::default(),
         }
     }
 
@@ -165,29 +244,63 @@ impl JwtVerifier {
         })
     }
 
+    /// The key named `kid`, refetching the set when it is stale or lacks `kid`.
     async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
-        if let Some(key) = self.keys.read().await.get(kid) {
-            return Ok(key.clone());
-        }
         {
-            let mut last = self.last_fetch.lock().await;
-            let may_fetch = last.is_none_or(|at| at.elapsed() >= MIN_REFRESH_INTERVAL);
-            // Another request may have fetched while this one waited for the lock.
-            if !self.keys.read().await.contains_key(kid) && may_fetch {
-                let fetched = self.fetch().await?;
-                *self.keys.write().await = fetched;
-                *last = Some(Instant::now());
+            let set = self.keys.read().await;
+            if !set.is_stale()
+                && let Some(key) = set.keys.get(kid)
+            {
+                return Ok(key.clone());
             }
         }
+        let mut last = self.last_attempt.lock().await;
+        let (stale, known, have_keys) = {
+            let set = self.keys.read().await;
+            (
+                set.is_stale(),
+                set.keys.contains_key(kid),
+                !set.keys.is_empty(),
+            )
+        };
+        // Another request may have refreshed while this one waited for the lock.
+        let needed = stale || !known;
+        let allowed = last.is_none_or(|at| at.elapsed() >= self.config.keys.min_refetch_interval);
+        if needed && allowed {
+            *last = Some(Instant::now());
+            match self.fetch().await {
+                Ok((keys, max_age)) => {
+                    let ttl = max_age
+                        .unwrap_or(self.config.keys.refresh_interval)
+                        .min(self.config.keys.refresh_interval);
+                    *self.keys.write().await = KeySet {
+                        keys,
+                        refresh_at: Some(Instant::now() + ttl),
+                    };
+                }
+                Err(e) if have_keys => {
+                    tracing::warn!(error = %e, "refreshing the identity provider's keys failed; \
+                                                keeping the last good keys");
+                }
+                Err(e) => return Err(e),
+            }
+        } else if !have_keys {
+            return Err(AuthError::KeysUnavailable(
+                "no keys fetched yet; the last attempt failed".into(),
+            ));
+        }
+        drop(last);
         self.keys
             .read()
             .await
+            .keys
             .get(kid)
             .cloned()
             .ok_or(AuthError::UnknownKey)
     }
 
-    async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, AuthError> {
+    /// The provider's keys and the `max-age` its JWKS answer allows caching them for.
+    async fn fetch(&self) -> Result<(HashMap<String, DecodingKey>, Option<Duration>), AuthError> {
         let unavailable = |e: reqwest::Error| AuthError::KeysUnavailable(e.to_string());
         let jwks_uri = match &self.config.jwks_uri {
             Some(uri) => uri.clone(),
@@ -209,16 +322,19 @@ impl JwtVerifier {
                 discovery.jwks_uri
             }
         };
-        let set: JwkSet = self
+        let response = self
             .http
             .get(jwks_uri)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(unavailable)?
-            .json()
-            .await
             .map_err(unavailable)?;
+        let max_age = response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age);
+        let set: JwkSet = response.json().await.map_err(unavailable)?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             // Keys for other algorithms (or without an id) cannot verify our tokens.
@@ -229,8 +345,22 @@ impl JwtVerifier {
                 keys.insert(kid, key);
             }
         }
-        Ok(keys)
+        Ok((keys, max_age))
     }
+}
+
+/// The `max-age` of a `Cache-Control` value (`no-cache` / `no-store` count as 0).
+fn max_age(cache_control: &str) -> Option<Duration> {
+    cache_control.split(',').find_map(|directive| {
+        let directive = directive.trim().to_ascii_lowercase();
+        if directive == "no-cache" || directive == "no-store" {
+            return Some(Duration::ZERO);
+        }
+        directive
+            .strip_prefix("max-age=")
+            .and_then(|secs| secs.trim_matches('"').parse::<u64>().ok())
+            .map(Duration::from_secs)
+    })
 }
 
 /// The verified caller of a request: `Authenticated(principal)` as a handler argument.
@@ -284,12 +414,17 @@ where
             Ok(principal) => Ok(Self(principal)),
             Err(AuthError::KeysUnavailable(cause)) => {
                 tracing::error!(%cause, "cannot fetch the identity provider's keys");
-                Err(crate::problem::Problem::new(
+                let mut response = crate::problem::Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "identity-unavailable",
                     "Cannot verify credentials right now",
                 )
-                .into_response())
+                .into_response();
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(crate::deadline::RETRY_AFTER_SECONDS),
+                );
+                Err(response)
             }
             Err(e) => Err(unauthorized(e.to_string())),
         }
@@ -312,5 +447,20 @@ impl Principal {
             "Not allowed",
         )
         .with_detail(refused))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(
+            max_age("public, max-age=300"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(max_age("public"), None);
     }
 }

@@ -1,5 +1,6 @@
-//! `/health/live` (the process answers) and `/health/ready` (PostgreSQL answers; nothing else,
-//! so that SQS or Redis being down never takes a service out of its load balancer).
+//! `/health/live` (the process answers) and `/health/ready` (PostgreSQL answers and no
+//! supervised background task is down; nothing else, so that SQS or Redis being down never
+//! takes a service out of its load balancer).
 
 use std::time::Duration;
 
@@ -9,23 +10,34 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use sqlx::PgPool;
 
+use crate::supervise::Supervisor;
+
 /// The two health routes, with their own state.
-pub fn routes<S>(pool: PgPool) -> Router<S> {
+pub fn routes<S>(pool: PgPool, supervisor: Supervisor) -> Router<S> {
     Router::new()
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
-        .with_state(pool)
+        .with_state((pool, supervisor))
 }
 
-async fn ready(State(pool): State<PgPool>) -> (StatusCode, &'static str) {
+async fn ready(
+    State((pool, supervisor)): State<(PgPool, Supervisor)>,
+) -> (StatusCode, std::borrow::Cow<'static, str>) {
     let check = sqlx::query("SELECT 1").execute(&pool);
     match tokio::time::timeout(Duration::from_secs(2), check).await {
-        Ok(Ok(_)) => (StatusCode::OK, "ready"),
+        Ok(Ok(_)) => {}
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: PostgreSQL failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "postgres unavailable")
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "postgres unavailable".into(),
+            );
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "postgres timed out"),
+        Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "postgres timed out".into()),
+    }
+    match supervisor.check() {
+        Ok(()) => (StatusCode::OK, "ready".into()),
+        Err(down) => (StatusCode::SERVICE_UNAVAILABLE, down.into()),
     }
 }
 

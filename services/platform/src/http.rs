@@ -19,19 +19,26 @@ use crate::telemetry::{HttpMetrics, metrics_route};
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Adds `/health/*`, `/metrics` and `/openapi.json` to `api`, and wraps everything in the
-/// request id, tracing and metrics middleware.
+/// request id, tracing and metrics middleware, and the request deadline (innermost, so a
+/// request that runs out of time is still traced and counted, as the 503 it answers).
 pub fn service_router(
     api: Router,
     pool: PgPool,
     registry: Arc<Registry>,
     http_metrics: HttpMetrics,
     openapi: MethodRouter,
+    request_deadline: std::time::Duration,
+    supervisor: crate::supervise::Supervisor,
 ) -> Router {
     Router::new()
         .merge(api)
-        .merge(crate::health::routes(pool))
+        .merge(crate::health::routes(pool, supervisor))
         .merge(metrics_route(registry))
         .route("/openapi.json", openapi)
+        .layer(axum::middleware::from_fn_with_state(
+            request_deadline,
+            crate::deadline::request_deadline,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             http_metrics,
             HttpMetrics::track,
@@ -85,17 +92,17 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Connects a pool to `url` and applies `migrator`.
+/// Connects a pool to `url`, with every acquire and statement under `deadlines`, and applies
+/// `migrator`.
 pub async fn connect_and_migrate(
     url: &str,
     max_connections: u32,
+    deadlines: &crate::deadline::Deadlines,
     migrator: &sqlx::migrate::Migrator,
 ) -> anyhow::Result<PgPool> {
     use anyhow::Context;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(std::time::Duration::from_secs(5))
-        .connect(url)
+    let pool = crate::deadline::pool_options(max_connections, deadlines)
+        .connect_with(crate::deadline::connect_options(url, deadlines)?)
         .await
         .context("connecting to PostgreSQL")?;
     migrator

@@ -27,12 +27,18 @@ impl SqsSettings {
         }
     }
 
-    /// An SQS client whose every attempt gives up after `attempt_timeout` (longer than a long
-    /// poll for consumers). With an endpoint override and no credentials in the environment,
-    /// LocalStack's dummy credentials are used instead of probing the instance metadata service.
-    pub async fn client(&self, attempt_timeout: Duration) -> aws_sdk_sqs::Client {
+    /// An SQS client that gives up connecting after `connect_timeout` and on an attempt after
+    /// `attempt_timeout` (longer than a long poll for consumers); the SDK's standard retry
+    /// policy then retries, with backoff, within its attempt budget. With an endpoint override
+    /// and no credentials in the environment, LocalStack's dummy credentials are used instead
+    /// of probing the instance metadata service.
+    pub async fn client(
+        &self,
+        connect_timeout: Duration,
+        attempt_timeout: Duration,
+    ) -> aws_sdk_sqs::Client {
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(2))
+            .connect_timeout(connect_timeout)
             .operation_attempt_timeout(attempt_timeout)
             .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())

@@ -75,8 +75,12 @@ pub async fn list(
             .filter(|l| (1..=1000).contains(l))
             .ok_or_else(|| ApiError::parameter("limit", "must be 1 to 1000"))?,
     };
-    let depth = dlq::depth(&state.sqs, &state.dlq_url).await?;
-    let messages = dlq::list(&state.sqs, &state.dlq_url, limit).await?;
+    let depth = dlq::depth(&state.sqs, &state.dlq_url)
+        .await
+        .map_err(ApiError::sqs)?;
+    let messages = dlq::list(&state.sqs, &state.dlq_url, limit)
+        .await
+        .map_err(ApiError::sqs)?;
     Ok(Json(DlqListing { depth, messages }))
 }
 
@@ -101,8 +105,9 @@ pub async fn redrive(
     };
     let only: Option<HashSet<String>> =
         (!request.message_ids.is_empty()).then(|| request.message_ids.into_iter().collect());
-    let redriven =
-        dlq::redrive(&state.sqs, &state.dlq_url, &state.queue_url, only.as_ref()).await?;
+    let redriven = dlq::redrive(&state.sqs, &state.dlq_url, &state.queue_url, only.as_ref())
+        .await
+        .map_err(ApiError::sqs)?;
     tracing::info!(redriven, subject = %principal.subject, "DLQ redrive");
     Ok(Json(RedriveResult { redriven }))
 }

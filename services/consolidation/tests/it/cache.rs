@@ -105,3 +105,64 @@ async fn with_redis_killed_reads_still_succeed_from_postgres() {
     app.stop().await;
     stack.shutdown().await;
 }
+
+/// The race the version check exists for: a reader misses, reads PostgreSQL (the old balance),
+/// and is held there while an event changes the day and its invalidation runs; then the reader
+/// stores what it read. The compare-and-set must refuse that store, or the cache would serve
+/// the old balance until its TTL.
+#[tokio::test]
+async fn a_reader_held_across_an_invalidation_cannot_put_back_a_stale_balance() {
+    use consolidation::cache::{Cache, CacheMetrics, Lookup};
+    use consolidation::config::RedisConfig;
+    use std::sync::Arc;
+
+    let stack = harness::shared().await.expect("stack");
+    let scope = stack.scope().await.expect("scope");
+    let cache = Arc::new(
+        Cache::new(
+            &scope.redis_url,
+            &scope.redis_prefix,
+            Duration::from_secs(600),
+            RedisConfig::default(),
+            CacheMetrics::default(),
+        )
+        .expect("cache"),
+    );
+    let field = Cache::day_field(date(3));
+
+    // Control: with nothing in between, the reader's store lands and is served.
+    let Lookup::Miss(version) = cache.get("m1", &field).await else {
+        panic!("a cold cache misses")
+    };
+    cache.put("m1", &field, "control", version).await;
+    assert!(matches!(cache.get("m1", &field).await, Lookup::Hit(v) if v == "control"));
+    cache.invalidate_from("m1", date(0)).await;
+
+    let (version_seen, seen) = tokio::sync::oneshot::channel();
+    let (invalidated, resume) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn({
+        let cache = Arc::clone(&cache);
+        let field = field.clone();
+        async move {
+            let Lookup::Miss(version) = cache.get("m1", &field).await else {
+                panic!("the invalidated day misses")
+            };
+            // "Reads PostgreSQL": the balance before the new event.
+            let stale = r#"{"closing_balance":"100.00"}"#;
+            version_seen.send(()).expect("signal");
+            resume.await.expect("resume");
+            cache.put("m1", &field, stale, version).await;
+        }
+    });
+    seen.await.expect("the reader read the version");
+    // The event for day 1 commits and invalidates day 1 onwards, while the reader is held.
+    cache.invalidate_from("m1", date(1)).await;
+    invalidated.send(()).expect("resume the reader");
+    reader.await.expect("reader");
+
+    match cache.get("m1", &field).await {
+        Lookup::Miss(_) => {}
+        Lookup::Hit(value) => panic!("the stale balance was cached: {value}"),
+        Lookup::Bypass => panic!("Redis was unavailable"),
+    }
+}

@@ -25,6 +25,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub metrics: Metrics,
     pub retries: broadcast::Receiver<RetryNotice>,
+    pub supervisor: cashflow_platform::supervise::Supervisor,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -39,6 +40,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
         redis_url: scope.redis_url.clone(),
         redis_prefix: scope.redis_prefix.clone(),
         cache_ttl: Duration::from_secs(600),
+        redis: Default::default(),
         queue_url: scope.queues.url.clone(),
         dlq_url: scope.queues.dlq_url.clone(),
         sqs: SqsSettings {
@@ -50,6 +52,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
             audience: stack.identity().audience().to_string(),
             jwks_uri: Some(stack.identity().jwks_uri()),
             leeway: Duration::from_secs(30),
+            keys: Default::default(),
         },
         consumer: ConsumerConfig {
             concurrency: 2,
@@ -60,6 +63,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
         },
         report_max_days: 366,
         default_currency: Currency::BRL,
+        deadlines: Default::default(),
     }
 }
 
@@ -93,6 +97,7 @@ impl TestApp {
         let address = format!("http://{}", app.local_addr());
         let metrics = app.metrics().clone();
         let retries = app.retries();
+        let supervisor = app.supervisor();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Self {
@@ -102,6 +107,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             metrics,
             retries,
+            supervisor,
             shutdown,
             task: Some(task),
         }

@@ -4,5 +4,7 @@
 mod api;
 mod cache;
 mod consume;
+mod faults;
 mod helpers;
 mod retry;
+mod supervision;

@@ -6,8 +6,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cashflow_contracts::{MerchantId, business_date};
 use cashflow_platform::auth::Authenticated;
 use cashflow_platform::problem::FieldError;
@@ -277,16 +275,11 @@ pub async fn reverse(
             _ => ApiError::MalformedJson(e.to_string()),
         })?
     };
-    if request
-        .description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > entries::MAX_DESCRIPTION)
-    {
-        return Err(ApiError::Validation(vec![FieldError {
-            field: "description".into(),
-            message: format!("is longer than {} characters", entries::MAX_DESCRIPTION),
-        }]));
-    }
+    let description = match &request.description {
+        None => None,
+        Some(text) => entries::check_text("description", text, entries::MAX_DESCRIPTION)
+            .map_err(|e| ApiError::Validation(vec![e]))?,
+    };
     let path = format!("/v1/merchants/{merchant}/entries/{id}/reversal");
     let idempotency = Idempotency::from_request(&headers, "POST", &path, &body)?;
 
@@ -300,7 +293,7 @@ pub async fn reverse(
         &merchant_id,
         id,
         today,
-        request.description,
+        description,
         &traceparent(&headers),
     )
     .await?;
@@ -345,6 +338,7 @@ pub async fn get_one(
     ),
     responses(
         (status = 200, body = EntryPage),
+        (status = 400, description = "A cursor this API did not issue", body = cashflow_platform::problem::Problem),
         (status = 422, body = cashflow_platform::problem::Problem),
     ),
     security(("bearer" = ["entries:read"]))
@@ -377,16 +371,90 @@ pub async fn list(
     };
     let after = match query.get("cursor") {
         None => 0,
-        Some(c) => URL_SAFE_NO_PAD
-            .decode(c)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.parse::<i64>().ok())
-            .ok_or_else(|| bad("cursor", "is not a cursor this API returned".into()))?,
+        Some(c) => cursor::decode(c, &merchant_id, date).ok_or_else(|| {
+            ApiError::InvalidCursor(FieldError {
+                field: "cursor".into(),
+                message: "is not a cursor this API returned for this merchant and date; pass \
+                          next_cursor of the previous page unchanged"
+                    .into(),
+            })
+        })?,
     };
     let (items, next) = entries::list(&state.pool, &merchant_id, date, after, limit).await?;
     Ok(Json(EntryPage {
         items,
-        next_cursor: next.map(|seq| URL_SAFE_NO_PAD.encode(seq.to_string())),
+        next_cursor: next.map(|seq| cursor::encode(&merchant_id, date, seq)),
     }))
+}
+
+mod cursor {
+    //! Page cursors. A cursor is the position (`seq`) of the last entry of a page plus a tag
+    //! binding it to the merchant and date it was issued for, base64url-encoded. Decoding
+    //! checks the length, the tag and that the position is positive, so a cursor the API never
+    //! issued (`LTU`, base64 of "-5"), or one issued for another merchant or day, is refused
+    //! instead of silently listing from an arbitrary place.
+    //!
+    //! The tag is a checksum, not a secret MAC: the position is not confidential and every
+    //! query is authorised on the merchant anyway; the tag's job is to reject made-up input.
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use cashflow_contracts::{MerchantId, business_date};
+    use sha2::{Digest, Sha256};
+    use time::Date;
+
+    const TAG_LEN: usize = 8;
+
+    fn tag(merchant: &MerchantId, date: Date, seq: i64) -> [u8; TAG_LEN] {
+        let mut hasher = Sha256::new();
+        hasher.update(b"ledger-entries-cursor-v1\0");
+        hasher.update(merchant.as_str().as_bytes());
+        hasher.update(b"\0");
+        hasher.update(business_date::format(date).as_bytes());
+        hasher.update(seq.to_be_bytes());
+        let digest = hasher.finalize();
+        let mut tag = [0; TAG_LEN];
+        tag.copy_from_slice(&digest[..TAG_LEN]);
+        tag
+    }
+
+    /// The cursor continuing after `seq`.
+    pub fn encode(merchant: &MerchantId, date: Date, seq: i64) -> String {
+        let mut bytes = seq.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&tag(merchant, date, seq));
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The position in a cursor this API issued for `merchant` and `date`, else `None`.
+    pub fn decode(cursor: &str, merchant: &MerchantId, date: Date) -> Option<i64> {
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+        if bytes.len() != 8 + TAG_LEN {
+            return None;
+        }
+        let (seq, given) = bytes.split_at(8);
+        let seq = i64::from_be_bytes(seq.try_into().ok()?);
+        (seq > 0 && given == tag(merchant, date, seq)).then_some(seq)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn only_issued_cursors_decode() {
+            let m1: MerchantId = "m1".parse().expect("merchant");
+            let m2: MerchantId = "m2".parse().expect("merchant");
+            let day = time::macros::date!(2026 - 11 - 24);
+            let cursor = encode(&m1, day, 42);
+            assert_eq!(decode(&cursor, &m1, day), Some(42));
+            assert_eq!(decode(&cursor, &m2, day), None, "another merchant");
+            assert_eq!(decode(&cursor, &m1, day.next_day().expect("day")), None);
+            assert_eq!(decode("LTU", &m1, day), None, "base64 of -5");
+            assert_eq!(decode(&URL_SAFE_NO_PAD.encode("42"), &m1, day), None);
+            assert_eq!(decode("not base64!", &m1, day), None);
+            let mut forged = URL_SAFE_NO_PAD.decode(&cursor).expect("base64");
+            forged[7] ^= 1;
+            assert_eq!(decode(&URL_SAFE_NO_PAD.encode(forged), &m1, day), None);
+        }
+    }
 }

@@ -19,6 +19,7 @@ pub struct TestApp {
     pub stack: &'static Stack,
     pub http: reqwest::Client,
     pub pool: sqlx::PgPool,
+    pub supervisor: cashflow_platform::supervise::Supervisor,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -39,6 +40,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
             audience: stack.identity().audience().to_string(),
             jwks_uri: Some(stack.identity().jwks_uri()),
             leeway: Duration::from_secs(30),
+            keys: Default::default(),
         },
         entries: EntryRules::default(),
         max_body_bytes: 16 * 1024,
@@ -46,6 +48,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
             idle_poll: Duration::from_millis(50),
             ..RelayConfig::default()
         },
+        deadlines: Default::default(),
     }
 }
 
@@ -76,6 +79,7 @@ impl TestApp {
     pub async fn start(stack: &'static Stack, scope: Scope, config: Config) -> Self {
         let app = Application::build(config).await.expect("ledger builds");
         let address = format!("http://{}", app.local_addr());
+        let supervisor = app.supervisor();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         let pool = scope.pg_pool().await.expect("pool");
@@ -85,6 +89,7 @@ impl TestApp {
             stack,
             http: reqwest::Client::new(),
             pool,
+            supervisor,
             shutdown,
             task: Some(task),
         }

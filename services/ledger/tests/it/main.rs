@@ -2,9 +2,12 @@
 //! identity provider, through the harness.
 
 mod auth;
+mod faults;
 mod helpers;
 mod idempotency;
+mod keys;
 mod outbox;
 mod record;
 mod reversal;
+mod supervision;
 mod validation;

@@ -159,3 +159,127 @@ async fn error_bodies_keep_their_shape() {
     let problem: Value = response.json().await.expect("json");
     insta::assert_json_snapshot!("malformed_json_problem", problem);
 }
+
+/// The field names of a problem's `errors`.
+fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn control_characters_in_text_are_refused_on_record_and_reversal_paths() {
+    let app = TestApp::spawn().await;
+    let base = json!({"kind": "credit", "amount": "10.00", "currency": "BRL"});
+    for (field, text) in [
+        ("description", "a\u{0000}b"),
+        ("description", "bell\u{0007}"),
+        ("category", "esc\u{001b}[31m"),
+        ("category", "del\u{007f}"),
+        ("description", "c1\u{0085}"),
+    ] {
+        let mut body = base.clone();
+        body[field] = json!(text);
+        let response = app.post_entry("m1", &body).await;
+        assert_eq!(response.status(), 422, "{field}={text:?}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: Value = response.json().await.expect("json");
+        assert_eq!(error_fields(&problem), [field], "{problem}");
+    }
+    // Ordinary whitespace is text.
+    let mut body = base.clone();
+    body["description"] = json!("line one\n\tline two\r\n");
+    let response = app.post_entry("m1", &body).await;
+    assert_eq!(response.status(), 201);
+    let entry: Value = response.json().await.expect("json");
+    assert_eq!(entry["description"], "line one\n\tline two");
+
+    // The reversal path uses the same rule.
+    let id = entry["id"].as_str().expect("id");
+    let response = app
+        .http
+        .post(format!(
+            "{}/v1/merchants/m1/entries/{id}/reversal",
+            app.address
+        ))
+        .bearer_auth(app.token("m1"))
+        .json(&json!({"description": "undo\u{0000}"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 422);
+    let problem: Value = response.json().await.expect("json");
+    assert_eq!(error_fields(&problem), ["description"], "{problem}");
+    assert_eq!(app.entry_count().await, 1, "only the valid entry");
+}
+
+#[tokio::test]
+async fn a_cursor_the_api_never_issued_is_refused_with_400() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.post_entry("m1", &crate::helpers::credit("1.00"))
+                .await
+                .status(),
+            201
+        );
+    }
+    let today = cashflow_contracts::business_date::format(ledger::entries::today(
+        &ledger::config::EntryRules::default(),
+    ));
+    let list = |merchant: &'static str, cursor: String| {
+        let url = format!(
+            "{}/v1/merchants/{merchant}/entries?date={today}&limit=1&cursor={cursor}",
+            app.address
+        );
+        let token = app.token(merchant);
+        let http = app.http.clone();
+        async move { http.get(url).bearer_auth(token).send().await.expect("send") }
+    };
+    let first: Value = app
+        .http
+        .get(format!(
+            "{}/v1/merchants/m1/entries?date={today}&limit=1",
+            app.address
+        ))
+        .bearer_auth(app.token("m1"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let issued = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    assert_eq!(list("m1", issued.clone()).await.status(), 200);
+
+    // "LTU" is base64 of "-5"; "NDI" of "42"; then garbage, and a real cursor for another
+    // merchant.
+    for (cursor, merchant) in [
+        ("LTU".to_string(), "m1"),
+        ("NDI".to_string(), "m1"),
+        ("%00".to_string(), "m1"),
+        (format!("{issued}A"), "m1"),
+        (issued.clone(), "m2"),
+    ] {
+        let response = list(merchant, cursor.clone()).await;
+        assert_eq!(response.status(), 400, "cursor {cursor:?} for {merchant}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: Value = response.json().await.expect("json");
+        assert_eq!(error_fields(&problem), ["cursor"], "{problem}");
+    }
+}

@@ -1,0 +1,250 @@
+//! Supervised background tasks: a task that panics, fails or returns before shutdown is logged
+//! with its cause and restarted after an exponential backoff with jitter (the `backon` crate's
+//! schedule), and readiness says so while it is down. A panic is never silent.
+//!
+//! A task is a factory of futures (`FnMut() -> Future<Output = anyhow::Result<()>>`): each
+//! restart gets a fresh future, run in its own tokio task so that a panic is caught as a
+//! `JoinError` instead of unwinding through the supervisor. The backoff restarts from its
+//! minimum after a run that lasted [`HEALTHY_RUN`].
+//!
+//! [`Supervisor::inject_panic`] makes a running task panic where it stands: fault injection,
+//! like the harness's, so tests and drills can prove the supervision is there.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::BackoffBuilder;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// A run at least this long resets the backoff to its minimum.
+pub const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+/// One task's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskState {
+    /// Running.
+    Running,
+    /// Failed; restarting after a backoff.
+    Restarting {
+        /// Why it stopped.
+        cause: String,
+    },
+    /// Stopped for shutdown.
+    Stopped,
+}
+
+#[derive(Debug)]
+struct Task {
+    state: TaskState,
+    restarts: u64,
+    panic: Arc<Notify>,
+}
+
+/// The supervised tasks of one process. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    tasks: Arc<Mutex<HashMap<&'static str, Task>>>,
+    min_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl Default for Supervisor {
+    fn default() -> Self {
+        Self::new(Duration::from_millis(100), Duration::from_secs(30))
+    }
+}
+
+impl Supervisor {
+    /// A supervisor restarting after `min_backoff`, doubling up to `max_backoff`.
+    pub fn new(min_backoff: Duration, max_backoff: Duration) -> Self {
+        Self {
+            tasks: Arc::default(),
+            min_backoff,
+            max_backoff,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Task>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, name: &'static str, state: TaskState) {
+        if let Some(task) = self.lock().get_mut(name) {
+            task.state = state;
+        }
+    }
+
+    /// Spawns `make()`'s futures in `set` under supervision until `shutdown`. A future that
+    /// returns `Ok` once `shutdown` is cancelled has stopped as asked; anything else — an
+    /// error, a panic, an early return — is logged and restarted.
+    pub fn spawn<F, Fut>(
+        &self,
+        set: &mut tokio::task::JoinSet<()>,
+        name: &'static str,
+        shutdown: CancellationToken,
+        mut make: F,
+    ) where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let panic = Arc::new(Notify::new());
+        self.lock().insert(
+            name,
+            Task {
+                state: TaskState::Running,
+                restarts: 0,
+                panic: Arc::clone(&panic),
+            },
+        );
+        let supervisor = self.clone();
+        set.spawn(async move {
+            let schedule = || {
+                backon::ExponentialBuilder::new()
+                    .with_min_delay(supervisor.min_backoff)
+                    .with_max_delay(supervisor.max_backoff)
+                    .with_jitter()
+                    .without_max_times()
+                    .build()
+            };
+            let mut backoff = schedule();
+            loop {
+                let started = Instant::now();
+                supervisor.set(name, TaskState::Running);
+                let run = make();
+                let panic = Arc::clone(&panic);
+                let outcome = tokio::spawn(async move {
+                    tokio::select! {
+                        result = run => result,
+                        () = panic.notified() => panic!("panic injected into {name}"),
+                    }
+                })
+                .await;
+                let cause = match outcome {
+                    Ok(Ok(())) if shutdown.is_cancelled() => break,
+                    Ok(Ok(())) => "returned before shutdown".to_string(),
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Err(join) if join.is_panic() => {
+                        let payload = join.into_panic();
+                        let message = payload
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_string())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a non-string panic".into());
+                        format!("panicked: {message}")
+                    }
+                    Err(join) => format!("was cancelled: {join}"),
+                };
+                if shutdown.is_cancelled() {
+                    tracing::warn!(task = name, %cause, "background task ended during shutdown");
+                    break;
+                }
+                if started.elapsed() >= HEALTHY_RUN {
+                    backoff = schedule();
+                }
+                let delay = backoff.next().unwrap_or(supervisor.max_backoff);
+                tracing::error!(task = name, %cause, retry_in = ?delay, "background task failed; restarting");
+                if let Some(task) = supervisor.lock().get_mut(name) {
+                    task.restarts += 1;
+                    task.state = TaskState::Restarting { cause };
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => break,
+                }
+            }
+            supervisor.set(name, TaskState::Stopped);
+        });
+    }
+
+    /// How many times `name` was restarted.
+    pub fn restarts(&self, name: &str) -> u64 {
+        self.lock().get(name).map_or(0, |t| t.restarts)
+    }
+
+    /// Each task's state.
+    pub fn states(&self) -> Vec<(&'static str, TaskState)> {
+        let mut states: Vec<_> = self
+            .lock()
+            .iter()
+            .map(|(name, task)| (*name, task.state.clone()))
+            .collect();
+        states.sort_by_key(|(name, _)| *name);
+        states
+    }
+
+    /// `Err` naming the first task that is down (restarting), for readiness.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, state) in self.states() {
+            if let TaskState::Restarting { cause } = state {
+                return Err(format!("background task {name} is restarting: {cause}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the running task `name` panic (fault injection). `false` when there is no such
+    /// task.
+    pub fn inject_panic(&self, name: &str) -> bool {
+        match self.lock().get(name) {
+            Some(task) => {
+                task.panic.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn a_failing_task_is_restarted_and_readiness_shows_it_meanwhile() {
+        let supervisor = Supervisor::new(Duration::from_millis(300), Duration::from_secs(1));
+        let runs = Arc::new(AtomicU32::new(0));
+        let shutdown = CancellationToken::new();
+        let mut set = tokio::task::JoinSet::new();
+        let counted = Arc::clone(&runs);
+        let stop = shutdown.clone();
+        supervisor.spawn(&mut set, "flaky", shutdown.clone(), move || {
+            let run = counted.fetch_add(1, Ordering::SeqCst);
+            let stop = stop.clone();
+            async move {
+                match run {
+                    0 => anyhow::bail!("first run fails"),
+                    1 => panic!("second run panics"),
+                    _ => {
+                        stop.cancelled().await;
+                        Ok(())
+                    }
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(supervisor.check().is_err(), "down while backing off");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runs.load(Ordering::SeqCst) < 3 {
+            assert!(Instant::now() < deadline, "restarted twice");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(supervisor.restarts("flaky"), 2);
+        assert!(supervisor.check().is_ok(), "running again");
+        supervisor.inject_panic("flaky");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runs.load(Ordering::SeqCst) < 4 {
+            assert!(
+                Instant::now() < deadline,
+                "restarted after the injected panic"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        while set.join_next().await.is_some() {}
+        assert_eq!(supervisor.states(), [("flaky", TaskState::Stopped)]);
+    }
+}
