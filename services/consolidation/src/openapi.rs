@@ -26,3 +26,46 @@ use utoipa::OpenApi;
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
+
+/// The document as served: what utoipa generates, the shared contract, and the formats and
+/// bounds of the consolidation's parameters.
+pub fn document() -> serde_json::Value {
+    use cashflow_platform::openapi::{contract, patch_parameter};
+    use serde_json::json;
+    let mut doc = contract(
+        ApiDoc::openapi(),
+        &[
+            ("balances:read", "read daily balances and reports"),
+            ("admin", "inspect and redrive the dead-letter queue"),
+        ],
+    );
+    let day = "/v1/merchants/{merchant}/balances/{date}";
+    patch_parameter(&mut doc, day, "get", "date", json!({"format": "date"}));
+    let report = "/v1/merchants/{merchant}/balances";
+    for bound in ["from", "to"] {
+        patch_parameter(&mut doc, report, "get", bound, json!({"format": "date"}));
+    }
+    patch_parameter(
+        &mut doc,
+        report,
+        "get",
+        "format",
+        json!({"enum": ["json", "csv"]}),
+    );
+    // Two representations of one 200 (utoipa keeps only the last of two 200 entries).
+    doc["paths"][report]["get"]["responses"]["200"] = json!({
+        "description": "The report: JSON by default, CSV (one line per day) with Accept: text/csv or format=csv",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Report"}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    });
+    patch_parameter(
+        &mut doc,
+        "/v1/admin/dlq",
+        "get",
+        "limit",
+        json!({"minimum": 1, "maximum": 1000}),
+    );
+    doc
+}

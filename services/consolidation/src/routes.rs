@@ -64,9 +64,7 @@ pub fn router(
         state.pool.clone(),
         Arc::clone(&metrics.registry),
         metrics.http.clone(),
-        cashflow_platform::http::openapi_route(
-            <crate::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
-        ),
+        cashflow_platform::openapi::openapi_route(crate::openapi::document),
         request_deadline,
         supervisor,
     )

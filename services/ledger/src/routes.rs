@@ -68,9 +68,10 @@ pub fn router(
         state.pool.clone(),
         Arc::clone(&metrics.registry),
         metrics.http.clone(),
-        cashflow_platform::http::openapi_route(
-            <crate::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
-        ),
+        {
+            let rules = state.rules.clone();
+            cashflow_platform::openapi::openapi_route(move || crate::openapi::document(&rules))
+        },
         request_deadline,
         supervisor,
     )

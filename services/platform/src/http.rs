@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{HeaderName, Request};
-use axum::routing::{MethodRouter, get};
+use axum::routing::MethodRouter;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -62,15 +62,6 @@ pub fn service_router(
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-}
-
-/// `GET` route serving an OpenAPI document built once.
-pub fn openapi_route(document: utoipa::openapi::OpenApi) -> MethodRouter {
-    let document = Arc::new(document);
-    get(move || {
-        let document = Arc::clone(&document);
-        async move { axum::Json(document.as_ref().clone()) }
-    })
 }
 
 /// Declares the `bearer` (JWT) security scheme the operations refer to.

@@ -8,6 +8,7 @@ pub mod deadline;
 pub mod gelf;
 pub mod health;
 pub mod http;
+pub mod openapi;
 pub mod problem;
 pub mod shutdown;
 pub mod sqs;

@@ -98,10 +98,18 @@ pub async fn redrive(
     body: axum::body::Bytes,
 ) -> Result<Json<RedriveResult>, ApiError> {
     require_admin(&principal)?;
+    // No body, an empty one or `null`: redrive everything.
     let request: RedriveRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RedriveRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::parameter("body", e.to_string()))?
+        // An object (or null), not the array form serde would also take for a struct.
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Null) => RedriveRequest::default(),
+            Ok(value @ serde_json::Value::Object(_)) => serde_json::from_value(value)
+                .map_err(|e| ApiError::parameter("body", e.to_string()))?,
+            Ok(_) => return Err(ApiError::parameter("body", "must be a JSON object")),
+            Err(e) => return Err(ApiError::parameter("body", e.to_string())),
+        }
     };
     let only: Option<HashSet<String>> =
         (!request.message_ids.is_empty()).then(|| request.message_ids.into_iter().collect());

@@ -264,16 +264,28 @@ pub async fn reverse(
         .parse()
         .map_err(|_| ApiError::NotFound(format!("no entry {id}")))?;
     let body = json_body(&headers, body, state.max_body_bytes)?;
+    // No body, an empty one or `null` all mean "no options".
     let request: ReversalRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReversalRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => ApiError::Validation(vec![FieldError {
-                field: "body".into(),
-                message: e.to_string(),
-            }]),
-            _ => ApiError::MalformedJson(e.to_string()),
-        })?
+        // An object (or null), not the array form serde would also take for a struct.
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        match value {
+            serde_json::Value::Null => ReversalRequest::default(),
+            value @ serde_json::Value::Object(_) => serde_json::from_value(value).map_err(|e| {
+                ApiError::Validation(vec![FieldError {
+                    field: "body".into(),
+                    message: e.to_string(),
+                }])
+            })?,
+            _ => {
+                return Err(ApiError::Validation(vec![FieldError {
+                    field: "body".into(),
+                    message: "must be a JSON object".into(),
+                }]));
+            }
+        }
     };
     let description = match &request.description {
         None => None,
