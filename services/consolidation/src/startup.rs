@@ -87,7 +87,7 @@ impl Application {
             report_max_days: config.report_max_days,
             default_currency: config.default_currency,
         };
-        let supervisor = Supervisor::default();
+        let supervisor = Supervisor::default().with_metrics(metrics.tasks.clone());
         let router = routes::router(
             state.clone(),
             &metrics,

@@ -70,7 +70,7 @@ impl Application {
             relay_wake,
             max_body_bytes: config.max_body_bytes,
         };
-        let supervisor = Supervisor::default();
+        let supervisor = Supervisor::default().with_metrics(metrics.tasks.clone());
         let router = routes::router(
             state,
             &metrics,
