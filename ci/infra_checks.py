@@ -30,8 +30,10 @@ def registered_metrics():
     """Metric base names registered by the services (prefix + name), from the Rust source."""
     names = set()
     sources = {
-        "ledger": ["services/ledger/src/metrics.rs", "services/platform/src/telemetry.rs"],
-        "consolidation": ["services/consolidation/src/metrics.rs", "services/platform/src/telemetry.rs"],
+        "ledger": ["services/ledger/src/metrics.rs", "services/platform/src/telemetry.rs",
+                   "services/platform/src/supervise.rs"],
+        "consolidation": ["services/consolidation/src/metrics.rs", "services/platform/src/telemetry.rs",
+                          "services/platform/src/supervise.rs"],
     }
     for prefix, files in sources.items():
         for f in files:

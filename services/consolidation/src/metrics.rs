@@ -53,6 +53,8 @@ pub struct Metrics {
     pub registry: Arc<Registry>,
     /// Requests by route and status.
     pub http: HttpMetrics,
+    /// Restarts of supervised background tasks.
+    pub tasks: cashflow_platform::supervise::TaskMetrics,
     /// The consumer.
     pub consumer: ConsumerMetrics,
     /// The cache.
@@ -64,6 +66,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("consolidation");
         let http = HttpMetrics::register(&mut registry);
+        let tasks = cashflow_platform::supervise::TaskMetrics::register(&mut registry);
         let consumer = ConsumerMetrics::default();
         let cache = CacheMetrics::default();
         registry.register(
@@ -125,6 +128,7 @@ impl Metrics {
         Self {
             registry: Arc::new(registry),
             http,
+            tasks,
             consumer,
             cache,
         }

@@ -87,7 +87,7 @@ impl Application {
             report_max_days: config.report_max_days,
             default_currency: config.default_currency,
         };
-        let supervisor = Supervisor::default();
+        let supervisor = Supervisor::default().with_metrics(metrics.tasks.clone());
         let router = routes::router(
             state.clone(),
             &metrics,
@@ -181,15 +181,16 @@ impl Application {
                     Ok(())
                 }
             });
+        let drain = cashflow_platform::shutdown::Drain::new(self.drain_deadline);
         let served = cashflow_platform::shutdown::serve_with_drain_deadline(
             self.listener,
             self.router,
             shutdown,
-            self.drain_deadline,
+            &drain,
         )
         .await;
-        cashflow_platform::shutdown::join_within(&mut tasks, self.drain_deadline).await;
-        self.state.pool.close().await;
+        cashflow_platform::shutdown::join_within(&mut tasks, &drain).await;
+        cashflow_platform::shutdown::close_pool_within(&self.state.pool, &drain).await;
         tracing::info!("consolidation stopped");
         served
     }

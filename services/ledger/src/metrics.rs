@@ -28,6 +28,8 @@ pub struct Metrics {
     pub registry: Arc<Registry>,
     /// Requests by route and status.
     pub http: HttpMetrics,
+    /// Restarts of supervised background tasks.
+    pub tasks: cashflow_platform::supervise::TaskMetrics,
     /// The outbox.
     pub outbox: OutboxMetrics,
 }
@@ -37,6 +39,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("ledger");
         let http = HttpMetrics::register(&mut registry);
+        let tasks = cashflow_platform::supervise::TaskMetrics::register(&mut registry);
         let outbox = OutboxMetrics::default();
         registry.register(
             "outbox_backlog",
@@ -61,6 +64,7 @@ impl Metrics {
         Self {
             registry: Arc::new(registry),
             http,
+            tasks,
             outbox,
         }
     }

@@ -70,7 +70,7 @@ impl Application {
             relay_wake,
             max_body_bytes: config.max_body_bytes,
         };
-        let supervisor = Supervisor::default();
+        let supervisor = Supervisor::default().with_metrics(metrics.tasks.clone());
         let router = routes::router(
             state,
             &metrics,
@@ -137,17 +137,18 @@ impl Application {
                     Ok(())
                 }
             });
+        let drain = cashflow_platform::shutdown::Drain::new(self.drain_deadline);
         let served = cashflow_platform::shutdown::serve_with_drain_deadline(
             self.listener,
             self.router,
             shutdown,
-            self.drain_deadline,
+            &drain,
         )
         .await;
         // Requests have drained; whatever they committed is still published by the next relay.
         background.cancel();
-        cashflow_platform::shutdown::join_within(&mut tasks, self.drain_deadline).await;
-        self.pool.close().await;
+        cashflow_platform::shutdown::join_within(&mut tasks, &drain).await;
+        cashflow_platform::shutdown::close_pool_within(&self.pool, &drain).await;
         tracing::info!("ledger stopped");
         served
     }

@@ -16,6 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -43,12 +47,40 @@ struct Task {
     panic: Arc<Notify>,
 }
 
+/// The label of a task's metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabel {
+    /// The task's name.
+    pub task: String,
+}
+
+/// Restarts by task, for alerting on a task that keeps failing.
+#[derive(Debug, Clone, Default)]
+pub struct TaskMetrics {
+    /// `background_task_restarts{task}`.
+    pub restarts: Family<TaskLabel, Counter>,
+}
+
+impl TaskMetrics {
+    /// Registers the metrics in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "background_task_restarts",
+            "Restarts of a supervised background task after a failure or panic",
+            metrics.restarts.clone(),
+        );
+        metrics
+    }
+}
+
 /// The supervised tasks of one process. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Supervisor {
     tasks: Arc<Mutex<HashMap<&'static str, Task>>>,
     min_backoff: Duration,
     max_backoff: Duration,
+    metrics: TaskMetrics,
 }
 
 impl Default for Supervisor {
@@ -64,7 +96,14 @@ impl Supervisor {
             tasks: Arc::default(),
             min_backoff,
             max_backoff,
+            metrics: TaskMetrics::default(),
         }
+    }
+
+    /// Counts restarts in `metrics`.
+    pub fn with_metrics(mut self, metrics: TaskMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Task>> {
@@ -146,6 +185,13 @@ impl Supervisor {
                 }
                 let delay = backoff.next().unwrap_or(supervisor.max_backoff);
                 tracing::error!(task = name, %cause, retry_in = ?delay, "background task failed; restarting");
+                supervisor
+                    .metrics
+                    .restarts
+                    .get_or_create(&TaskLabel {
+                        task: name.to_string(),
+                    })
+                    .inc();
                 if let Some(task) = supervisor.lock().get_mut(name) {
                     task.restarts += 1;
                     task.state = TaskState::Restarting { cause };

@@ -172,3 +172,59 @@ async fn a_statement_past_statement_timeout_is_cancelled_by_postgres_and_counts_
     assert_eq!(code.as_deref(), Some("57014"), "{error}");
     assert!(cashflow_platform::deadline::is_unavailable(&error));
 }
+
+#[tokio::test]
+async fn shutdown_gives_up_on_requests_stuck_on_a_dead_dependency_after_the_drain_deadline() {
+    let stack = harness::shared().await.expect("stack");
+    let proxy = FaultProxy::for_url(&stack.endpoints().postgres_url)
+        .await
+        .expect("proxy");
+    // Requests would wait 20 s for PostgreSQL; the drain only 1 s.
+    let deadlines = Deadlines {
+        request: Duration::from_secs(30),
+        database_acquire: Duration::from_secs(20),
+        shutdown_drain: Duration::from_secs(1),
+        ..short_deadlines()
+    };
+    let app = TestApp::spawn_on(stack, |config| {
+        config.database_url = proxy.url(&config.database_url);
+        config.deadlines = deadlines;
+    })
+    .await;
+    assert_eq!(app.post_entry("m1", &credit("1.00")).await.status(), 201);
+    proxy.inject(NetFault::Blackhole);
+    let url = format!("{}/v1/merchants/m1/entries", app.address);
+    let token = app.token("m1");
+    let stuck = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .json(&credit("2.00"))
+            .send()
+            .await
+    });
+    // Let the request reach the blackholed pool.
+    harness::eventually(Duration::from_secs(5), "the request in flight", || async {
+        let metrics = app
+            .http
+            .get(format!("{}/health/live", app.address))
+            .send()
+            .await;
+        metrics.is_ok().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), app.stop())
+        .await
+        .expect("the ledger stopped within the drain deadline");
+    let took = stopping.elapsed();
+    eprintln!("ledger stopped {took:?} after SIGTERM with a request stuck on PostgreSQL");
+    assert!(
+        took < Duration::from_secs(3),
+        "bounded by the drain deadline ({took:?})"
+    );
+    // In a process the stuck connection ends with it; here the test's runtime lives on.
+    stuck.abort();
+    proxy.inject(NetFault::Heal);
+}

@@ -40,6 +40,19 @@ async fn a_panicking_outbox_relay_is_restarted_and_publishing_resumes() {
         .await
         .expect("ready");
     assert_eq!(ready.status(), 200);
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"ledger_background_task_restarts_total{task="outbox-relay"} 1"#),
+        "{metrics}"
+    );
     assert_eq!(
         drain_events(&app.scope, 2, Duration::from_secs(30))
             .await
