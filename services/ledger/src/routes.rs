@@ -6,6 +6,8 @@ pub mod entries_api {
 }
 mod entries;
 
+pub mod admin;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -32,6 +34,17 @@ pub struct AppState {
     pub relay_wake: Arc<Notify>,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Replay pacing and bounds.
+    pub replay: Arc<ReplaySettings>,
+}
+
+/// What the reconciliation routes share.
+#[derive(Debug)]
+pub struct ReplaySettings {
+    /// The process-wide replay rate limit.
+    pub pacer: crate::reconcile::Pacer,
+    /// Longest range of days per request.
+    pub max_days: u16,
 }
 
 impl FromRef<AppState> for Arc<JwtVerifier> {
@@ -40,7 +53,26 @@ impl FromRef<AppState> for Arc<JwtVerifier> {
     }
 }
 
-/// The whole application router.
+/// The service-to-service router, served on its own listener (`INTERNAL_LISTEN_ADDR`) so that
+/// a NetworkPolicy can open it to the consolidation only: digests and replays.
+pub fn internal_router(state: AppState, metrics: &Metrics) -> Router {
+    let api = Router::new()
+        .route("/internal/v1/digests", get(admin::digests))
+        .route("/internal/v1/replays", post(admin::replay))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .with_state(state.clone());
+    cashflow_platform::http::service_router(
+        api,
+        state.pool.clone(),
+        Arc::clone(&metrics.registry),
+        metrics.http.clone(),
+        cashflow_platform::http::openapi_route(
+            <crate::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+        ),
+    )
+}
+
+/// The public application router.
 pub fn router(state: AppState, metrics: &Metrics) -> Router {
     let api = Router::new()
         .route(

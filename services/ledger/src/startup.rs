@@ -22,6 +22,8 @@ use crate::routes::{self, AppState};
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    internal_listener: TcpListener,
+    internal_router: axum::Router,
     pool: PgPool,
     relay: Option<Relay>,
     metrics: Metrics,
@@ -57,14 +59,26 @@ impl Application {
             rules: Arc::new(config.entries.clone()),
             relay_wake,
             max_body_bytes: config.max_body_bytes,
+            replay: Arc::new(routes::ReplaySettings {
+                pacer: crate::reconcile::Pacer::new(config.replay.events_per_second),
+                max_days: config.replay.max_days,
+            }),
         };
-        let router = routes::router(state, &metrics);
+        let router = routes::router(state.clone(), &metrics);
+        let internal_router = routes::internal_router(state, &metrics);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let internal_listener = TcpListener::bind(config.internal_listen)
+            .await
+            .with_context(|| {
+                format!("binding {} (INTERNAL_LISTEN_ADDR)", config.internal_listen)
+            })?;
         Ok(Self {
             listener,
             router,
+            internal_listener,
+            internal_router,
             pool,
             relay,
             metrics,
@@ -74,6 +88,13 @@ impl Application {
     /// The bound address (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The bound address of the internal routes (digests, replays).
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal_listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
@@ -96,10 +117,14 @@ impl Application {
             self.metrics.outbox.clone(),
             background.clone(),
         ));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("serving HTTP");
+        let public = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let internal = axum::serve(self.internal_listener, self.internal_router)
+            .with_graceful_shutdown(shutdown.cancelled_owned());
+        let (public, internal) = tokio::join!(public, internal);
+        let served = public
+            .context("serving HTTP")
+            .and(internal.context("serving the internal routes"));
         // Requests have drained; whatever they committed is still published by the next relay.
         background.cancel();
         while tasks.join_next().await.is_some() {}

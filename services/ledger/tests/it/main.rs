@@ -5,6 +5,7 @@ mod auth;
 mod helpers;
 mod idempotency;
 mod outbox;
+mod reconcile;
 mod record;
 mod reversal;
 mod validation;
