@@ -480,6 +480,18 @@ impl IdentityProvider {
         ttl: Duration,
     ) -> ClientCredentials {
         let secret = uuid::Uuid::new_v4().simple().to_string();
+        self.register_client_with_secret(client_id, &secret, scopes, ttl)
+    }
+
+    /// Same, with a given secret (`harness identity --client`, for compose).
+    pub fn register_client_with_secret(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scopes: &[&str],
+        ttl: Duration,
+    ) -> ClientCredentials {
+        let secret = secret.to_string();
         if let Ok(mut clients) = self.clients.lock() {
             clients.insert(
                 client_id.to_string(),

@@ -14,6 +14,14 @@ pub enum ApiError {
     /// A ready-made problem (authorization).
     #[error("{}", .0.title)]
     Problem(Problem),
+    /// A dependency is down or too slow: 503 with Retry-After.
+    #[error("{detail}")]
+    Unavailable {
+        /// What is unavailable.
+        detail: String,
+        /// Seconds to wait before trying again.
+        retry_after_secs: u32,
+    },
     /// Anything else: logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -53,6 +61,23 @@ impl IntoResponse for ApiError {
             .with_detail(detail)
             .with_errors(vec![error]),
             Self::Problem(problem) => problem,
+            Self::Unavailable {
+                retry_after_secs, ..
+            } => {
+                let mut response = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "A dependency is unavailable",
+                )
+                .with_detail(detail)
+                .into_response();
+                if let Ok(value) = retry_after_secs.to_string().parse() {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, value);
+                }
+                return response;
+            }
             Self::Internal(cause) => {
                 tracing::error!(error = ?cause, "request failed");
                 Problem::internal()

@@ -34,6 +34,8 @@ pub struct AppState {
     pub report_max_days: u16,
     /// Currency of merchants without entries.
     pub default_currency: Currency,
+    /// The reconciler, when configured.
+    pub reconciler: Option<Arc<crate::reconcile::Reconciler>>,
 }
 
 impl FromRef<AppState> for Arc<JwtVerifier> {
@@ -52,6 +54,7 @@ pub fn router(state: AppState, metrics: &Metrics) -> Router {
         .route("/v1/merchants/{merchant}/balances", get(balances::range))
         .route("/v1/admin/dlq", get(admin::list))
         .route("/v1/admin/dlq/redrive", post(admin::redrive))
+        .route("/v1/admin/reconcile", post(admin::reconcile))
         .with_state(state.clone());
     cashflow_platform::http::service_router(
         api,

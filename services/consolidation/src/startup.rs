@@ -26,6 +26,8 @@ pub struct Application {
     state: AppState,
     metrics: Metrics,
     retries: broadcast::Sender<RetryNotice>,
+    reconcile_periodically: bool,
+    retention_days: u16,
 }
 
 impl Application {
@@ -62,7 +64,26 @@ impl Application {
                 retries.clone(),
             ))
         });
+        crate::config::check_retention(
+            config.processed_events_retention_days,
+            config.reconcile.window_days,
+        )?;
+        // Built whenever the ledger is configured, so the on-demand API works; periodic only
+        // when enabled.
+        let reconciler = if config.reconcile.enabled || !config.reconcile.ledger_url.is_empty() {
+            Some(Arc::new(
+                crate::reconcile::Reconciler::new(
+                    pool.clone(),
+                    config.reconcile.clone(),
+                    metrics.reconcile.clone(),
+                )
+                .context("setting up the reconciler")?,
+            ))
+        } else {
+            None
+        };
         let state = AppState {
+            reconciler,
             pool,
             verifier: Arc::new(JwtVerifier::new(config.auth.clone())),
             cache,
@@ -83,6 +104,8 @@ impl Application {
             state,
             metrics,
             retries,
+            reconcile_periodically: config.reconcile.enabled,
+            retention_days: config.processed_events_retention_days,
         })
     }
 
@@ -114,6 +137,14 @@ impl Application {
             self.state.sqs.clone(),
             self.state.dlq_url.clone(),
             self.metrics.consumer.clone(),
+            shutdown.clone(),
+        ));
+        if let (true, Some(reconciler)) = (self.reconcile_periodically, &self.state.reconciler) {
+            tasks.spawn(Arc::clone(reconciler).run(shutdown.clone()));
+        }
+        tasks.spawn(crate::retention::run(
+            self.state.pool.clone(),
+            self.retention_days,
             shutdown.clone(),
         ));
         let cache = Arc::clone(&self.state.cache);

@@ -60,6 +60,8 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
         },
         report_max_days: 366,
         default_currency: Currency::BRL,
+        reconcile: consolidation::config::ReconcileConfig::default(),
+        processed_events_retention_days: 45,
     }
 }
 
