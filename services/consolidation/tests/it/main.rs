@@ -5,4 +5,5 @@ mod api;
 mod cache;
 mod consume;
 mod helpers;
+mod reconcile;
 mod retry;

@@ -1,0 +1,143 @@
+//! The reconciler's own parts against the emulated identity provider and a real database: the
+//! client-credentials token is cached and renewed before it expires; only one pass runs at a
+//! time; a range outside the replay window is refused. (End to end with the ledger:
+//! `features/tests/reconcile.rs`.)
+
+use std::time::Duration;
+
+use consolidation::config::{OAuthClientConfig, ReconcileConfig};
+use consolidation::ledger_client::TokenSource;
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn the_service_token_is_cached_and_renewed_before_it_expires() {
+    let stack = harness::shared().await.expect("stack");
+    let client = stack.identity().register_client(
+        "consolidation-refresh-test",
+        &["ledger:reconcile"],
+        Duration::from_secs(4),
+    );
+    let source = TokenSource::new(
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client"),
+        OAuthClientConfig {
+            // Discovered from the issuer, as in production.
+            token_url: None,
+            issuer: stack.identity().issuer().to_string(),
+            client_id: client.client_id,
+            client_secret: client.client_secret,
+            scope: "ledger:reconcile".into(),
+        },
+    );
+    let first = source.token().await.expect("token");
+    assert_eq!(source.token().await.expect("token"), first, "cached");
+    // Renewed at three quarters of its 4 s life, while it is still valid.
+    let started = std::time::Instant::now();
+    let renewed = harness::eventually(Duration::from_secs(10), "a renewed token", || async {
+        let token = source.token().await.ok()?;
+        (token != first).then_some(token)
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "renewed before expiry"
+    );
+    assert!(!renewed.is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_refused_not_retried_forever() {
+    let stack = harness::shared().await.expect("stack");
+    let source = TokenSource::new(
+        reqwest::Client::new(),
+        OAuthClientConfig {
+            token_url: Some(stack.identity().token_url()),
+            issuer: stack.identity().issuer().to_string(),
+            client_id: "nobody".into(),
+            client_secret: "wrong".into(),
+            scope: "ledger:reconcile".into(),
+        },
+    );
+    let error = source.token().await.expect_err("refused");
+    assert!(!error.is_transient(), "{error}");
+}
+
+#[tokio::test]
+async fn the_admin_api_refuses_ranges_outside_the_window_and_merchant_tokens() {
+    let app = TestApp::spawn_with(Default::default(), |config| {
+        config.reconcile = ReconcileConfig {
+            // Nothing listens there: the requests below never get that far.
+            ledger_url: "http://127.0.0.1:9".into(),
+            ..ReconcileConfig::default()
+        };
+    })
+    .await;
+    let post = |token: String, body: serde_json::Value| {
+        let http = app.http.clone();
+        let url = format!("{}/v1/admin/reconcile", app.address);
+        async move {
+            let response = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("post");
+            (
+                response.status().as_u16(),
+                response.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (status, body) = post(
+        app.admin_token(),
+        json!({"from": "2020-01-01", "to": "2020-01-02"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("RECONCILE_WINDOW_DAYS"), "{body}");
+    let (status, _) = post(
+        app.token("m1"),
+        json!({"from": "2020-01-01", "to": "2020-01-02"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn only_one_pass_runs_at_a_time_across_replicas() {
+    use sqlx::Connection;
+    let app = TestApp::spawn().await;
+    let pool = app.scope.pg_pool().await.expect("pool");
+    let reconciler = consolidation::reconcile::Reconciler::new(
+        pool.clone(),
+        ReconcileConfig {
+            ledger_url: "http://127.0.0.1:9".into(),
+            ..ReconcileConfig::default()
+        },
+        Default::default(),
+    )
+    .expect("reconciler");
+    // Another replica holds the lock.
+    let mut other = sqlx::PgConnection::connect(&app.scope.database_url)
+        .await
+        .expect("connect");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(consolidation::reconcile::LOCK_KEY)
+        .execute(&mut other)
+        .await
+        .expect("lock");
+    let (from, to) = reconciler.window();
+    let outcome = reconciler.reconcile(from, to, None).await;
+    assert!(
+        matches!(outcome, Err(consolidation::reconcile::ReconcileError::Busy)),
+        "{outcome:?}"
+    );
+    other.close().await.expect("close");
+    app.stop().await;
+}
