@@ -87,6 +87,19 @@ fn found_and_repaired(system: &System) -> (u64, u64) {
     )
 }
 
+/// The balances can agree a moment before the pass's re-check sees it and counts the repair.
+async fn metrics_show(system: &System, at_least: u64) {
+    harness::eventually(
+        Duration::from_secs(30),
+        "found and repaired in the metrics",
+        || async {
+            let (found, repaired) = found_and_repaired(system);
+            (found >= at_least && repaired >= at_least).then_some(())
+        },
+    )
+    .await;
+}
+
 async fn consistent_within(system: &System, merchants: &[String]) -> Duration {
     let started = Instant::now();
     system
@@ -113,10 +126,8 @@ async fn a_purged_queue_is_repaired_by_the_reconciler() {
     system.start_consolidation().await.expect("start");
     consistent_within(&system, &merchants).await;
     let repaired_after = lost.elapsed();
-    let (found, repaired) = found_and_repaired(&system);
     // 3 merchants x 2 days, all lost.
-    assert!(found >= 6, "divergent merchant-days found: {found}");
-    assert!(repaired >= 6, "repaired: {repaired}");
+    metrics_show(&system, 6).await;
     println!(
         "RECONCILE_FIGURE purge loss_to_repaired_ms={}",
         repaired_after.as_millis()
@@ -169,11 +180,7 @@ async fn a_purged_dlq_is_repaired_by_the_reconciler() {
         .expect("purge the DLQ");
     system.start_consolidation().await.expect("start");
     consistent_within(&system, &merchants).await;
-    let (found, repaired) = found_and_repaired(&system);
-    assert!(
-        found >= 6 && repaired >= 6,
-        "found {found}, repaired {repaired}"
-    );
+    metrics_show(&system, 6).await;
     system.stop().await.expect("stop");
 }
 

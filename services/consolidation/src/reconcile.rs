@@ -293,6 +293,9 @@ impl Reconciler {
             }
         }
 
+        // Counted as soon as known, before the replays: the metrics show a divergence while it
+        // is being repaired.
+        self.metrics.found.inc_by(divergent.len() as u64);
         let mut replayed_events = 0;
         for ((merchant, day), _, _) in &divergent {
             let outcome = (|| async { self.ledger.replay(merchant, *day, *day).await })
@@ -309,7 +312,6 @@ impl Reconciler {
         }
         let repaired = divergent.len() - still.len();
 
-        self.metrics.found.inc_by(divergent.len() as u64);
         self.metrics.repaired.inc_by(repaired as u64);
         self.metrics.still_divergent.inc_by(still.len() as u64);
         self.metrics
