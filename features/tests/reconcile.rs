@@ -317,3 +317,163 @@ async fn two_replays_in_a_row_count_nothing_twice_and_ahead_days_are_flagged() {
     assert_eq!(metrics.reconcile.ahead.get(), 1);
     system.stop().await.expect("stop");
 }
+
+/// The cost of one reconcile pass over 1,000 merchants × 30 days (3 entries each: 90,000
+/// entries), everything in agreement but 1 % of the merchant-days. Prints the figures; run by
+/// hand: `cargo test -p acceptance --test reconcile pass_cost -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, not a check: run by hand"]
+async fn pass_cost_over_1000_merchants_and_30_days() {
+    let mut system = system().await;
+    let today = time::OffsetDateTime::now_utc().date();
+    let ledger = system.ledger_scope.pg_pool().await.expect("pool");
+    let seeded = Instant::now();
+    sqlx::query(
+        "INSERT INTO entries (id, merchant_id, kind, amount_minor, currency, business_date, event_id) \
+         SELECT gen_random_uuid(), 'cost-' || m, CASE WHEN e = 3 THEN 'debit' ELSE 'credit' END, \
+                100 * e + m, 'BRL', $1::date - d, gen_random_uuid() \
+         FROM generate_series(1, 1000) m, generate_series(0, 29) d, generate_series(1, 3) e",
+    )
+    .bind(today)
+    .execute(&ledger)
+    .await
+    .expect("seed the ledger");
+    // The consolidation holds the same totals, except for every 100th merchant-day.
+    let rows: Vec<(String, time::Date, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT merchant_id, business_date, entry_count, credits_minor, debits_minor, checksum \
+         FROM day_digests",
+    )
+    .fetch_all(&ledger)
+    .await
+    .expect("digests");
+    let consolidation = system.consolidation_scope.pg_pool().await.expect("pool");
+    let kept: Vec<_> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 100 != 0)
+        .map(|(_, r)| r.clone())
+        .collect();
+    sqlx::query(
+        "INSERT INTO daily_balances (merchant_id, business_date, currency, credits_minor, \
+           debits_minor, entry_count, last_event_recorded_at, entry_checksum) \
+         SELECT m, d, 'BRL', c, db, n, now(), x FROM unnest($1::text[], $2::date[], $3::int8[], \
+           $4::int8[], $5::int8[], $6::int8[]) AS t(m, d, n, c, db, x)",
+    )
+    .bind(kept.iter().map(|r| r.0.clone()).collect::<Vec<_>>())
+    .bind(kept.iter().map(|r| r.1).collect::<Vec<_>>())
+    .bind(kept.iter().map(|r| r.2).collect::<Vec<_>>())
+    .bind(kept.iter().map(|r| r.3).collect::<Vec<_>>())
+    .bind(kept.iter().map(|r| r.4).collect::<Vec<_>>())
+    .bind(kept.iter().map(|r| r.5).collect::<Vec<_>>())
+    .execute(&consolidation)
+    .await
+    .expect("seed the consolidation");
+    println!(
+        "seeded {} merchant-days ({} divergent) in {:?}",
+        rows.len(),
+        rows.len() - kept.len(),
+        seeded.elapsed()
+    );
+    // Bytes of the digests of the whole window, as the reconciler fetches them (5 000 a page).
+    let token = system
+        .placement()
+        .ledger
+        .identity()
+        .token()
+        .client("cost")
+        .scope("ledger:reconcile")
+        .mint()
+        .expect("token");
+    let (from, to) = (
+        today - time::Duration::days(31),
+        today.next_day().expect("day"),
+    );
+    let fmt = cashflow_contracts::business_date::format;
+    let (mut bytes, mut pages, mut cursor) = (0_usize, 0, None::<String>);
+    let fetch_started = Instant::now();
+    loop {
+        let url = format!(
+            "{}/internal/v1/digests?from={}&to={}&limit=5000{}",
+            system.ledger_internal_url(),
+            fmt(from),
+            fmt(to),
+            cursor
+                .as_ref()
+                .map(|c| format!("&cursor={c}"))
+                .unwrap_or_default()
+        );
+        let body = system
+            .http()
+            .get(url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("digests")
+            .bytes()
+            .await
+            .expect("body");
+        bytes += body.len();
+        pages += 1;
+        let page: cashflow_contracts::digest::DigestPage =
+            serde_json::from_slice(&body).expect("page");
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    println!(
+        "digests of the window: {pages} pages, {bytes} bytes, fetched in {:?}",
+        fetch_started.elapsed()
+    );
+    system.reconcile_interval = None;
+    system.start_consolidation().await.expect("start");
+    let admin = system
+        .placement()
+        .ledger
+        .identity()
+        .token()
+        .merchant("ops")
+        .scope("admin")
+        .mint()
+        .expect("token");
+    let started = Instant::now();
+    let response = system
+        .http()
+        .post(format!("{}/v1/admin/reconcile", system.consolidation_url()))
+        .bearer_auth(&admin)
+        .json(&json!({"from": fmt(from), "to": fmt(to)}))
+        .send()
+        .await
+        .expect("reconcile");
+    let report: Value = response.json().await.expect("report");
+    println!(
+        "RECONCILE_FIGURE pass: compared {} merchant-days, divergent {}, repaired {}, replayed {} events, {} ms (server) / {:?} (client)",
+        report["compared"],
+        report["divergent"].as_array().map_or(0, Vec::len),
+        report["repaired"],
+        report["replayed_events"],
+        report["duration_ms"],
+        started.elapsed()
+    );
+    // And a pass with nothing to repair: the steady-state cost.
+    let started = Instant::now();
+    let response = system
+        .http()
+        .post(format!("{}/v1/admin/reconcile", system.consolidation_url()))
+        .bearer_auth(&admin)
+        .json(&json!({"from": fmt(from), "to": fmt(to)}))
+        .send()
+        .await
+        .expect("reconcile");
+    let report: Value = response.json().await.expect("report");
+    println!(
+        "RECONCILE_FIGURE steady pass: compared {}, divergent {}, {} ms (server) / {:?} (client)",
+        report["compared"],
+        report["divergent"].as_array().map_or(0, Vec::len),
+        report["duration_ms"],
+        started.elapsed()
+    );
+    ledger.close().await;
+    consolidation.close().await;
+    system.stop().await.expect("stop");
+}
