@@ -191,6 +191,13 @@ impl Config {
             !reconcile.interval.is_zero(),
             "RECONCILE_INTERVAL_SECONDS must be at least 1"
         );
+        // A pass covers window_days + 2 dates; the ledger refuses ranges over its
+        // REPLAY_MAX_DAYS (62 by default).
+        anyhow::ensure!(
+            (1..=60).contains(&reconcile.window_days),
+            "RECONCILE_WINDOW_DAYS must be 1 to 60 (a pass covers it plus today and tomorrow, \
+             within the ledger's REPLAY_MAX_DAYS of 62)"
+        );
         let processed_events_retention_days: u16 =
             or_default("PROCESSED_EVENTS_RETENTION_DAYS", 45)?;
         check_retention(processed_events_retention_days, reconcile.window_days)?;

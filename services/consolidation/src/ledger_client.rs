@@ -14,6 +14,9 @@ use tokio::time::Instant;
 
 use crate::config::ReconcileConfig;
 
+/// Deadline of one replay request.
+pub const REPLAY_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Why a call to the ledger (or the identity provider) failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LedgerError {
@@ -243,8 +246,13 @@ impl LedgerClient {
             "from": cashflow_contracts::business_date::format(from),
             "to": cashflow_contracts::business_date::format(to),
         });
+        // The ledger paces replays (500 events/s by default): a large merchant-day takes a
+        // while, and a timeout would only make the retry start it over.
         self.send("asking for a replay", |http, token| {
-            http.post(&url).bearer_auth(token).json(&body)
+            http.post(&url)
+                .bearer_auth(token)
+                .json(&body)
+                .timeout(REPLAY_TIMEOUT)
         })
         .await
     }
