@@ -139,7 +139,7 @@ for overlay in ("deploy/k8s/overlays/prod",):
 # The ledger's internal routes: never routed by the API Gateway or the ALB, and reachable on
 # the internal port from the consolidation's pods only.
 api_tf = (ROOT / "terraform/modules/api/main.tf").read_text()
-if "/internal" in api_tf:
+if re.search(r'"(?:[A-Z]+ )?/internal', api_tf):
     problem("terraform api module: routes /internal/*, which must stay inside the cluster")
 policies = [d for d in yaml.safe_load_all((ROOT / "deploy/k8s/base/network-policies.yaml").read_text()) if d]
 opened = [p for p in policies if any(9081 in [x.get("port") for x in rule.get("ports", [])]

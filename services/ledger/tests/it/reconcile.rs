@@ -120,6 +120,20 @@ async fn digests_match_the_entries_and_page_with_a_cursor() {
     let (_, only_b) = digests(&app, &token, &format!("from={day}&to={day}&merchant=dg-b")).await;
     let only_b: DigestPage = serde_json::from_value(only_b).expect("page");
     assert_eq!(only_b.items.len(), 1);
+
+    // Documented in the OpenAPI document.
+    let doc: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert!(doc["paths"]["/internal/v1/digests"]["get"].is_object());
+    assert!(doc["paths"]["/internal/v1/replays"]["post"].is_object());
+    assert!(doc["components"]["schemas"]["DayDigestDoc"].is_object());
     app.stop().await;
 }
 
