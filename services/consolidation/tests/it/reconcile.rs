@@ -141,3 +141,37 @@ async fn only_one_pass_runs_at_a_time_across_replicas() {
     other.close().await.expect("close");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn dedup_records_older_than_the_retention_are_pruned_and_newer_kept() {
+    // A scope without a running service: its own pruning task would race this test's.
+    let stack = harness::shared().await.expect("stack");
+    let scope = stack
+        .scope_with(harness::ScopeOptions::default().with_migrations(&consolidation::MIGRATOR))
+        .await
+        .expect("scope");
+    let pool = scope.pg_pool().await.expect("pool");
+    let (old, recent) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO processed_events (event_id, merchant_id, processed_at) \
+         VALUES ($1, 'm1', now() - interval '46 days'), ($2, 'm1', now() - interval '44 days')",
+    )
+    .bind(old)
+    .bind(recent)
+    .execute(&pool)
+    .await
+    .expect("insert");
+    let deleted = consolidation::retention::prune_once(&pool, 45)
+        .await
+        .expect("prune");
+    assert_eq!(deleted, 1);
+    let left: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT event_id FROM processed_events WHERE event_id IN ($1, $2)")
+            .bind(old)
+            .bind(recent)
+            .fetch_all(&pool)
+            .await
+            .expect("select");
+    assert_eq!(left, vec![recent]);
+    pool.close().await;
+}
