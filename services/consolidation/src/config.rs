@@ -65,6 +65,14 @@ pub struct ReconcileConfig {
     pub recheck_timeout: Duration,
     /// Deadline of each call to the ledger or the identity provider.
     pub request_timeout: Duration,
+    /// Backoff while the ledger is unavailable: first delay, doubling (with jitter) up to
+    /// `retry_max_delay`, at most `retry_times` retries per call; then the pass fails and the
+    /// next interval tries again.
+    pub retry_min_delay: Duration,
+    /// Longest delay between two retries.
+    pub retry_max_delay: Duration,
+    /// Retries per call.
+    pub retry_times: usize,
     /// The consolidation's own OAuth2 client.
     pub client: OAuthClientConfig,
 }
@@ -96,6 +104,9 @@ impl Default for ReconcileConfig {
             grace: Duration::from_secs(15),
             recheck_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
+            retry_min_delay: Duration::from_millis(500),
+            retry_max_delay: Duration::from_secs(30),
+            retry_times: 6,
             client: OAuthClientConfig {
                 scope: "ledger:reconcile".into(),
                 ..OAuthClientConfig::default()
@@ -171,6 +182,9 @@ impl Config {
             grace: Duration::from_secs(or_default("RECONCILE_GRACE_SECONDS", 15)?),
             recheck_timeout: Duration::from_secs(or_default("RECONCILE_RECHECK_SECONDS", 60)?),
             request_timeout: defaults.request_timeout,
+            retry_min_delay: defaults.retry_min_delay,
+            retry_max_delay: defaults.retry_max_delay,
+            retry_times: defaults.retry_times,
             client: OAuthClientConfig {
                 token_url: cashflow_platform::config::optional("OAUTH_TOKEN_URL"),
                 issuer: auth.issuer.clone(),

@@ -383,9 +383,9 @@ impl Reconciler {
 
     fn backoff(&self) -> ExponentialBuilder {
         ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(500))
-            .with_max_delay(Duration::from_secs(30))
-            .with_max_times(6)
+            .with_min_delay(self.config.retry_min_delay)
+            .with_max_delay(self.config.retry_max_delay)
+            .with_max_times(self.config.retry_times)
             .with_jitter()
     }
 

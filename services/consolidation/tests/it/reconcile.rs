@@ -175,3 +175,47 @@ async fn dedup_records_older_than_the_retention_are_pruned_and_newer_kept() {
     assert_eq!(left, vec![recent]);
     pool.close().await;
 }
+
+#[tokio::test]
+async fn the_reconciler_backs_off_while_the_ledger_is_unreachable() {
+    let app = TestApp::spawn().await;
+    let pool = app.scope.pg_pool().await.expect("pool");
+    let client = app.stack.identity().register_client(
+        "consolidation-backoff-test",
+        &["ledger:reconcile"],
+        Duration::from_secs(60),
+    );
+    let reconciler = consolidation::reconcile::Reconciler::new(
+        pool,
+        ReconcileConfig {
+            // Refused: nothing listens on the discard port.
+            ledger_url: "http://127.0.0.1:9".into(),
+            retry_min_delay: Duration::from_millis(100),
+            retry_max_delay: Duration::from_secs(1),
+            retry_times: 3,
+            client: OAuthClientConfig {
+                token_url: Some(client.token_url),
+                issuer: app.stack.identity().issuer().to_string(),
+                client_id: client.client_id,
+                client_secret: client.client_secret,
+                scope: "ledger:reconcile".into(),
+            },
+            ..ReconcileConfig::default()
+        },
+        Default::default(),
+    )
+    .expect("reconciler");
+    let (from, to) = reconciler.window();
+    let started = std::time::Instant::now();
+    let outcome = reconciler.reconcile(from, to, None).await;
+    let waited = started.elapsed();
+    match outcome {
+        Err(consolidation::reconcile::ReconcileError::Ledger(e)) => {
+            assert!(e.is_transient(), "{e}");
+        }
+        other => panic!("expected the ledger to be unavailable: {other:?}"),
+    }
+    // Three retries, doubling from 100 ms with jitter (each delay at least its base): >= 700 ms.
+    assert!(waited >= Duration::from_millis(700), "{waited:?}");
+    app.stop().await;
+}
