@@ -244,3 +244,41 @@ async fn replays_are_paced() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn the_replay_cli_goes_through_the_outbox_too() {
+    let app = TestApp::spawn().await;
+    for amount in ["4.00", "5.00"] {
+        assert_eq!(app.post_entry("cli-a", &credit(amount)).await.status(), 201);
+    }
+    let first = drain_events(&app.scope, 2, Duration::from_secs(30)).await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .args([
+            "replay",
+            "--merchant",
+            "cli-a",
+            "--from",
+            &today(),
+            "--rate",
+            "100",
+        ])
+        .env("DATABASE_URL", &app.scope.database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("run the CLI");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("replayed 2 event(s)"), "{stdout}");
+    // The running ledger's relay publishes them: the same event ids again.
+    let again = drain_events(&app.scope, 2, Duration::from_secs(30)).await;
+    assert_eq!(
+        again.keys().collect::<std::collections::BTreeSet<_>>(),
+        first.keys().collect::<std::collections::BTreeSet<_>>()
+    );
+    app.stop().await;
+}
