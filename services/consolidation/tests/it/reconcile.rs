@@ -219,3 +219,83 @@ async fn the_reconciler_backs_off_while_the_ledger_is_unreachable() {
     assert!(waited >= Duration::from_millis(700), "{waited:?}");
     app.stop().await;
 }
+
+/// The environment `consolidation reconcile` reads, for `app`'s scope and a ledger at `ledger`.
+fn cli_env(
+    app: &TestApp,
+    ledger: &str,
+    client: &harness::identity::ClientCredentials,
+) -> Vec<(String, String)> {
+    [
+        ("DATABASE_URL", app.scope.database_url.clone()),
+        ("REDIS_URL", app.scope.redis_url.clone()),
+        ("ENTRIES_QUEUE_URL", app.scope.queues.url.clone()),
+        ("ENTRIES_DLQ_URL", app.scope.queues.dlq_url.clone()),
+        ("AWS_ENDPOINT_URL", app.scope.sqs_endpoint.clone()),
+        ("AWS_REGION", app.scope.aws_region.clone()),
+        ("AUTH_ISSUER", app.stack.identity().issuer().to_string()),
+        ("LEDGER_URL", ledger.to_string()),
+        ("OAUTH_CLIENT_ID", client.client_id.clone()),
+        ("OAUTH_CLIENT_SECRET", client.client_secret.clone()),
+        ("RECONCILE_GRACE_SECONDS", "0".into()),
+        ("RUST_LOG", "warn".into()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec()
+}
+
+#[tokio::test]
+async fn the_reconcile_cli_prints_its_report_and_refuses_a_short_retention() {
+    use axum::routing::get;
+    let app = TestApp::spawn().await;
+    // A ledger with no entries: its digests are empty.
+    let ledger = axum::Router::new().route(
+        "/internal/v1/digests",
+        get(|| async { axum::Json(json!({"items": [], "next_cursor": null})) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let ledger_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move { axum::serve(listener, ledger).await });
+    let client = app.stack.identity().register_client(
+        "consolidation-cli-test",
+        &["ledger:reconcile"],
+        Duration::from_secs(60),
+    );
+    let today = time::OffsetDateTime::now_utc().date();
+    let day = cashflow_contracts::business_date::format(today);
+    let run = |extra: Vec<(String, String)>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_consolidation"));
+        command
+            .args(["reconcile", "--from", &day, "--to", &day])
+            .env_clear()
+            .envs(cli_env(&app, &ledger_url, &client))
+            .envs(extra);
+        async move { command.output().await.expect("run the CLI") }
+    };
+    let output = run(Vec::new()).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON report");
+    assert_eq!(report["compared"], 0);
+
+    let output = run(vec![(
+        "PROCESSED_EVENTS_RETENTION_DAYS".into(),
+        "20".into(),
+    )])
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("PROCESSED_EVENTS_RETENTION_DAYS")
+            && stderr.contains("RECONCILE_WINDOW_DAYS"),
+        "{stderr}"
+    );
+    server.abort();
+    app.stop().await;
+}
