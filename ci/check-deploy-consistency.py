@@ -15,6 +15,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"ledger": 8081, "consolidation": 8082}
+# Extra container ports: the ledger's internal listener (digests, replays) for the consolidation.
+EXTRA_PORTS = {"ledger": {9081}, "consolidation": set()}
 QUEUE, DLQ = "cashflow-entries", "cashflow-entries-dlq"
 # Read by the AWS SDK or the log filter, not by our configuration code.
 STANDARD = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "RUST_LOG",
@@ -124,14 +126,27 @@ for overlay in ("deploy/k8s/overlays/prod",):
         listen_port(overlay, service, env)
         check_queue_urls(overlay, service, env)
         ports = {p["containerPort"] for p in container.get("ports", [])}
-        if ports != {SERVICES[service]}:
-            problem(f"{overlay}: {service} containerPort {ports}, expected {SERVICES[service]}")
+        if ports != {SERVICES[service]} | EXTRA_PORTS[service]:
+            problem(f"{overlay}: {service} containerPort {ports}, expected "
+                    f"{ {SERVICES[service]} | EXTRA_PORTS[service]}")
         for probe in ("readinessProbe", "livenessProbe"):
             path = container.get(probe, {}).get("httpGet", {}).get("path", "")
             if not path.startswith("/health/"):
                 problem(f"{overlay}: {service} {probe} is not on /health/*")
         if pod.get("serviceAccountName") != service or service not in accounts:
             problem(f"{overlay}: {service} does not run as ServiceAccount {service}")
+
+# The ledger's internal routes: never routed by the API Gateway or the ALB, and reachable on
+# the internal port from the consolidation's pods only.
+api_tf = (ROOT / "terraform/modules/api/main.tf").read_text()
+if re.search(r'"(?:[A-Z]+ )?/internal', api_tf):
+    problem("terraform api module: routes /internal/*, which must stay inside the cluster")
+policies = [d for d in yaml.safe_load_all((ROOT / "deploy/k8s/base/network-policies.yaml").read_text()) if d]
+opened = [p for p in policies if any(9081 in [x.get("port") for x in rule.get("ports", [])]
+                                     for rule in p["spec"].get("ingress", []))]
+if len(opened) != 1 or opened[0]["spec"]["ingress"][0]["from"] != [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "consolidation"}}}]:
+    problem("network policies: port 9081 must be open to the consolidation's pods only")
 
 # Terraform: queue names and the service accounts the IRSA roles trust.
 tf = "\n".join(p.read_text() for p in (ROOT / "terraform").rglob("*.tf"))

@@ -49,6 +49,8 @@ pub struct System {
     ledger: Option<Running>,
     consolidation: Option<Running>,
     ledger_address: String,
+    /// The ledger's internal listener (digests, replays).
+    ledger_internal_address: String,
     consolidation_address: String,
     /// The consolidation's metrics (the latest instance's).
     pub consolidation_metrics: Option<consolidation::metrics::Metrics>,
@@ -57,6 +59,9 @@ pub struct System {
     /// Retries the latest consolidation instance scheduled.
     pub consolidation_retries:
         Option<tokio::sync::broadcast::Receiver<consolidation::consumer::RetryNotice>>,
+    /// Interval of the consolidation's periodic reconciler; `None` runs none (the on-demand API
+    /// still works). Takes effect at the next start of the consolidation.
+    pub reconcile_interval: Option<Duration>,
     http: reqwest::Client,
 }
 
@@ -93,10 +98,12 @@ impl System {
             ledger: None,
             consolidation: None,
             ledger_address: String::new(),
+            ledger_internal_address: String::new(),
             consolidation_address: String::new(),
             consolidation_metrics: None,
             consolidation_retries: None,
             pollers,
+            reconcile_interval: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
@@ -127,6 +134,7 @@ impl System {
     async fn start_ledger(&mut self) -> anyhow::Result<()> {
         let config = ledger::Config {
             listen: "127.0.0.1:0".parse()?,
+            internal_listen: "127.0.0.1:0".parse()?,
             database_url: self.ledger_scope.database_url.clone(),
             database_max_connections: 10,
             queue_url: self.ledger_scope.queues.url.clone(),
@@ -134,6 +142,7 @@ impl System {
             auth: self.auth(),
             entries: ledger::config::EntryRules::default(),
             max_body_bytes: 16 * 1024,
+            replay: ledger::config::ReplayConfig::default(),
             relay: ledger::config::RelayConfig {
                 idle_poll: Duration::from_millis(50),
                 max_backoff: Duration::from_secs(1),
@@ -143,6 +152,7 @@ impl System {
         };
         let app = ledger::Application::build(config).await?;
         let address = format!("http://{}", app.local_addr());
+        self.ledger_internal_address = format!("http://{}", app.internal_addr());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         self.ledger_address = address.clone();
@@ -183,6 +193,8 @@ impl System {
             report_max_days: 366,
             default_currency: cashflow_contracts::Currency::BRL,
             deadlines: Default::default(),
+            reconcile: self.reconcile_config(),
+            processed_events_retention_days: 45,
         };
         // The old listener may take a moment to be released.
         let app = harness::eventually(Duration::from_secs(10), "the consolidation's port", || {
@@ -202,6 +214,71 @@ impl System {
             task,
         });
         Ok(())
+    }
+
+    /// The consolidation's reconciler: the ledger's URL and an OAuth2 client registered with the
+    /// identity emulator (client credentials, scope `ledger:reconcile`, 60 s tokens so that the
+    /// tests see them refreshed).
+    fn reconcile_config(&self) -> consolidation::config::ReconcileConfig {
+        let identity = self.placement.ledger.identity();
+        let client = identity.register_client(
+            &format!(
+                "consolidation-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            &["ledger:reconcile"],
+            Duration::from_secs(60),
+        );
+        consolidation::config::ReconcileConfig {
+            enabled: self.reconcile_interval.is_some(),
+            ledger_url: self.ledger_internal_address.clone(),
+            interval: self.reconcile_interval.unwrap_or(Duration::from_secs(300)),
+            grace: Duration::from_millis(500),
+            recheck_timeout: Duration::from_secs(20),
+            client: consolidation::config::OAuthClientConfig {
+                token_url: None,
+                issuer: identity.issuer().to_string(),
+                client_id: client.client_id,
+                client_secret: client.client_secret,
+                scope: "ledger:reconcile".into(),
+            },
+            ..Default::default()
+        }
+    }
+
+    /// The broker loses every message of the entries queue (PurgeQueue).
+    pub async fn purge_queue(&self) -> anyhow::Result<()> {
+        self.ledger_scope
+            .sqs()
+            .purge_queue()
+            .queue_url(&self.ledger_scope.queues.url)
+            .send()
+            .await
+            .context("purging the entries queue")?;
+        Ok(())
+    }
+
+    /// Messages in the entries queue (visible and in flight).
+    pub async fn queue_depth(&self) -> anyhow::Result<i64> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .ledger_scope
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(&self.ledger_scope.queues.url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .context("reading the queue's depth")?;
+        let attrs = out.attributes.unwrap_or_default();
+        let get = |a: A| {
+            attrs
+                .get(&a)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(get(A::ApproximateNumberOfMessages) + get(A::ApproximateNumberOfMessagesNotVisible))
     }
 
     /// Stops the consolidation (graceful drain).
@@ -234,6 +311,11 @@ impl System {
         self.ledger
             .as_ref()
             .map_or(&self.ledger_address, |r| &r.address)
+    }
+
+    /// The ledger's internal base URL (digests, replays; service tokens only).
+    pub fn ledger_internal_url(&self) -> &str {
+        &self.ledger_internal_address
     }
 
     /// The consolidation's base URL.
@@ -313,51 +395,113 @@ impl System {
         Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
 
-    /// The ledger's net per day for `merchant`, in minor units, from its database.
+    /// The ledger's credits, debits and count per day for `merchant` over the replay window,
+    /// read through its digest API with a service token (`ledger:reconcile`).
     pub async fn ledger_net_by_day(
         &self,
         merchant: &str,
     ) -> anyhow::Result<BTreeMap<time::Date, (i64, i64, i64)>> {
-        let pool = self.ledger_scope.pg_pool().await?;
-        let rows: Vec<(time::Date, i64, i64, i64)> = sqlx::query_as(
-            "SELECT business_date, \
-                    COALESCE(sum(amount_minor) FILTER (WHERE kind = 'credit'), 0)::int8, \
-                    COALESCE(sum(amount_minor) FILTER (WHERE kind = 'debit'), 0)::int8, \
-                    count(*) \
-             FROM entries WHERE merchant_id = $1 GROUP BY business_date",
-        )
-        .bind(merchant)
-        .fetch_all(&pool)
-        .await?;
-        pool.close().await;
-        Ok(rows
-            .into_iter()
-            .map(|(d, c, db, n)| (d, (c, db, n)))
-            .collect())
+        let (from, to) = check_window();
+        let token = self
+            .placement
+            .ledger
+            .identity()
+            .token()
+            .client("acceptance-checker")
+            .scope("ledger:reconcile")
+            .mint()?;
+        let mut days = BTreeMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let request = self
+                .http
+                .get(format!(
+                    "{}/internal/v1/digests?from={}&to={}&merchant={merchant}{}",
+                    self.ledger_internal_url(),
+                    cashflow_contracts::business_date::format(from),
+                    cashflow_contracts::business_date::format(to),
+                    // Base64url: safe in a query string as it is.
+                    cursor
+                        .as_ref()
+                        .map(|c| format!("&cursor={c}"))
+                        .unwrap_or_default()
+                ))
+                .bearer_auth(&token);
+            let response = request.send().await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "digests: {}",
+                response.status()
+            );
+            let page: cashflow_contracts::digest::DigestPage = response.json().await?;
+            for d in page.items {
+                let day = cashflow_contracts::business_date::parse(&d.business_date)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                days.insert(day, (d.credits_minor, d.debits_minor, d.entry_count));
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(days),
+            }
+        }
     }
 
-    /// The consolidated credits, debits and count per day for `merchant`, from its database.
+    /// The consolidated credits, debits and count per day for `merchant`, through its HTTP API:
+    /// the report over the window (so that a day the ledger does not have shows up), then each
+    /// day with entries through `GET .../balances/{date}`, the Redis-cached path.
     pub async fn consolidated_by_day(
         &self,
         merchant: &str,
     ) -> anyhow::Result<BTreeMap<time::Date, (i64, i64, i64)>> {
-        let pool = self.consolidation_scope.pg_pool().await?;
-        let rows: Vec<(time::Date, i64, i64, i64)> = sqlx::query_as(
-            "SELECT business_date, credits_minor, debits_minor, entry_count FROM daily_balances \
-             WHERE merchant_id = $1",
-        )
-        .bind(merchant)
-        .fetch_all(&pool)
-        .await?;
-        pool.close().await;
-        Ok(rows
-            .into_iter()
-            .map(|(d, c, db, n)| (d, (c, db, n)))
-            .collect())
+        let (from, to) = check_window();
+        let token = self.token(merchant, &["balances:read"])?;
+        let response = self
+            .http
+            .get(format!(
+                "{}/v1/merchants/{merchant}/balances?from={}&to={}",
+                self.consolidation_url(),
+                cashflow_contracts::business_date::format(from),
+                cashflow_contracts::business_date::format(to),
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "report: {}",
+            response.status()
+        );
+        let report: Value = response.json().await?;
+        let minor = |v: &Value| -> anyhow::Result<i64> {
+            let text = v.as_str().context("an amount string")?;
+            Ok(text
+                .parse::<cashflow_contracts::Amount>()
+                .map(cashflow_contracts::Amount::minor)
+                .unwrap_or(0))
+        };
+        let mut days = BTreeMap::new();
+        for day in report["days"].as_array().context("report days")? {
+            if day["entry_count"].as_i64().unwrap_or(0) == 0 {
+                continue;
+            }
+            let date = day["date"].as_str().context("date")?.to_string();
+            let (status, one) = self.balance(merchant, &token, &date).await?;
+            anyhow::ensure!(status == 200, "balance of {date}: {status}");
+            days.insert(
+                cashflow_contracts::business_date::parse(&date).map_err(|e| anyhow::anyhow!(e))?,
+                (
+                    minor(&one["credits"])?,
+                    minor(&one["debits"])?,
+                    one["entry_count"].as_i64().unwrap_or(0),
+                ),
+            );
+        }
+        Ok(days)
     }
 
     /// Waits until, for every merchant given, the consolidated totals equal the ledger's sums
-    /// day by day; returns the last comparison's differences when they never do.
+    /// day by day, both read through the services' HTTP APIs; returns the last comparison's
+    /// differences when they never do.
     pub async fn wait_consistent(
         &self,
         merchants: &[String],
@@ -367,8 +511,21 @@ impl System {
         loop {
             let mut differences = Vec::new();
             for merchant in merchants {
-                let ledger = self.ledger_net_by_day(merchant).await?;
-                let consolidated = self.consolidated_by_day(merchant).await.unwrap_or_default();
+                // A side that cannot be read is a difference, never an empty agreement.
+                let (ledger, consolidated) = match (
+                    self.ledger_net_by_day(merchant).await,
+                    self.consolidated_by_day(merchant).await,
+                ) {
+                    (Ok(ledger), Ok(consolidated)) => (ledger, consolidated),
+                    (ledger, consolidated) => {
+                        differences.push(format!(
+                            "{merchant}: cannot read both sides: ledger {:?}, consolidation {:?}",
+                            ledger.err(),
+                            consolidated.err()
+                        ));
+                        continue;
+                    }
+                };
                 if ledger != consolidated {
                     differences.push(format!(
                         "{merchant}: ledger {ledger:?} vs consolidated {consolidated:?}"
@@ -387,4 +544,14 @@ impl System {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// The business dates the consistency checks cover: the ledger's backdating window (30 days)
+/// before today, up to tomorrow in UTC (merchants' today in any zone).
+fn check_window() -> (time::Date, time::Date) {
+    let today = time::OffsetDateTime::now_utc().date();
+    (
+        today - time::Duration::days(31),
+        today.next_day().unwrap_or(today),
+    )
 }

@@ -2,6 +2,10 @@
 //! RS256 tokens minted for any merchant(s) and scopes, including deliberately flawed ones that a
 //! correct verifier must reject. The real provider (Cognito, Keycloak, Identity Server) is a third
 //! party, so this is the one stand-in the tests use.
+//!
+//! It also has an OAuth2 token endpoint ([`TOKEN_PATH`], advertised in discovery) granting
+//! `client_credentials` to the service clients registered with [`IdentityProvider::register_client`]:
+//! the consolidation calls the ledger as itself with such a token.
 
 use std::time::Duration;
 
@@ -21,6 +25,8 @@ pub const DEFAULT_AUDIENCE: &str = "cashflow-api";
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// Path of the OIDC discovery document.
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+/// Path of the OAuth2 token endpoint (client credentials).
+pub const TOKEN_PATH: &str = "/oauth2/token";
 
 /// A deliberate flaw in a minted token. Each one must make a correct verifier reject the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +86,9 @@ pub struct Claims {
     pub merchants: Option<Vec<String>>,
     /// Space-separated scopes (RFC 8693 / 9068 style).
     pub scope: String,
+    /// The OAuth2 client, on client-credentials tokens (RFC 9068); `sub` is the client too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// What a minter needs, serialisable so that `harness token` can mint for a running `harness up`.
@@ -155,6 +164,7 @@ impl IssuerKeys {
             scopes: Vec::new(),
             ttl: Duration::from_secs(3600),
             flaw: None,
+            client: None,
         }
     }
 }
@@ -168,9 +178,19 @@ pub struct TokenRequest<'a> {
     scopes: Vec<String>,
     ttl: Duration,
     flaw: Option<TokenFlaw>,
+    client: Option<String>,
 }
 
 impl TokenRequest<'_> {
+    /// Makes it a client-credentials token of `client_id`: subject and `client_id` claim are the
+    /// client, and it names no merchants (add scopes with [`Self::scope`]).
+    pub fn client(mut self, client_id: impl Into<String>) -> Self {
+        let client_id = client_id.into();
+        self.subject = client_id.clone();
+        self.client = Some(client_id);
+        self
+    }
+
     /// Adds a merchant the token may act for.
     pub fn merchant(mut self, merchant: impl Into<String>) -> Self {
         self.merchants.push(merchant.into());
@@ -225,8 +245,13 @@ impl TokenRequest<'_> {
             iat: now,
             nbf: now,
             exp: now + ttl,
-            merchants: Some(self.merchants),
+            merchants: if self.client.is_some() && self.merchants.is_empty() {
+                None
+            } else {
+                Some(self.merchants)
+            },
             scope: self.scopes.join(" "),
+            client_id: self.client,
         };
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(keys.kid.clone());
@@ -264,11 +289,126 @@ impl TokenRequest<'_> {
     }
 }
 
+/// A service client registered with the emulated provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCredentials {
+    /// `client_id`.
+    pub client_id: String,
+    /// `client_secret` (random per registration).
+    pub client_secret: String,
+    /// The token endpoint.
+    pub token_url: String,
+}
+
+#[derive(Debug, Clone)]
+struct RegisteredClient {
+    secret: String,
+    scopes: Vec<String>,
+    ttl: Duration,
+}
+
+type Clients =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, RegisteredClient>>>;
+
+/// The token endpoint: `grant_type=client_credentials`, the client authenticated by HTTP Basic or
+/// by `client_id`/`client_secret` in the form, `scope` optional (default: every scope the client
+/// may have; asking for one it may not is `invalid_scope`). Answers as RFC 6749 section 4.4 says.
+struct TokenEndpoint {
+    keys: IssuerKeys,
+    clients: Clients,
+    /// Tokens issued, for tests that check refreshing.
+    issued: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl wiremock::Respond for TokenEndpoint {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let error = |status: u16, code: &str, description: &str| {
+            ResponseTemplate::new(status).set_body_json(serde_json::json!({
+                "error": code, "error_description": description,
+            }))
+        };
+        let form: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(&request.body).into_owned().collect();
+        if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+            return error(
+                400,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            );
+        }
+        let basic = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| {
+                let (id, secret) = s.split_once(':')?;
+                Some((id.to_string(), secret.to_string()))
+            });
+        let (client_id, secret) = match basic {
+            Some(pair) => pair,
+            None => (
+                form.get("client_id").cloned().unwrap_or_default(),
+                form.get("client_secret").cloned().unwrap_or_default(),
+            ),
+        };
+        let registered = self
+            .clients
+            .lock()
+            .ok()
+            .and_then(|clients| clients.get(&client_id).cloned());
+        let Some(client) = registered.filter(|c| c.secret == secret) else {
+            return error(401, "invalid_client", "unknown client or wrong secret");
+        };
+        let scopes: Vec<String> = match form.get("scope") {
+            Some(asked) if !asked.trim().is_empty() => {
+                asked.split_whitespace().map(str::to_string).collect()
+            }
+            _ => client.scopes.clone(),
+        };
+        if let Some(refused) = scopes.iter().find(|s| !client.scopes.contains(s)) {
+            return error(
+                400,
+                "invalid_scope",
+                &format!("client {client_id} may not have {refused}"),
+            );
+        }
+        match self
+            .keys
+            .token()
+            .client(client_id)
+            .scopes(scopes.iter().cloned())
+            .ttl(client.ttl)
+            .mint()
+        {
+            Ok(token) => {
+                self.issued
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                    "access_token": token,
+                    "token_type": "Bearer",
+                    "expires_in": client.ttl.as_secs(),
+                    "scope": scopes.join(" "),
+                }))
+            }
+            Err(e) => error(500, "server_error", &e.to_string()),
+        }
+    }
+}
+
 /// The emulated provider: discovery and JWKS on a local HTTP server, plus token minting.
 #[derive(Debug)]
 pub struct IdentityProvider {
     server: MockServer,
     keys: IssuerKeys,
+    clients: Clients,
+    issued: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl IdentityProvider {
@@ -297,7 +437,10 @@ impl IdentityProvider {
             "id_token_signing_alg_values_supported": ["RS256"],
             "response_types_supported": ["token"],
             "subject_types_supported": ["public"],
-            "scopes_supported": ["entries:write", "entries:read", "balances:read", "admin"],
+            "token_endpoint": format!("{}{TOKEN_PATH}", keys.issuer),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "scopes_supported": ["entries:write", "entries:read", "balances:read", "admin", "ledger:reconcile"],
         });
         Mock::given(method("GET"))
             .and(path(DISCOVERY_PATH))
@@ -309,7 +452,71 @@ impl IdentityProvider {
             .respond_with(ResponseTemplate::new(200).set_body_json(keys.jwks()?))
             .mount(&server)
             .await;
-        Ok(Self { server, keys })
+        let clients = Clients::default();
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        Mock::given(method("POST"))
+            .and(path(TOKEN_PATH))
+            .respond_with(TokenEndpoint {
+                keys: keys.clone(),
+                clients: std::sync::Arc::clone(&clients),
+                issued: std::sync::Arc::clone(&issued),
+            })
+            .mount(&server)
+            .await;
+        Ok(Self {
+            server,
+            keys,
+            clients,
+            issued,
+        })
+    }
+
+    /// Registers (or re-registers, with a new secret) a service client that may be granted
+    /// `scopes` by client credentials, its tokens living `ttl`.
+    pub fn register_client(
+        &self,
+        client_id: &str,
+        scopes: &[&str],
+        ttl: Duration,
+    ) -> ClientCredentials {
+        let secret = uuid::Uuid::new_v4().simple().to_string();
+        self.register_client_with_secret(client_id, &secret, scopes, ttl)
+    }
+
+    /// Same, with a given secret (`harness identity --client`, for compose).
+    pub fn register_client_with_secret(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scopes: &[&str],
+        ttl: Duration,
+    ) -> ClientCredentials {
+        let secret = secret.to_string();
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.insert(
+                client_id.to_string(),
+                RegisteredClient {
+                    secret: secret.clone(),
+                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                    ttl,
+                },
+            );
+        }
+        ClientCredentials {
+            client_id: client_id.to_string(),
+            client_secret: secret,
+            token_url: self.token_url(),
+        }
+    }
+
+    /// The token endpoint's URL.
+    pub fn token_url(&self) -> String {
+        format!("{}{TOKEN_PATH}", self.server.uri())
+    }
+
+    /// How many client-credentials tokens the endpoint has issued.
+    pub fn tokens_issued(&self) -> u64 {
+        self.issued.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The issuer URL (also the provider's base URL).

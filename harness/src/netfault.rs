@@ -1,5 +1,5 @@
 //! Network faults on a service→dependency link, through a TCP proxy the harness owns (the
-//! Toxiproxy model; see docs/adr/0007-fault-proxy.md for why it is our own).
+//! Toxiproxy model; see docs/adr/0009-fault-proxy.md for why it is our own).
 //!
 //! A [`FaultProxy`] listens on a free local port and forwards every connection to one upstream
 //! (a dependency's address). A service is pointed at the proxy instead of the dependency

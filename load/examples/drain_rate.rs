@@ -132,6 +132,8 @@ async fn main() -> anyhow::Result<()> {
         report_max_days: 366,
         default_currency: Currency::BRL,
         deadlines: Default::default(),
+        reconcile: consolidation::config::ReconcileConfig::default(),
+        processed_events_retention_days: 45,
     };
     let started = Instant::now();
     let app = consolidation::Application::build(config).await?;

@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
     // --- the ledger ---
     let mut config = ledger::Config {
         listen: "127.0.0.1:0".parse()?,
+        internal_listen: "127.0.0.1:0".parse()?,
         database_url: scope.database_url.clone(),
         database_max_connections: 20,
         queue_url: scope.queues.url.clone(),
@@ -51,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         },
         entries: Default::default(),
         max_body_bytes: 16 * 1024,
+        replay: ledger::config::ReplayConfig::default(),
         relay: Default::default(),
         deadlines: Default::default(),
     };

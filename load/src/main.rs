@@ -21,6 +21,12 @@ struct Args {
     /// The e2e-lag POST rate.
     #[arg(long, default_value_t = 500)]
     lag_rate: usize,
+    /// Events the replay scenario replays.
+    #[arg(long, default_value_t = 10_000)]
+    replay_events: usize,
+    /// POST rate while measuring the replay's effect.
+    #[arg(long, default_value_t = 200)]
+    replay_rate: usize,
     /// Merchants with seeded data.
     #[arg(long, default_value_t = 50)]
     merchants: usize,
@@ -51,6 +57,8 @@ enum Scenario {
     Capacity,
     LedgerWrites,
     E2eLag,
+    /// A replay of --replay-events events while POSTs go on (not part of `all`).
+    Replay,
     All,
 }
 
@@ -168,6 +176,18 @@ async fn main() -> anyhow::Result<()> {
                         args.lag_rate,
                         seconds.max(20),
                         localstack.unwrap_or(0.0),
+                    )
+                    .await?,
+                );
+            }
+            Scenario::Replay => {
+                eprintln!("load: replay");
+                figures.extend(
+                    scenarios::replay(
+                        &target,
+                        args.replay_events,
+                        args.replay_rate,
+                        seconds.max(25),
                     )
                     .await?,
                 );

@@ -28,6 +28,10 @@ pub(super) struct IdentityArgs {
         default_value = "/var/lib/identity/keys.json"
     )]
     keys_file: PathBuf,
+    /// Service clients granted client credentials, `id:secret:scope[,scope...]`, comma- or
+    /// repeat-separated per client with `;` (compose registers the consolidation's).
+    #[arg(long = "client", env = "IDENTITY_CLIENTS", value_delimiter = ';')]
+    clients: Vec<String>,
 }
 
 pub(super) async fn run(args: IdentityArgs) -> anyhow::Result<()> {
@@ -44,6 +48,20 @@ pub(super) async fn run(args: IdentityArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("binding {}", args.listen))?;
     let provider = IdentityProvider::serve(listener, keys).await?;
+    for client in &args.clients {
+        let mut parts = client.splitn(3, ':');
+        let (Some(id), Some(secret), Some(scopes)) = (parts.next(), parts.next(), parts.next())
+        else {
+            anyhow::bail!("--client {client:?} is not id:secret:scope[,scope...]");
+        };
+        let scopes: Vec<&str> = scopes.split(',').collect();
+        provider.register_client_with_secret(
+            id,
+            secret,
+            &scopes,
+            std::time::Duration::from_secs(300),
+        );
+    }
     println!(
         "identity provider for {} on {} (keys in {}); ready",
         provider.issuer(),

@@ -150,11 +150,13 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
             name: "ledger",
             port: args.ledger_port,
             database: "ledger",
+            ledger_internal_port: args.ledger_port.saturating_add(1000),
         },
         ServiceSpec {
             name: "consolidation",
             port: args.consolidation_port,
             database: "consolidation",
+            ledger_internal_port: args.ledger_port.saturating_add(1000),
         },
     ];
     let mut running = Vec::new();
@@ -289,6 +291,9 @@ struct ServiceSpec {
     name: &'static str,
     port: u16,
     database: &'static str,
+    /// The ledger's internal listener (digests, replays), which the consolidation's reconciler
+    /// calls: the ledger's port + 1000.
+    ledger_internal_port: u16,
 }
 
 impl ServiceSpec {
@@ -307,7 +312,24 @@ impl ServiceSpec {
         let endpoints = stack.endpoints();
         let service: crate::netfault::Service = self.name.parse()?;
         let through = |dependency, url: &str| faults.url(service, dependency, url);
+        // The consolidation calls the ledger as itself (client credentials).
+        let client = stack.identity().register_client(
+            "consolidation",
+            &["ledger:reconcile"],
+            std::time::Duration::from_secs(300),
+        );
         let env = [
+            (
+                "INTERNAL_LISTEN_ADDR",
+                format!("127.0.0.1:{}", self.ledger_internal_port),
+            ),
+            (
+                "LEDGER_URL",
+                format!("http://127.0.0.1:{}", self.ledger_internal_port),
+            ),
+            ("OAUTH_TOKEN_URL", client.token_url),
+            ("OAUTH_CLIENT_ID", client.client_id),
+            ("OAUTH_CLIENT_SECRET", client.client_secret),
             ("LISTEN_ADDR", format!("127.0.0.1:{}", self.port)),
             (
                 "DATABASE_URL",

@@ -58,3 +58,75 @@ async fn every_flawed_token_is_rejected() -> anyhow::Result<()> {
     verifier.verify(&good).await?;
     Ok(())
 }
+
+async fn token_request(
+    url: &str,
+    client: &str,
+    secret: &str,
+    scope: Option<&str>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let mut body =
+        format!("grant_type=client_credentials&client_id={client}&client_secret={secret}");
+    if let Some(scope) = scope {
+        body.push_str(&format!("&scope={}", scope.replace(':', "%3A")));
+    }
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?;
+    Ok((response.status().as_u16(), response.json().await?))
+}
+
+#[tokio::test]
+async fn the_token_endpoint_grants_client_credentials_to_registered_clients() -> anyhow::Result<()>
+{
+    let stack = harness::shared().await?;
+    let identity = stack.identity();
+    let discovery: serde_json::Value = reqwest::get(format!(
+        "{}/.well-known/openid-configuration",
+        identity.issuer()
+    ))
+    .await?
+    .json()
+    .await?;
+    assert_eq!(
+        discovery["token_endpoint"].as_str(),
+        Some(identity.token_url().as_str())
+    );
+
+    let client =
+        identity.register_client("svc-test", &["ledger:reconcile"], Duration::from_secs(120));
+    let (status, body) =
+        token_request(&client.token_url, "svc-test", &client.client_secret, None).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_in"], 120);
+    let token = body["access_token"].as_str().expect("token");
+    let principal = verifier(stack, None).verify(token).await?;
+    assert_eq!(principal.subject, "svc-test");
+    assert!(
+        principal.merchants.is_empty(),
+        "a service acts for no merchant"
+    );
+    assert!(principal.has_scope("ledger:reconcile"));
+
+    let (status, body) = token_request(&client.token_url, "svc-test", "wrong", None).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let (status, body) = token_request(
+        &client.token_url,
+        "svc-test",
+        &client.client_secret,
+        Some("admin"),
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    Ok(())
+}

@@ -27,6 +27,8 @@ struct DayDelta {
     credits: i64,
     debits: i64,
     count: i64,
+    /// XOR of the applied entry ids' hashes (see `cashflow_contracts::digest`).
+    checksum: i64,
     last_recorded_at: Option<OffsetDateTime>,
 }
 
@@ -76,6 +78,7 @@ pub async fn apply(pool: &PgPool, events: &[EntryRecordedV1]) -> Result<Applied,
             EntryKind::Debit => delta.debits += event.amount_minor,
         }
         delta.count += 1;
+        delta.checksum ^= cashflow_contracts::digest::entry_id_hash(&event.entry_id);
         delta.last_recorded_at = delta.last_recorded_at.max(Some(event.recorded_at));
         let earliest = outcome
             .earliest_change
@@ -90,6 +93,7 @@ pub async fn apply(pool: &PgPool, events: &[EntryRecordedV1]) -> Result<Applied,
         let mut credits = Vec::new();
         let mut debits = Vec::new();
         let mut count = Vec::new();
+        let mut checksum = Vec::new();
         let mut recorded = Vec::new();
         for ((m, d), delta) in deltas {
             merchant.push(m);
@@ -98,6 +102,7 @@ pub async fn apply(pool: &PgPool, events: &[EntryRecordedV1]) -> Result<Applied,
             credits.push(delta.credits);
             debits.push(delta.debits);
             count.push(delta.count);
+            checksum.push(delta.checksum);
             recorded.push(
                 delta
                     .last_recorded_at
@@ -106,13 +111,14 @@ pub async fn apply(pool: &PgPool, events: &[EntryRecordedV1]) -> Result<Applied,
         }
         sqlx::query(
             "INSERT INTO daily_balances AS b (merchant_id, business_date, currency, credits_minor, \
-               debits_minor, entry_count, last_event_recorded_at) \
+               debits_minor, entry_count, last_event_recorded_at, entry_checksum) \
              SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::int8[], $5::int8[], \
-               $6::int8[], $7::timestamptz[]) \
+               $6::int8[], $7::timestamptz[], $8::int8[]) \
              ON CONFLICT (merchant_id, business_date) DO UPDATE SET \
                credits_minor = b.credits_minor + EXCLUDED.credits_minor, \
                debits_minor = b.debits_minor + EXCLUDED.debits_minor, \
                entry_count = b.entry_count + EXCLUDED.entry_count, \
+               entry_checksum = b.entry_checksum # EXCLUDED.entry_checksum, \
                last_event_recorded_at = GREATEST(b.last_event_recorded_at, EXCLUDED.last_event_recorded_at), \
                last_applied_at = now()",
         )
@@ -123,6 +129,7 @@ pub async fn apply(pool: &PgPool, events: &[EntryRecordedV1]) -> Result<Applied,
         .bind(&debits)
         .bind(&count)
         .bind(&recorded)
+        .bind(&checksum)
         .execute(&mut *tx)
         .await?;
     }

@@ -42,6 +42,11 @@ pub struct Config {
     pub default_currency: Currency,
     /// Request, PostgreSQL, SQS and shutdown deadlines (`HTTP_REQUEST_TIMEOUT_MS`, ...).
     pub deadlines: Deadlines,
+    /// Reconciliation with the ledger.
+    pub reconcile: ReconcileConfig,
+    /// How long dedup records (`processed_events`) are kept
+    /// (`PROCESSED_EVENTS_RETENTION_DAYS`, default 45). Must outlive the replay window.
+    pub processed_events_retention_days: u16,
 }
 
 /// How the cache talks to Redis. Redis is only a cache: every bound here is short, because
@@ -70,6 +75,77 @@ impl Default for RedisConfig {
     }
 }
 
+/// The reconciler: compares the consolidation's merchant-days with the ledger's digests and asks
+/// the ledger to replay those that differ.
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    /// Run the periodic reconciler in this process (`RECONCILE_ENABLED`, default true).
+    pub enabled: bool,
+    /// The ledger's base URL (`LEDGER_URL`; required when enabled).
+    pub ledger_url: String,
+    /// Time between periodic passes (`RECONCILE_INTERVAL_SECONDS`, default 300).
+    pub interval: Duration,
+    /// Days before today a periodic pass covers, which is also the widest replay
+    /// (`RECONCILE_WINDOW_DAYS`, default 31: the ledger's 30-day backdating window plus today).
+    pub window_days: u16,
+    /// How long a difference may be consumer lag before it counts as a divergence
+    /// (`RECONCILE_GRACE_SECONDS`, default 15).
+    pub grace: Duration,
+    /// How long after a replay the re-check waits for the merchant-day to agree
+    /// (`RECONCILE_RECHECK_SECONDS`, default 60).
+    pub recheck_timeout: Duration,
+    /// Deadline of each call to the ledger or the identity provider.
+    pub request_timeout: Duration,
+    /// Backoff while the ledger is unavailable: first delay, doubling (with jitter) up to
+    /// `retry_max_delay`, at most `retry_times` retries per call; then the pass fails and the
+    /// next interval tries again.
+    pub retry_min_delay: Duration,
+    /// Longest delay between two retries.
+    pub retry_max_delay: Duration,
+    /// Retries per call.
+    pub retry_times: usize,
+    /// The consolidation's own OAuth2 client.
+    pub client: OAuthClientConfig,
+}
+
+/// Client-credentials settings: the consolidation calls the ledger as itself.
+#[derive(Debug, Clone, Default)]
+pub struct OAuthClientConfig {
+    /// Token endpoint (`OAUTH_TOKEN_URL`; default: `token_endpoint` of the issuer's discovery
+    /// document).
+    pub token_url: Option<String>,
+    /// The issuer whose discovery document names the token endpoint (`AUTH_ISSUER`).
+    pub issuer: String,
+    /// `OAUTH_CLIENT_ID` (required when reconciling).
+    pub client_id: String,
+    /// `OAUTH_CLIENT_SECRET` (required when reconciling; from a secret store, never in code).
+    pub client_secret: String,
+    /// Scope asked for (`OAUTH_SCOPE`, default `ledger:reconcile`).
+    pub scope: String,
+}
+
+impl Default for ReconcileConfig {
+    /// Disabled; the other fields are the environment's defaults.
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            ledger_url: String::new(),
+            interval: Duration::from_secs(300),
+            window_days: 31,
+            grace: Duration::from_secs(15),
+            recheck_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+            retry_min_delay: Duration::from_millis(500),
+            retry_max_delay: Duration::from_secs(30),
+            retry_times: 6,
+            client: OAuthClientConfig {
+                scope: "ledger:reconcile".into(),
+                ..OAuthClientConfig::default()
+            },
+        }
+    }
+}
+
 impl RedisConfig {
     /// From the environment.
     pub fn from_env() -> anyhow::Result<Self> {
@@ -83,6 +159,21 @@ impl RedisConfig {
             breaker_cooldown: millis_or_default("REDIS_BREAKER_COOLDOWN_MS", d.breaker_cooldown)?,
         })
     }
+}
+
+/// Refuses settings under which a replay could count an event twice: a replay re-delivers every
+/// event of a day up to `window_days` old, and the consumer only recognises it as a duplicate
+/// while its dedup record exists. A record is written when the event is processed, which is no
+/// earlier than its business date, so records kept more than `window_days + 1` days (the extra
+/// day absorbs time zones) outlive every replay.
+pub fn check_retention(retention_days: u16, window_days: u16) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        u32::from(retention_days) > u32::from(window_days) + 1,
+        "PROCESSED_EVENTS_RETENTION_DAYS ({retention_days}) must exceed RECONCILE_WINDOW_DAYS \
+         ({window_days}) by at least 2 days: dedup records that expire before a replayed day \
+         leaves the replay window would let the replay count its events twice"
+    );
+    Ok(())
 }
 
 /// How events are consumed and retried.
@@ -122,6 +213,54 @@ impl Config {
         );
         let concurrency: u16 = or_default("CONSUMER_CONCURRENCY", 4)?;
         anyhow::ensure!(concurrency >= 1, "CONSUMER_CONCURRENCY must be at least 1");
+        let auth = AuthConfig::from_env()?;
+        let defaults = ReconcileConfig::default();
+        let enabled: bool = or_default("RECONCILE_ENABLED", true)?;
+        let reconcile = ReconcileConfig {
+            enabled,
+            ledger_url: if enabled {
+                required("LEDGER_URL")?
+            } else {
+                cashflow_platform::config::optional("LEDGER_URL").unwrap_or_default()
+            },
+            interval: Duration::from_secs(or_default("RECONCILE_INTERVAL_SECONDS", 300)?),
+            window_days: or_default("RECONCILE_WINDOW_DAYS", defaults.window_days)?,
+            grace: Duration::from_secs(or_default("RECONCILE_GRACE_SECONDS", 15)?),
+            recheck_timeout: Duration::from_secs(or_default("RECONCILE_RECHECK_SECONDS", 60)?),
+            request_timeout: defaults.request_timeout,
+            retry_min_delay: defaults.retry_min_delay,
+            retry_max_delay: defaults.retry_max_delay,
+            retry_times: defaults.retry_times,
+            client: OAuthClientConfig {
+                token_url: cashflow_platform::config::optional("OAUTH_TOKEN_URL"),
+                issuer: auth.issuer.clone(),
+                client_id: if enabled {
+                    required("OAUTH_CLIENT_ID")?
+                } else {
+                    String::new()
+                },
+                client_secret: if enabled {
+                    required("OAUTH_CLIENT_SECRET")?
+                } else {
+                    String::new()
+                },
+                scope: or_default("OAUTH_SCOPE", defaults.client.scope.clone())?,
+            },
+        };
+        anyhow::ensure!(
+            !reconcile.interval.is_zero(),
+            "RECONCILE_INTERVAL_SECONDS must be at least 1"
+        );
+        // A pass covers window_days + 2 dates; the ledger refuses ranges over its
+        // REPLAY_MAX_DAYS (62 by default).
+        anyhow::ensure!(
+            (1..=60).contains(&reconcile.window_days),
+            "RECONCILE_WINDOW_DAYS must be 1 to 60 (a pass covers it plus today and tomorrow, \
+             within the ledger's REPLAY_MAX_DAYS of 62)"
+        );
+        let processed_events_retention_days: u16 =
+            or_default("PROCESSED_EVENTS_RETENTION_DAYS", 45)?;
+        check_retention(processed_events_retention_days, reconcile.window_days)?;
         Ok(Self {
             listen: or_default("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8082)))?,
             database_url: required("DATABASE_URL")?,
@@ -133,7 +272,7 @@ impl Config {
             queue_url: required("ENTRIES_QUEUE_URL")?,
             dlq_url: required("ENTRIES_DLQ_URL")?,
             sqs: SqsSettings::from_env(),
-            auth: AuthConfig::from_env()?,
+            auth,
             consumer: ConsumerConfig {
                 enabled: or_default("CONSUMER_ENABLED", true)?,
                 concurrency,
@@ -144,6 +283,23 @@ impl Config {
             report_max_days: or_default("REPORT_MAX_DAYS", 366)?,
             default_currency: or_default("MERCHANT_CURRENCY", Currency::BRL)?,
             deadlines: Deadlines::from_env()?,
+            reconcile,
+            processed_events_retention_days,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_shorter_than_the_replay_window_is_refused_naming_both_settings() {
+        let error = check_retention(31, 31).expect_err("refused").to_string();
+        assert!(error.contains("PROCESSED_EVENTS_RETENTION_DAYS"), "{error}");
+        assert!(error.contains("RECONCILE_WINDOW_DAYS"), "{error}");
+        assert!(check_retention(32, 31).is_err());
+        assert!(check_retention(33, 31).is_ok());
+        assert!(check_retention(45, 31).is_ok());
     }
 }

@@ -1,6 +1,6 @@
 //! The consolidation binary: serves by default; `consolidation dlq list|redrive` is the DLQ
-//! tooling, with the same configuration; `consolidation healthcheck` is the container health
-//! check.
+//! tooling, with the same configuration; `consolidation reconcile` runs one reconcile pass and
+//! prints its report; `consolidation healthcheck` is the container health check.
 
 use std::collections::HashSet;
 
@@ -27,6 +27,19 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
+    },
+    /// Compare merchant-days with the ledger's digests, have the ledger replay those behind, and
+    /// print the report as JSON (the service's configuration; exit 1 when divergences remain).
+    Reconcile {
+        /// One merchant; default every merchant.
+        #[arg(long)]
+        merchant: Option<String>,
+        /// First business date (YYYY-MM-DD).
+        #[arg(long)]
+        from: String,
+        /// Last business date (inclusive).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -64,6 +77,45 @@ async fn main() -> anyhow::Result<()> {
                 shutdown.clone(),
             ));
             app.run_until_stopped(shutdown).await
+        }
+        Command::Reconcile { merchant, from, to } => {
+            let config = consolidation::Config::from_env().context("reading the configuration")?;
+            consolidation::config::check_retention(
+                config.processed_events_retention_days,
+                config.reconcile.window_days,
+            )?;
+            let parse = |d: &str| {
+                cashflow_contracts::business_date::parse(d).map_err(|e| anyhow::anyhow!(e))
+            };
+            let (from, to) = (parse(&from)?, parse(&to)?);
+            let pool = cashflow_platform::http::connect_and_migrate(
+                &config.database_url,
+                2,
+                &config.deadlines,
+                &consolidation::MIGRATOR,
+            )
+            .await?;
+            let reconciler = consolidation::reconcile::Reconciler::new(
+                pool,
+                config.reconcile.clone(),
+                consolidation::metrics::ReconcileMetrics::default(),
+            )?;
+            let window = reconciler.window();
+            anyhow::ensure!(
+                to >= from && from >= window.0 && to <= window.1,
+                "--from/--to must lie within the replay window {} to {} (RECONCILE_WINDOW_DAYS)",
+                window.0,
+                window.1
+            );
+            let report = reconciler
+                .reconcile(from, to, merchant.as_deref())
+                .await
+                .context("reconciling")?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.still_divergent.is_empty() || !report.ahead.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Dlq { action } => {
             let queue_url = cashflow_platform::config::required("ENTRIES_QUEUE_URL")?;

@@ -1,6 +1,7 @@
 //! The consolidation's metrics, in a registry of its own.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use cashflow_platform::telemetry::{HttpMetrics, latency_buckets};
 use prometheus_client::metrics::counter::Counter;
@@ -46,6 +47,27 @@ impl Default for ConsumerMetrics {
     }
 }
 
+/// Reconciler figures.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileMetrics {
+    /// Passes completed.
+    pub passes: Counter,
+    /// Passes that failed (ledger unavailable, database error, panic).
+    pub failures: Counter,
+    /// Merchant-days found behind the ledger (and replayed).
+    pub found: Counter,
+    /// Of those, merchant-days that agreed with the ledger after the replay.
+    pub repaired: Counter,
+    /// Of those, merchant-days still divergent at the re-check deadline.
+    pub still_divergent: Counter,
+    /// Merchant-days currently known to differ (still divergent, or ahead of the ledger).
+    pub unrepaired: Gauge,
+    /// Merchant-days where the consolidation holds more than the ledger (flagged, not repaired).
+    pub ahead: Gauge,
+    /// Age of the oldest divergence not repaired yet, seconds (0 when none).
+    pub oldest_divergence_age_seconds: Gauge<f64, AtomicU64>,
+}
+
 /// Every metric of one consolidation instance.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -59,6 +81,8 @@ pub struct Metrics {
     pub consumer: ConsumerMetrics,
     /// The cache.
     pub cache: CacheMetrics,
+    /// The reconciler.
+    pub reconcile: ReconcileMetrics,
 }
 
 impl Metrics {
@@ -69,6 +93,47 @@ impl Metrics {
         let tasks = cashflow_platform::supervise::TaskMetrics::register(&mut registry);
         let consumer = ConsumerMetrics::default();
         let cache = CacheMetrics::default();
+        let reconcile = ReconcileMetrics::default();
+        registry.register(
+            "reconcile_passes",
+            "Reconcile passes completed",
+            reconcile.passes.clone(),
+        );
+        registry.register(
+            "reconcile_failures",
+            "Reconcile passes that failed",
+            reconcile.failures.clone(),
+        );
+        registry.register(
+            "reconcile_divergent_found",
+            "Merchant-days found behind the ledger and replayed",
+            reconcile.found.clone(),
+        );
+        registry.register(
+            "reconcile_repaired",
+            "Merchant-days that agreed with the ledger after a replay",
+            reconcile.repaired.clone(),
+        );
+        registry.register(
+            "reconcile_still_divergent",
+            "Merchant-days still divergent at the re-check deadline after a replay",
+            reconcile.still_divergent.clone(),
+        );
+        registry.register(
+            "reconcile_unrepaired",
+            "Merchant-days currently known to differ from the ledger",
+            reconcile.unrepaired.clone(),
+        );
+        registry.register(
+            "reconcile_ahead",
+            "Merchant-days where the consolidation holds more than the ledger",
+            reconcile.ahead.clone(),
+        );
+        registry.register(
+            "reconcile_oldest_divergence_age_seconds",
+            "Age of the oldest divergence not repaired yet",
+            reconcile.oldest_divergence_age_seconds.clone(),
+        );
         registry.register(
             "events_received",
             "Messages received from SQS",
@@ -131,6 +196,7 @@ impl Metrics {
             tasks,
             consumer,
             cache,
+            reconcile,
         }
     }
 }

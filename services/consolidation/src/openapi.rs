@@ -6,12 +6,13 @@ use utoipa::OpenApi;
 /// The consolidation's API description.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Consolidation API", description = "Daily balances and reports; DLQ tooling"),
+    info(title = "Consolidation API", description = "Daily balances and reports; DLQ tooling; reconciliation with the ledger"),
     paths(
         crate::routes::balances::day,
         crate::routes::balances::range,
         crate::routes::admin::list,
-        crate::routes::admin::redrive
+        crate::routes::admin::redrive,
+        crate::routes::admin::reconcile
     ),
     components(schemas(
         crate::balances::DayBalance,
@@ -20,6 +21,10 @@ use utoipa::OpenApi;
         crate::routes::admin::DlqListing,
         crate::routes::admin::RedriveRequest,
         crate::routes::admin::RedriveResult,
+        crate::routes::admin::ReconcileRequest,
+        crate::reconcile::ReconcileReport,
+        crate::reconcile::Divergence,
+        crate::reconcile::DayTotals,
         cashflow_platform::problem::Problem,
         cashflow_platform::problem::FieldError
     )),

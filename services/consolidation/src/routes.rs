@@ -35,6 +35,8 @@ pub struct AppState {
     pub report_max_days: u16,
     /// Currency of merchants without entries.
     pub default_currency: Currency,
+    /// The reconciler, when configured.
+    pub reconciler: Option<Arc<crate::reconcile::Reconciler>>,
 }
 
 impl FromRef<AppState> for Arc<JwtVerifier> {
@@ -58,6 +60,7 @@ pub fn router(
         .route("/v1/merchants/{merchant}/balances", get(balances::range))
         .route("/v1/admin/dlq", get(admin::list))
         .route("/v1/admin/dlq/redrive", post(admin::redrive))
+        .route("/v1/admin/reconcile", post(admin::reconcile))
         .with_state(state.clone());
     cashflow_platform::http::service_router(
         api,

@@ -29,6 +29,8 @@ pub struct Application {
     retries: broadcast::Sender<RetryNotice>,
     drain_deadline: Duration,
     supervisor: Supervisor,
+    reconcile_periodically: bool,
+    retention_days: u16,
 }
 
 /// The supervised SQS consumer.
@@ -37,6 +39,10 @@ pub const CONSUMER_TASK: &str = "consumer";
 pub const DLQ_SAMPLER_TASK: &str = "dlq-depth";
 /// The supervised retry of cache invalidations that missed Redis.
 pub const CACHE_FLUSH_TASK: &str = "cache-flush";
+/// Name of the supervised reconciler (periodic passes against the ledger's digests).
+pub const RECONCILER_TASK: &str = "reconciler";
+/// Name of the supervised pruning of expired dedup records.
+pub const RETENTION_TASK: &str = "retention";
 
 impl Application {
     /// Connects to PostgreSQL, applies the migrations, sets up SQS and Redis, binds the listener.
@@ -77,7 +83,26 @@ impl Application {
                 retries.clone(),
             ))
         });
+        crate::config::check_retention(
+            config.processed_events_retention_days,
+            config.reconcile.window_days,
+        )?;
+        // Built whenever the ledger is configured, so the on-demand API works; periodic only
+        // when enabled.
+        let reconciler = if config.reconcile.enabled || !config.reconcile.ledger_url.is_empty() {
+            Some(Arc::new(
+                crate::reconcile::Reconciler::new(
+                    pool.clone(),
+                    config.reconcile.clone(),
+                    metrics.reconcile.clone(),
+                )
+                .context("setting up the reconciler")?,
+            ))
+        } else {
+            None
+        };
         let state = AppState {
+            reconciler,
             pool,
             verifier: Arc::new(JwtVerifier::new(config.auth.clone())),
             cache,
@@ -106,6 +131,8 @@ impl Application {
             retries,
             drain_deadline: config.deadlines.shutdown_drain,
             supervisor,
+            reconcile_periodically: config.reconcile.enabled,
+            retention_days: config.processed_events_retention_days,
         })
     }
 
@@ -162,6 +189,32 @@ impl Application {
                 );
                 async move {
                     sampled.await;
+                    Ok(())
+                }
+            });
+        let reconcile_periodically = self.reconcile_periodically;
+        if let (true, Some(reconciler)) = (reconcile_periodically, &self.state.reconciler) {
+            let reconciler = Arc::clone(reconciler);
+            let stop = shutdown.clone();
+            self.supervisor
+                .spawn(&mut tasks, RECONCILER_TASK, shutdown.clone(), move || {
+                    let (reconciler, stop) = (Arc::clone(&reconciler), stop.clone());
+                    async move {
+                        reconciler.run(stop).await;
+                        Ok(())
+                    }
+                });
+        }
+        let (pool, retention_days, stop) = (
+            self.state.pool.clone(),
+            self.retention_days,
+            shutdown.clone(),
+        );
+        self.supervisor
+            .spawn(&mut tasks, RETENTION_TASK, shutdown.clone(), move || {
+                let (pool, stop) = (pool.clone(), stop.clone());
+                async move {
+                    crate::retention::run(pool, retention_days, stop).await;
                     Ok(())
                 }
             });

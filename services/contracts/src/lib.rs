@@ -2,6 +2,7 @@
 //! merchant ids, entry kinds and the versioned events that cross SQS. Changes to an event are
 //! additive; a breaking change is a new event type.
 
+pub mod digest;
 pub mod events;
 pub mod money;
 

@@ -15,6 +15,9 @@ use cashflow_platform::sqs::SqsSettings;
 pub struct Config {
     /// Where the HTTP API listens (`LISTEN_ADDR`, default `0.0.0.0:8081`; port 0 in tests).
     pub listen: SocketAddr,
+    /// Where the internal (service-to-service) routes listen (`INTERNAL_LISTEN_ADDR`, default
+    /// `0.0.0.0:9081`; port 0 in tests): digests and replays, for the consolidation only.
+    pub internal_listen: SocketAddr,
     /// The ledger database (`DATABASE_URL`).
     pub database_url: String,
     /// Pool size (`DATABASE_MAX_CONNECTIONS`, default 20).
@@ -33,6 +36,28 @@ pub struct Config {
     pub relay: RelayConfig,
     /// Request, PostgreSQL, SQS and shutdown deadlines (`HTTP_REQUEST_TIMEOUT_MS`, ...).
     pub deadlines: Deadlines,
+    /// Replays asked for by the consolidation's reconciler.
+    pub replay: ReplayConfig,
+}
+
+/// How replays are bounded.
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    /// Replayed events released to the outbox per second, process-wide
+    /// (`REPLAY_EVENTS_PER_SECOND`, default 500), so replays never starve live events.
+    pub events_per_second: u32,
+    /// Longest range of business dates a digest or replay request may cover
+    /// (`REPLAY_MAX_DAYS`, default 62).
+    pub max_days: u16,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            events_per_second: 500,
+            max_days: 62,
+        }
+    }
 }
 
 /// Rules a new entry is checked against.
@@ -95,6 +120,10 @@ impl Config {
         );
         Ok(Self {
             listen: or_default("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
+            internal_listen: or_default(
+                "INTERNAL_LISTEN_ADDR",
+                SocketAddr::from(([0, 0, 0, 0], 9081)),
+            )?,
             database_url: required("DATABASE_URL")?,
             database_max_connections: or_default("DATABASE_MAX_CONNECTIONS", 20)?,
             queue_url: required("ENTRIES_QUEUE_URL")?,
@@ -112,6 +141,19 @@ impl Config {
                 ..RelayConfig::default()
             },
             deadlines: Deadlines::from_env()?,
+            replay: {
+                let events_per_second: u32 = or_default("REPLAY_EVENTS_PER_SECOND", 500)?;
+                anyhow::ensure!(
+                    events_per_second >= 1,
+                    "REPLAY_EVENTS_PER_SECOND must be at least 1"
+                );
+                let max_days: u16 = or_default("REPLAY_MAX_DAYS", 62)?;
+                anyhow::ensure!(max_days >= 1, "REPLAY_MAX_DAYS must be at least 1");
+                ReplayConfig {
+                    events_per_second,
+                    max_days,
+                }
+            },
         })
     }
 }

@@ -288,11 +288,12 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 /// The statement that records an entry and its event: one statement, so the two rows commit
-/// together even outside an explicit transaction, in one round trip.
+/// together even outside an explicit transaction, in one round trip. The entry keeps its event
+/// id, so a replay re-publishes the same id after the outbox row is gone.
 const INSERT_ENTRY_AND_EVENT: &str = "WITH entry AS ( \
        INSERT INTO entries (id, merchant_id, kind, amount_minor, currency, business_date, \
-         description, category, reverses_entry_id, recorded_at) \
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         description, category, reverses_entry_id, recorded_at, event_id) \
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
        RETURNING id, seq, merchant_id, kind, amount_minor, currency, business_date, \
          description, category, reverses_entry_id, recorded_at), \
      event AS ( \

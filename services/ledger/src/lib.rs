@@ -9,6 +9,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
+pub mod reconcile;
 pub mod routes;
 pub mod startup;
 

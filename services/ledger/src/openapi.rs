@@ -6,26 +6,30 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::config::EntryRules;
-use crate::entries::{MAX_CATEGORY, MAX_DESCRIPTION};
-
-use crate::entries::Entry;
+use crate::entries::{Entry, MAX_CATEGORY, MAX_DESCRIPTION};
 use crate::routes::{EntryPage, RecordEntryRequest, ReversalRequest};
 
 /// The ledger's API description.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Ledger API", description = "Record, reverse and list merchants' cash entries"),
+    info(title = "Ledger API", description = "Record, reverse and list merchants' cash entries; digests and replays for the consolidation's reconciler (internal, service tokens with ledger:reconcile)"),
     paths(
         crate::routes::entries_api::record,
         crate::routes::entries_api::reverse,
         crate::routes::entries_api::get_one,
-        crate::routes::entries_api::list
+        crate::routes::entries_api::list,
+        crate::routes::admin::digests,
+        crate::routes::admin::replay
     ),
     components(schemas(
         Entry,
         EntryPage,
         RecordEntryRequest,
         ReversalRequest,
+        crate::routes::admin::ReplayRequest,
+        crate::routes::admin::DigestPageDoc,
+        crate::routes::admin::DayDigestDoc,
+        crate::routes::admin::ReplayOutcomeDoc,
         cashflow_platform::problem::Problem,
         cashflow_platform::problem::FieldError
     )),
@@ -40,7 +44,24 @@ const AMOUNT_PATTERN: &str = "^0*(?:[1-9][0-9]{0,10}(?:\\.[0-9]{1,2})?|100000000
 /// outer ones are not part of a header value).
 const IDEMPOTENCY_KEY_PATTERN: &str = "^[\\x21-\\x7E](?:[\\t\\x20-\\x7E]{0,253}[\\x21-\\x7E])?$";
 
-/// The document as served: what utoipa generates, the shared contract, and what depends on this
+/// The public listener's document: the entry routes (what the gateway exposes).
+pub fn public_document(rules: &EntryRules) -> Value {
+    only_paths(document(rules), |path| !path.starts_with("/internal/"))
+}
+
+/// The internal listener's document: digests and replays for the consolidation's reconciler.
+pub fn internal_document(rules: &EntryRules) -> Value {
+    only_paths(document(rules), |path| path.starts_with("/internal/"))
+}
+
+fn only_paths(mut doc: Value, keep: impl Fn(&str) -> bool) -> Value {
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        paths.retain(|path, _| keep(path));
+    }
+    doc
+}
+
+/// Both listeners' routes: what utoipa generates, the shared contract, and what depends on this
 /// ledger's rules: its currency and the business dates it books today (the backdating window up
 /// to today in the merchants' zone), so that every request the document allows is accepted.
 pub fn document(rules: &EntryRules) -> Value {
@@ -49,6 +70,10 @@ pub fn document(rules: &EntryRules) -> Value {
         &[
             ("entries:write", "record and reverse entries"),
             ("entries:read", "read and list entries"),
+            (
+                "ledger:reconcile",
+                "digests and replays (client-credentials tokens of the consolidation only)",
+            ),
         ],
     );
     let today = crate::entries::today(rules);

@@ -6,6 +6,8 @@ pub mod entries_api {
 }
 mod entries;
 
+pub mod admin;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +35,17 @@ pub struct AppState {
     pub relay_wake: Arc<Notify>,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Replay pacing and bounds.
+    pub replay: Arc<ReplaySettings>,
+}
+
+/// What the reconciliation routes share.
+#[derive(Debug)]
+pub struct ReplaySettings {
+    /// The process-wide replay rate limit.
+    pub pacer: crate::reconcile::Pacer,
+    /// Longest range of days per request.
+    pub max_days: u16,
 }
 
 impl FromRef<AppState> for Arc<JwtVerifier> {
@@ -41,7 +54,40 @@ impl FromRef<AppState> for Arc<JwtVerifier> {
     }
 }
 
-/// The whole application router.
+/// Deadline of a request on the internal listener: a replay is paced
+/// (`REPLAY_EVENTS_PER_SECOND`) and answers when its events are in the outbox, which can take
+/// longer than a public request may.
+pub const INTERNAL_REQUEST_DEADLINE: Duration = Duration::from_secs(300);
+
+/// The service-to-service router, served on its own listener (`INTERNAL_LISTEN_ADDR`) so that
+/// a NetworkPolicy can open it to the consolidation only: digests and replays.
+pub fn internal_router(
+    state: AppState,
+    metrics: &Metrics,
+    supervisor: cashflow_platform::supervise::Supervisor,
+) -> Router {
+    let api = Router::new()
+        .route("/internal/v1/digests", get(admin::digests))
+        .route("/internal/v1/replays", post(admin::replay))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .with_state(state.clone());
+    cashflow_platform::http::service_router(
+        api,
+        state.pool.clone(),
+        Arc::clone(&metrics.registry),
+        metrics.http.clone(),
+        {
+            let rules = state.rules.clone();
+            cashflow_platform::openapi::openapi_route(move || {
+                crate::openapi::internal_document(&rules)
+            })
+        },
+        INTERNAL_REQUEST_DEADLINE,
+        supervisor,
+    )
+}
+
+/// The public application router.
 pub fn router(
     state: AppState,
     metrics: &Metrics,
@@ -70,7 +116,9 @@ pub fn router(
         metrics.http.clone(),
         {
             let rules = state.rules.clone();
-            cashflow_platform::openapi::openapi_route(move || crate::openapi::document(&rules))
+            cashflow_platform::openapi::openapi_route(move || {
+                crate::openapi::public_document(&rules)
+            })
         },
         request_deadline,
         supervisor,

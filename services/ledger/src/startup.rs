@@ -23,6 +23,8 @@ use crate::routes::{self, AppState};
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    internal_listener: TcpListener,
+    internal_router: axum::Router,
     pool: PgPool,
     relay: Option<Relay>,
     metrics: Metrics,
@@ -69,20 +71,32 @@ impl Application {
             rules: Arc::new(config.entries.clone()),
             relay_wake,
             max_body_bytes: config.max_body_bytes,
+            replay: Arc::new(routes::ReplaySettings {
+                pacer: crate::reconcile::Pacer::new(config.replay.events_per_second),
+                max_days: config.replay.max_days,
+            }),
         };
         let supervisor = Supervisor::default().with_metrics(metrics.tasks.clone());
         let router = routes::router(
-            state,
+            state.clone(),
             &metrics,
             config.deadlines.request,
             supervisor.clone(),
         );
+        let internal_router = routes::internal_router(state, &metrics, supervisor.clone());
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let internal_listener = TcpListener::bind(config.internal_listen)
+            .await
+            .with_context(|| {
+                format!("binding {} (INTERNAL_LISTEN_ADDR)", config.internal_listen)
+            })?;
         Ok(Self {
             listener,
             router,
+            internal_listener,
+            internal_router,
             pool,
             relay,
             metrics,
@@ -101,6 +115,13 @@ impl Application {
     /// The supervisor of this instance's background tasks ([`RELAY_TASK`], [`BACKLOG_TASK`]).
     pub fn supervisor(&self) -> Supervisor {
         self.supervisor.clone()
+    }
+
+    /// The bound address of the internal routes (digests, replays).
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The metrics of this instance.
@@ -137,14 +158,25 @@ impl Application {
                     Ok(())
                 }
             });
+        // One drain for both listeners: its deadline starts at the first cancellation.
         let drain = cashflow_platform::shutdown::Drain::new(self.drain_deadline);
-        let served = cashflow_platform::shutdown::serve_with_drain_deadline(
-            self.listener,
-            self.router,
-            shutdown,
-            &drain,
-        )
-        .await;
+        let (public, internal) = tokio::join!(
+            cashflow_platform::shutdown::serve_with_drain_deadline(
+                self.listener,
+                self.router,
+                shutdown.clone(),
+                &drain,
+            ),
+            cashflow_platform::shutdown::serve_with_drain_deadline(
+                self.internal_listener,
+                self.internal_router,
+                shutdown,
+                &drain,
+            )
+        );
+        let served = public
+            .context("serving HTTP")
+            .and(internal.context("serving the internal routes"));
         // Requests have drained; whatever they committed is still published by the next relay.
         background.cancel();
         cashflow_platform::shutdown::join_within(&mut tasks, &drain).await;

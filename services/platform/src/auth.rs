@@ -99,7 +99,8 @@ impl AuthConfig {
     }
 }
 
-/// Who is calling, as the verified token says.
+/// Who is calling, as the verified token says. A service (client-credentials token) has no
+/// merchants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// `sub`.
@@ -152,6 +153,9 @@ struct TokenClaims {
     merchants: Option<Vec<String>>,
     #[serde(default)]
     scope: Option<String>,
+    /// Set by the provider on client-credentials tokens (RFC 9068): a service, not a user.
+    #[serde(default)]
+    client_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,10 +232,16 @@ impl JwtVerifier {
         let data = jsonwebtoken::decode::<TokenClaims>(token, &key, &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let claims = data.claims;
-        let merchants = claims
-            .merchants
-            .filter(|m| !m.is_empty())
-            .ok_or(AuthError::NoMerchant)?;
+        // A user's token must name its merchants; a service's client-credentials token names
+        // none, and may act for no merchant (only service routes accept it).
+        let merchants = match (
+            claims.merchants.filter(|m| !m.is_empty()),
+            &claims.client_id,
+        ) {
+            (Some(merchants), _) => merchants,
+            (None, Some(client)) if claims.sub.as_deref() == Some(client.as_str()) => Vec::new(),
+            (None, _) => return Err(AuthError::NoMerchant),
+        };
         Ok(Principal {
             subject: claims.sub.unwrap_or_default(),
             merchants,

@@ -14,7 +14,9 @@ locals {
   }
 
   # API Gateway route => service. Only the public business API is routed; the
-  # consolidation's /v1/admin/dlq* routes stay reachable from inside the cluster only.
+  # consolidation's /v1/admin/* routes stay reachable from inside the cluster only, and the
+  # ledger's /internal/* routes (digests, replays) are on another port that no route or target
+  # group uses (ci/check-deploy-consistency.py checks it).
   routes = {
     "POST /v1/merchants/{merchant}/entries"               = "ledger"
     "GET /v1/merchants/{merchant}/entries"                = "ledger"

@@ -1,4 +1,4 @@
-//! Admin endpoints (scope `admin`): DLQ listing and redrive.
+//! Admin endpoints (scope `admin`): DLQ listing and redrive, and an on-demand reconcile pass.
 
 use std::collections::{HashMap, HashSet};
 
@@ -118,4 +118,112 @@ pub async fn redrive(
         .map_err(ApiError::sqs)?;
     tracing::info!(redriven, subject = %principal.subject, "DLQ redrive");
     Ok(Json(RedriveResult { redriven }))
+}
+
+/// Which merchant-days to reconcile.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileRequest {
+    /// One merchant; absent: every merchant.
+    pub merchant_id: Option<String>,
+    /// First business date, `YYYY-MM-DD`.
+    pub from: String,
+    /// Last business date (inclusive).
+    pub to: String,
+}
+
+/// Compare merchant-days with the ledger's digests now, replay those behind it, re-check, and
+/// report. Synchronous: answers when the pass is over.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/reconcile",
+    request_body = ReconcileRequest,
+    responses(
+        (status = 200, body = crate::reconcile::ReconcileReport),
+        (status = 403, body = cashflow_platform::problem::Problem),
+        (status = 409, body = cashflow_platform::problem::Problem, description = "Another pass is running, or reconciliation is not configured"),
+        (status = 422, body = cashflow_platform::problem::Problem),
+        (status = 503, body = cashflow_platform::problem::Problem, description = "The ledger or the database is unavailable"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+pub async fn reconcile(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::reconcile::ReconcileReport>, ApiError> {
+    use crate::reconcile::ReconcileError;
+    require_admin(&principal)?;
+    let request: ReconcileRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::parameter("body", e.to_string()))?;
+    let parse = |field: &str, value: &str| {
+        cashflow_contracts::business_date::parse(value).map_err(|e| ApiError::parameter(field, e))
+    };
+    let from = parse("from", &request.from)?;
+    let to = parse("to", &request.to)?;
+    let Some(reconciler) = &state.reconciler else {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "reconcile-disabled",
+            "Reconciliation is not configured",
+        )
+        .with_detail("set RECONCILE_ENABLED, LEDGER_URL and the OAuth client to reconcile")
+        .into());
+    };
+    check_range(from, to, reconciler.window(), reconciler.window_days())?;
+    if let Some(merchant) = &request.merchant_id {
+        merchant
+            .parse::<cashflow_contracts::MerchantId>()
+            .map_err(|e| ApiError::parameter("merchant_id", e.to_string()))?;
+    }
+    match reconciler
+        .reconcile(from, to, request.merchant_id.as_deref())
+        .await
+    {
+        Ok(report) => {
+            tracing::info!(subject = %principal.subject, divergent = report.divergent.len(), repaired = report.repaired, "on-demand reconcile");
+            Ok(Json(report))
+        }
+        Err(ReconcileError::Busy) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "reconcile-busy",
+            "A reconcile pass is running",
+        )
+        .with_detail("another replica or request is reconciling; try again when it is done")
+        .into()),
+        Err(e @ (ReconcileError::Ledger(_) | ReconcileError::Database(_))) => {
+            let what = match e {
+                ReconcileError::Ledger(_) => "the ledger",
+                _ => "the consolidation database",
+            };
+            Err(ApiError::Unavailable {
+                what,
+                cause: anyhow::anyhow!(e.to_string()),
+            })
+        }
+    }
+}
+
+/// A range within the replay window: older days may have lost their dedup records, and a
+/// replay of them could count events twice.
+pub fn check_range(
+    from: time::Date,
+    to: time::Date,
+    window: (time::Date, time::Date),
+    window_days: u16,
+) -> Result<(), ApiError> {
+    if to < from {
+        return Err(ApiError::parameter("to", "must not be before from"));
+    }
+    if from < window.0 || to > window.1 {
+        return Err(ApiError::parameter(
+            "from",
+            format!(
+                "the range must lie within the replay window ({} to {}, RECONCILE_WINDOW_DAYS={window_days}): older days may have lost their dedup records",
+                cashflow_contracts::business_date::format(window.0),
+                cashflow_contracts::business_date::format(window.1)
+            ),
+        ));
+    }
+    Ok(())
 }

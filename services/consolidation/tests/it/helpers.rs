@@ -64,6 +64,8 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
         report_max_days: 366,
         default_currency: Currency::BRL,
         deadlines: Default::default(),
+        reconcile: consolidation::config::ReconcileConfig::default(),
+        processed_events_retention_days: 45,
     }
 }
 

@@ -6,5 +6,6 @@ mod cache;
 mod consume;
 mod faults;
 mod helpers;
+mod reconcile;
 mod retry;
 mod supervision;

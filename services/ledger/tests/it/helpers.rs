@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 /// A running ledger and what it runs on.
 pub struct TestApp {
     pub address: String,
+    /// The internal listener (digests, replays).
+    pub internal_address: String,
     pub scope: Scope,
     pub stack: &'static Stack,
     pub http: reqwest::Client,
@@ -28,6 +30,7 @@ pub struct TestApp {
 pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().expect("address"),
+        internal_listen: "127.0.0.1:0".parse().expect("address"),
         database_url: scope.database_url.clone(),
         database_max_connections: 10,
         queue_url: scope.queues.url.clone(),
@@ -44,6 +47,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
         },
         entries: EntryRules::default(),
         max_body_bytes: 16 * 1024,
+        replay: ledger::config::ReplayConfig::default(),
         relay: RelayConfig {
             idle_poll: Duration::from_millis(50),
             ..RelayConfig::default()
@@ -80,11 +84,13 @@ impl TestApp {
         let app = Application::build(config).await.expect("ledger builds");
         let address = format!("http://{}", app.local_addr());
         let supervisor = app.supervisor();
+        let internal_address = format!("http://{}", app.internal_addr());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         let pool = scope.pg_pool().await.expect("pool");
         Self {
             address,
+            internal_address,
             scope,
             stack,
             http: reqwest::Client::new(),

@@ -7,6 +7,7 @@ mod helpers;
 mod idempotency;
 mod keys;
 mod outbox;
+mod reconcile;
 mod record;
 mod reversal;
 mod supervision;

@@ -1,0 +1,153 @@
+//! Step definitions of `chaos.feature`.
+
+#[allow(unused_imports)]
+use super::*;
+#[allow(unused_imports)]
+use crate::world::*;
+
+#[given(regex = r"^(\d+) merchants send (\d+) entries per second in total$")]
+pub(crate) async fn start_load(w: &mut Platform, merchants: usize, rate: u64) {
+    w.merchants = (0..merchants).map(|i| format!("chaos-{i}")).collect();
+    let system = w.system();
+    let tokens: Vec<String> = w
+        .merchants
+        .iter()
+        .map(|m| system.full_token(m).expect("token"))
+        .collect();
+    let (http, url) = (system.http().clone(), system.ledger_url().to_string());
+    let merchants_list = w.merchants.clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (sent, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (sent2, failed2, stop2) = (Arc::clone(&sent), Arc::clone(&failed), stop.clone());
+    let task = tokio::spawn(async move {
+        // Pacing, not waiting: one request every 1/rate s, each on its own task.
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut in_flight = tokio::task::JoinSet::new();
+        let mut i: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop2.cancelled() => break,
+            }
+            let n = usize::try_from(i).unwrap_or_default() % merchants_list.len();
+            let body = json!({
+                "kind": if i.is_multiple_of(4) { "debit" } else { "credit" },
+                "amount": format!("{}.{:02}", 1 + i % 97, i % 100),
+                "currency": "BRL",
+                "business_date": format(day(Some(i64::try_from(i % 3).unwrap_or_default()))),
+            });
+            let (http, url, token) = (
+                http.clone(),
+                format!("{url}/v1/merchants/{}/entries", merchants_list[n]),
+                tokens[n].clone(),
+            );
+            let (sent, failed) = (Arc::clone(&sent2), Arc::clone(&failed2));
+            in_flight.spawn(async move {
+                sent.fetch_add(1, Ordering::Relaxed);
+                match http.post(url).bearer_auth(token).json(&body).send().await {
+                    Ok(r) if r.status() == 201 => {}
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+            i += 1;
+        }
+        while in_flight.join_next().await.is_some() {}
+    });
+    w.load = Some(Load {
+        stop,
+        task: Some(task),
+        sent,
+        failed,
+    });
+}
+
+pub(crate) async fn hold(seconds: u64) {
+    // Keeps the fault in place while the load runs: the duration is the scenario, not a wait.
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+}
+
+#[when(regex = r"^the consolidation's PostgreSQL is killed for (\d+) seconds and restarted$")]
+pub(crate) async fn kill_postgres(w: &mut Platform, seconds: u64) {
+    w.inject(Side::Consolidation, Dependency::Postgres, Fault::Kill)
+        .await;
+    hold(seconds).await;
+    w.inject(Side::Consolidation, Dependency::Postgres, Fault::Restart)
+        .await;
+}
+
+#[when(regex = r"^Redis is killed for (\d+) seconds and restarted$")]
+pub(crate) async fn kill_redis(w: &mut Platform, seconds: u64) {
+    w.inject(Side::Consolidation, Dependency::Redis, Fault::Kill)
+        .await;
+    hold(seconds).await;
+    w.inject(Side::Consolidation, Dependency::Redis, Fault::Restart)
+        .await;
+}
+
+#[when(regex = r"^LocalStack is paused for (\d+) seconds and resumed$")]
+pub(crate) async fn pause_localstack(w: &mut Platform, seconds: u64) {
+    w.inject(Side::Ledger, Dependency::LocalStack, Fault::Pause)
+        .await;
+    hold(seconds).await;
+    w.inject(Side::Ledger, Dependency::LocalStack, Fault::Resume)
+        .await;
+}
+
+#[when(regex = r"^the consolidation service is killed for (\d+) seconds and restarted$")]
+pub(crate) async fn kill_consolidation(w: &mut Platform, seconds: u64) {
+    w.system_mut().kill_consolidation();
+    hold(seconds).await;
+    w.system_mut()
+        .start_consolidation()
+        .await
+        .expect("restarted");
+}
+
+#[when("the load stops")]
+pub(crate) async fn load_stops(w: &mut Platform) {
+    let load = w.load.as_mut().expect("load");
+    load.stop.cancel();
+    if let Some(task) = load.task.take() {
+        task.await.expect("load task");
+    }
+}
+
+#[then("the ledger answered every request with 201")]
+pub(crate) async fn ledger_answered(w: &mut Platform) {
+    let load = w.load.as_ref().expect("load");
+    let (sent, failed) = (
+        load.sent.load(Ordering::Relaxed),
+        load.failed.load(Ordering::Relaxed),
+    );
+    println!("chaos: {sent} entries sent, {failed} not answered 201");
+    assert!(sent > 0);
+    assert_eq!(failed, 0);
+}
+
+#[then("for every merchant and day the consolidated totals equal the ledger's sums")]
+pub(crate) async fn chaos_consistent(w: &mut Platform) {
+    let system = w.system();
+    let result = system
+        .wait_consistent(&w.merchants, Duration::from_secs(120))
+        .await;
+    // Lost and double-counted entries, counted per merchant and day, for the report.
+    let (mut entries, mut lost, mut double) = (0i64, 0i64, 0i64);
+    for merchant in &w.merchants {
+        let ledger = system.ledger_net_by_day(merchant).await.expect("ledger");
+        let consolidated = system
+            .consolidated_by_day(merchant)
+            .await
+            .expect("consolidated");
+        for (date, (_, _, count)) in &ledger {
+            entries += count;
+            let counted = consolidated.get(date).map_or(0, |c| c.2);
+            lost += (count - counted).max(0);
+            double += (counted - count).max(0);
+        }
+    }
+    println!("chaos: {entries} entries in the ledger, {lost} lost, {double} double-counted");
+    result.expect("consistent");
+}

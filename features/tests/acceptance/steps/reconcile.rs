@@ -1,0 +1,95 @@
+//! Step definitions of `reconcile.feature`.
+
+#[allow(unused_imports)]
+use super::*;
+#[allow(unused_imports)]
+use crate::world::*;
+
+#[given(expr = "the platform is running with the reconciler every {int} seconds")]
+pub(crate) async fn platform_with_reconciler(w: &mut Platform, seconds: u64) {
+    platform_running(w).await;
+    let system = w.system_mut();
+    system.reconcile_interval = Some(Duration::from_secs(seconds));
+    // Restarted so that the new setting takes effect.
+    system.stop_consolidation().await.expect("stopped");
+    system.start_consolidation().await.expect("started");
+}
+
+#[when("every event is waiting in SQS")]
+pub(crate) async fn all_in_sqs(w: &mut Platform) {
+    let system = w.system();
+    harness::eventually(Duration::from_secs(30), "the outbox to drain", || async {
+        let pool = system.ledger_scope.pg_pool().await.ok()?;
+        let backlog: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+        pool.close().await;
+        let depth = system.queue_depth().await.ok()?;
+        (backlog == 0 && depth > 0).then_some(())
+    })
+    .await;
+}
+
+#[when("the broker loses every message of the entries queue")]
+pub(crate) async fn broker_loses(w: &mut Platform) {
+    let system = w.system();
+    system.purge_queue().await.expect("purged");
+    harness::eventually(Duration::from_secs(10), "an empty queue", || async {
+        (system.queue_depth().await.ok()? == 0).then_some(())
+    })
+    .await;
+}
+
+#[then(regex = r"^within (\d+) seconds every balance equals the ledger's sums$")]
+pub(crate) async fn consistent_within(w: &mut Platform, seconds: u64) {
+    let merchants = vec![w.merchant.clone()];
+    w.system()
+        .wait_consistent(&merchants, Duration::from_secs(seconds))
+        .await
+        .expect("consistent in time");
+}
+
+#[then(regex = r"^the reconciler found and repaired at least (\d+) merchant-days?$")]
+pub(crate) async fn reconciler_repaired(w: &mut Platform, count: u64) {
+    let metrics = w.system().consolidation_metrics.clone().expect("metrics");
+    // The balances can agree a moment before the pass's re-check sees it and counts.
+    harness::eventually(Duration::from_secs(30), "the repair in the metrics", || {
+        let metrics = metrics.clone();
+        async move {
+            (metrics.reconcile.found.get() >= count && metrics.reconcile.repaired.get() >= count)
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+#[when(regex = r#"^the ledger replays today's events of "([^"]*)" twice$"#)]
+pub(crate) async fn replay_twice(w: &mut Platform, merchant: String) {
+    let system = w.system();
+    let token = system
+        .placement()
+        .ledger
+        .identity()
+        .token()
+        .client("acceptance-operator")
+        .scope("ledger:reconcile")
+        .mint()
+        .expect("token");
+    let day = format(today());
+    for _ in 0..2 {
+        let response = system
+            .http()
+            .post(format!(
+                "{}/internal/v1/replays",
+                system.ledger_internal_url()
+            ))
+            .bearer_auth(&token)
+            .json(&json!({"merchant_id": merchant, "from": day}))
+            .send()
+            .await
+            .expect("replay");
+        assert_eq!(response.status().as_u16(), 200);
+    }
+}
