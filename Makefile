@@ -9,7 +9,7 @@ HARNESS_SESSION := make-$(shell cat /proc/sys/kernel/random/uuid)
 endif
 export HARNESS_SESSION
 
-.PHONY: up up-fresh down test test-native compose-smoke load deps lint lint-infra fmt
+.PHONY: up up-fresh down test test-native test-other test-moto nextest schemathesis compose-smoke load deps lint lint-infra fmt
 
 # Data (PostgreSQL) is kept across runs; `up-fresh` starts from empty; `down` stops a running
 # `up` and removes what it keeps (data directory, Docker volume, stray containers).
@@ -32,9 +32,31 @@ test: deps
 	@bash ci/no-containers-left.sh
 	@if docker info >/dev/null 2>&1; then bash ci/compose-smoke.sh; fi
 
-# The harness self-tests and the acceptance suite on the other backend (CI runs both).
+# The harness self-tests and the acceptance suite on the other backend.
 test-native: deps
 	HARNESS_BACKEND=native $(CARGO) test --no-fail-fast -p harness -p acceptance
+
+# Every test with moto instead of LocalStack (HARNESS_SQS=moto make test also works).
+test-moto: deps
+	HARNESS_SQS=moto $(CARGO) test --workspace --no-fail-fast
+
+# CI's second pass: the other backend (native) and the other SQS emulator (moto), under
+# cargo nextest (one set of dependencies for the run; JUnit in target/nextest/ci/junit.xml).
+test-other: deps
+	$(CARGO) build --quiet --workspace --bins
+	HARNESS_BACKEND=native HARNESS_SQS=moto $(CARGO) nextest run --profile ci -p harness -p acceptance
+	@bash ci/no-containers-left.sh
+
+# Every test under cargo nextest.
+nextest: deps
+	$(CARGO) build --quiet --workspace --bins
+	$(CARGO) nextest run --workspace
+	@bash ci/no-containers-left.sh
+
+# Both OpenAPI documents fuzzed by schemathesis (--checks all) against running services.
+schemathesis: deps
+	$(CARGO) build --quiet --workspace --bins
+	bash ci/schemathesis.sh
 
 compose-smoke:
 	$(CARGO) build --quiet --workspace --bins

@@ -30,6 +30,13 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# cargo nextest (the second runner; CI's second pass uses it): part of the machine here, built
+# from crates.io where missing.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest (cargo install --locked, a few minutes, once)"
+  cargo install --locked --quiet cargo-nextest
+fi
+
 # The LocalStack and moto venvs (pinned in localstack/ and moto/requirements.txt) are made by the
 # harness itself, so that tests run by plain `cargo test` make them the same way.
 say "checking the LocalStack and moto venvs"

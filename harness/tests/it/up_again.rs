@@ -56,9 +56,12 @@ async fn up_again_on_kept_data(backend: &'static str) -> anyhow::Result<()> {
     second.record(merchant, "5.00").await?;
     second.kill().await?;
 
-    // 3. A run after a `kill -9` (a stale postmaster.pid in the kept data) is ready too.
+    // 3. A run after a `kill -9` (a stale postmaster.pid in the kept data) is ready too, and its
+    //    balance holds what the killed run recorded: published and applied before the kill, or
+    //    lost with LocalStack's messages and then replayed by the reconciler.
     let third = Up::start(&state, backend, &[]).await?;
     assert_eq!(third.list(merchant, &date).await?.len(), 2);
+    third.wait_balance(merchant, &date, "15.00", 2).await?;
     third.stop_cleanly().await?;
 
     // 4. `--fresh` starts from empty.
@@ -238,7 +241,9 @@ impl Up {
             "{}/v1/merchants/{merchant}/balances/{date}",
             self.consolidation
         );
-        harness::eventually(Duration::from_secs(30), "the balance", || async {
+        // The reconciler's first pass runs at start, then waits its grace period (15 s) before it
+        // replays what the broker lost.
+        harness::eventually(Duration::from_secs(90), "the balance", || async {
             let answer = self.http.get(&url).bearer_auth(&token).send().await.ok()?;
             let balance: Value = answer.json().await.ok()?;
             (balance["credits"] == credits && balance["entry_count"] == count).then_some(())
