@@ -1,5 +1,5 @@
 //! Self-healing consolidation, end to end through both services' HTTP APIs: whatever the broker
-//! loses (a purged queue, a purged DLQ) or the consolidation's database forgets (rows deleted, as
+//! loses (a purged queue, a purged DLQ, a broker killed and restarted) or the consolidation's database forgets (rows deleted, as
 //! after a restore from an older backup), the reconciler finds the merchant-days that differ
 //! from the ledger, has the ledger replay them, and every balance read over HTTP (Redis-cached
 //! path included) equals the ledger's sums within the reconcile interval plus a margin. Replays
@@ -133,6 +133,58 @@ async fn a_purged_queue_is_repaired_by_the_reconciler() {
         repaired_after.as_millis()
     );
     system.stop().await.expect("stop");
+}
+
+/// LocalStack's community edition keeps no messages across a restart: what piled up while the
+/// consumer was down is gone when the broker is killed and started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_killed_and_restarted_loses_nothing_for_good() {
+    // Its own stack: LocalStack is killed.
+    let stack: &'static harness::Stack = Box::leak(Box::new(
+        harness::Stack::start(harness::StackOptions::default())
+            .await
+            .expect("stack"),
+    ));
+    let mut system = System::start(
+        Placement {
+            ledger: stack,
+            consolidation: stack,
+        },
+        5,
+    )
+    .await
+    .expect("system");
+    system.reconcile_interval = Some(INTERVAL);
+    system.stop_consolidation().await.expect("stop");
+    let merchants = merchants("broker");
+    record(&system, &merchants, 6).await;
+    all_in_queue(&system, 18).await;
+    // The broker dies with 18 messages in it and comes back empty (the harness makes the queues
+    // again, as a deployment's infrastructure would).
+    stack
+        .inject(harness::Dependency::LocalStack, harness::Fault::Kill)
+        .await
+        .expect("kill LocalStack");
+    stack
+        .inject(harness::Dependency::LocalStack, harness::Fault::Restart)
+        .await
+        .expect("restart LocalStack");
+    assert_eq!(
+        system.queue_depth().await.expect("depth"),
+        0,
+        "the broker kept messages"
+    );
+    let lost = Instant::now();
+    system.start_consolidation().await.expect("start");
+    consistent_within(&system, &merchants).await;
+    let repaired_after = lost.elapsed();
+    metrics_show(&system, 6).await;
+    println!(
+        "RECONCILE_FIGURE broker-restart loss_to_repaired_ms={}",
+        repaired_after.as_millis()
+    );
+    system.stop().await.expect("stop");
+    stack.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

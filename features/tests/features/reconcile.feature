@@ -15,6 +15,17 @@ Feature: Self-healing consolidation
     Then within 30 seconds every balance equals the ledger's sums
     And the reconciler found and repaired at least 1 merchant-day
 
+  Scenario: The broker is killed with the events that piled up while the consumer was down
+    Given the platform is running on a stack of its own with the reconciler every 2 seconds
+    And I am merchant "heal-m3"
+    When the consolidation service stops
+    And I record 5 credits of "10.00"
+    And every event is waiting in SQS
+    And the broker is killed and starts again empty
+    And the consolidation service starts again
+    Then within 30 seconds every balance equals the ledger's sums
+    And the reconciler found and repaired at least 1 merchant-day
+
   Scenario: A replay run twice in a row counts nothing twice
     Given the platform is running with the reconciler every 2 seconds
     And I am merchant "heal-m2"

@@ -15,6 +15,35 @@ pub(crate) async fn platform_with_reconciler(w: &mut Platform, seconds: u64) {
     system.start_consolidation().await.expect("started");
 }
 
+#[given(
+    expr = "the platform is running on a stack of its own with the reconciler every {int} seconds"
+)]
+pub(crate) async fn own_platform_with_reconciler(w: &mut Platform, seconds: u64) {
+    let stack = w.own_stack().await;
+    w.start(
+        Placement {
+            ledger: stack,
+            consolidation: stack,
+        },
+        5,
+    )
+    .await;
+    let system = w.system_mut();
+    system.reconcile_interval = Some(Duration::from_secs(seconds));
+    system.stop_consolidation().await.expect("stopped");
+    system.start_consolidation().await.expect("started");
+}
+
+#[when("the broker is killed and starts again empty")]
+pub(crate) async fn broker_killed_and_restarted(w: &mut Platform) {
+    w.inject(Side::Ledger, Dependency::LocalStack, Fault::Kill)
+        .await;
+    w.inject(Side::Ledger, Dependency::LocalStack, Fault::Restart)
+        .await;
+    let depth = w.system().queue_depth().await.expect("depth");
+    assert_eq!(depth, 0, "LocalStack kept messages across a restart");
+}
+
 #[when("every event is waiting in SQS")]
 pub(crate) async fn all_in_sqs(w: &mut Platform) {
     let system = w.system();
