@@ -20,6 +20,10 @@ pub(super) struct UpArgs {
     /// Ledger HTTP port.
     #[arg(long, env = "LEDGER_PORT", default_value_t = 8081)]
     ledger_port: u16,
+    /// The ledger's internal listener (digests and replays for the consolidation's reconciler;
+    /// not routed to the outside). Default: the ledger's port + 1000.
+    #[arg(long, env = "LEDGER_INTERNAL_PORT")]
+    ledger_internal_port: Option<u16>,
     /// Consolidation HTTP port.
     #[arg(long, env = "CONSOLIDATION_PORT", default_value_t = 8082)]
     consolidation_port: u16,
@@ -150,13 +154,17 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
             name: "ledger",
             port: args.ledger_port,
             database: "ledger",
-            ledger_internal_port: args.ledger_port.saturating_add(1000),
+            ledger_internal_port: args
+                .ledger_internal_port
+                .unwrap_or_else(|| args.ledger_port.saturating_add(1000)),
         },
         ServiceSpec {
             name: "consolidation",
             port: args.consolidation_port,
             database: "consolidation",
-            ledger_internal_port: args.ledger_port.saturating_add(1000),
+            ledger_internal_port: args
+                .ledger_internal_port
+                .unwrap_or_else(|| args.ledger_port.saturating_add(1000)),
         },
     ];
     let mut running = Vec::new();

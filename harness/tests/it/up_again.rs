@@ -126,6 +126,7 @@ impl Up {
             .arg("up")
             .args(["--identity-port", &port().to_string()])
             .args(["--ledger-port", &ledger.to_string()])
+            .args(["--ledger-internal-port", &port().to_string()])
             .args(["--consolidation-port", &consolidation.to_string()])
             .args(["--postgres-port", &port().to_string()])
             .args(["--redis-port", &port().to_string()])
@@ -160,11 +161,31 @@ impl Up {
         })
         .await;
         tokio::spawn(async move { while let Ok(Some(_)) = out_lines.next_line().await {} });
-        let printed = stderr.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        assert!(
-            matches!(ready, Ok(Ok(true))),
-            "harness up {extra:?} on {backend} did not reach ready: {ready:?}\n{printed}"
-        );
+        if !matches!(ready, Ok(Ok(true))) {
+            // Everything it said, its error included (printed as it exits), and the services' logs.
+            let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let printed = stderr.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let logs: String = std::fs::read_dir(state.join("logs"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    name.starts_with("ledger") || name.starts_with("consolidation")
+                })
+                .map(|e| {
+                    format!(
+                        "--- {}\n{}",
+                        e.path().display(),
+                        harness::process::tail(&e.path(), 15)
+                    )
+                })
+                .collect();
+            panic!(
+                "harness up {extra:?} on {backend} did not reach ready: {ready:?}\n{printed}\n{logs}"
+            );
+        }
         let mut groups = crate::up::children_of(pid);
         groups.push(pid);
         Ok(Self {

@@ -29,7 +29,7 @@ pub struct Deadlines {
     /// Whole HTTP request (`HTTP_REQUEST_TIMEOUT_MS`, default 10000).
     pub request: Duration,
     /// Waiting for a pooled connection, connecting included (`DATABASE_ACQUIRE_TIMEOUT_MS`,
-    /// default 2000).
+    /// default 5000).
     pub database_acquire: Duration,
     /// One SQL statement, enforced by PostgreSQL (`DATABASE_STATEMENT_TIMEOUT_MS`, default 5000).
     pub database_statement: Duration,
@@ -47,7 +47,7 @@ impl Default for Deadlines {
     fn default() -> Self {
         Self {
             request: Duration::from_secs(10),
-            database_acquire: Duration::from_secs(2),
+            database_acquire: Duration::from_secs(5),
             database_statement: Duration::from_secs(5),
             sqs_connect: Duration::from_secs(2),
             sqs_attempt: Duration::from_secs(5),

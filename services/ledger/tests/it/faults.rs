@@ -23,6 +23,11 @@ fn short_deadlines() -> Deadlines {
 }
 
 async fn postgres_proxy() -> (FaultProxy, TestApp) {
+    postgres_proxy_with(short_deadlines()).await
+}
+
+/// A ledger whose PostgreSQL is behind a fault proxy, with these deadlines.
+async fn postgres_proxy_with(deadlines: Deadlines) -> (FaultProxy, TestApp) {
     let stack = harness::shared().await.expect("stack");
     let proxy = FaultProxy::for_url(&stack.endpoints().postgres_url)
         .await
@@ -30,7 +35,7 @@ async fn postgres_proxy() -> (FaultProxy, TestApp) {
     let url = |direct: &str| proxy.url(direct);
     let app = TestApp::spawn_on(stack, |config| {
         config.database_url = url(&config.database_url);
-        config.deadlines = short_deadlines();
+        config.deadlines = deadlines;
     })
     .await;
     (proxy, app)
@@ -38,7 +43,8 @@ async fn postgres_proxy() -> (FaultProxy, TestApp) {
 
 #[tokio::test]
 async fn with_postgres_200ms_away_entries_are_still_recorded() {
-    let (proxy, app) = postgres_proxy().await;
+    // The deadlines a deployment runs with: 200 ms more per round trip must fit in them.
+    let (proxy, app) = postgres_proxy_with(Default::default()).await;
     assert_eq!(app.post_entry("m1", &credit("1.00")).await.status(), 201);
     proxy.inject(NetFault::Latency {
         latency: Duration::from_millis(200),
