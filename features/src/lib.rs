@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cashflow_platform::auth::AuthConfig;
 use cashflow_platform::sqs::SqsSettings;
+use harness::netfault::{FaultProxy, NetFault};
 use harness::{Scope, ScopeOptions, Stack};
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -62,7 +63,46 @@ pub struct System {
     /// Interval of the consolidation's periodic reconciler; `None` runs none (the on-demand API
     /// still works). Takes effect at the next start of the consolidation.
     pub reconcile_interval: Option<Duration>,
+    /// Fault proxies on every service→dependency link, once [`System::route_through_proxies`]
+    /// put them there.
+    pub links: Option<Links>,
     http: reqwest::Client,
+}
+
+/// A fault proxy on each service→dependency link: the services reach their dependencies only
+/// through these, so a test can make any link slow, silent or broken.
+#[derive(Debug)]
+pub struct Links {
+    /// ledger → PostgreSQL.
+    pub ledger_postgres: FaultProxy,
+    /// ledger → SQS.
+    pub ledger_sqs: FaultProxy,
+    /// consolidation → PostgreSQL.
+    pub consolidation_postgres: FaultProxy,
+    /// consolidation → Redis.
+    pub consolidation_redis: FaultProxy,
+    /// consolidation → SQS.
+    pub consolidation_sqs: FaultProxy,
+}
+
+impl Links {
+    /// Every link.
+    pub fn all(&self) -> [&FaultProxy; 5] {
+        [
+            &self.ledger_postgres,
+            &self.ledger_sqs,
+            &self.consolidation_postgres,
+            &self.consolidation_redis,
+            &self.consolidation_sqs,
+        ]
+    }
+
+    /// The same fault (or [`NetFault::Heal`]) on every link.
+    pub fn inject_all(&self, fault: NetFault) {
+        for link in self.all() {
+            link.inject(fault);
+        }
+    }
 }
 
 impl System {
@@ -104,6 +144,7 @@ impl System {
             consolidation_retries: None,
             pollers,
             reconcile_interval: None,
+            links: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
@@ -124,21 +165,45 @@ impl System {
         }
     }
 
-    fn sqs(&self) -> SqsSettings {
+    /// SQS as one side reaches it: through its link's proxy when there is one.
+    fn sqs(&self, link: impl Fn(&Links) -> &FaultProxy) -> SqsSettings {
         SqsSettings {
-            endpoint_url: Some(self.ledger_scope.sqs_endpoint.clone()),
+            endpoint_url: Some(self.via(link, &self.ledger_scope.sqs_endpoint)),
             region: self.ledger_scope.aws_region.clone(),
         }
+    }
+
+    /// `url` through a link's proxy when the system has them, else `url` itself.
+    fn via(&self, link: impl Fn(&Links) -> &FaultProxy, url: &str) -> String {
+        self.links
+            .as_ref()
+            .map_or_else(|| url.to_string(), |links| link(links).url(url))
+    }
+
+    /// Puts a fault proxy on every service→dependency link and restarts both services behind
+    /// them (on the same addresses for the consolidation; the ledger gets a new one).
+    pub async fn route_through_proxies(&mut self) -> anyhow::Result<()> {
+        let proxy = |url: String| async move { FaultProxy::for_url(&url).await };
+        self.links = Some(Links {
+            ledger_postgres: proxy(self.ledger_scope.database_url.clone()).await?,
+            ledger_sqs: proxy(self.ledger_scope.sqs_endpoint.clone()).await?,
+            consolidation_postgres: proxy(self.consolidation_scope.database_url.clone()).await?,
+            consolidation_redis: proxy(self.consolidation_scope.redis_url.clone()).await?,
+            consolidation_sqs: proxy(self.ledger_scope.sqs_endpoint.clone()).await?,
+        });
+        self.stop().await?;
+        self.start_ledger().await?;
+        self.start_consolidation().await
     }
 
     async fn start_ledger(&mut self) -> anyhow::Result<()> {
         let config = ledger::Config {
             listen: "127.0.0.1:0".parse()?,
             internal_listen: "127.0.0.1:0".parse()?,
-            database_url: self.ledger_scope.database_url.clone(),
+            database_url: self.via(|l| &l.ledger_postgres, &self.ledger_scope.database_url),
             database_max_connections: 10,
             queue_url: self.ledger_scope.queues.url.clone(),
-            sqs: self.sqs(),
+            sqs: self.sqs(|l| &l.ledger_sqs),
             auth: self.auth(),
             entries: ledger::config::EntryRules::default(),
             max_body_bytes: 16 * 1024,
@@ -173,15 +238,21 @@ impl System {
         };
         let config = consolidation::Config {
             listen,
-            database_url: self.consolidation_scope.database_url.clone(),
+            database_url: self.via(
+                |l| &l.consolidation_postgres,
+                &self.consolidation_scope.database_url,
+            ),
             database_max_connections: 10,
-            redis_url: self.consolidation_scope.redis_url.clone(),
+            redis_url: self.via(
+                |l| &l.consolidation_redis,
+                &self.consolidation_scope.redis_url,
+            ),
             redis_prefix: self.consolidation_scope.redis_prefix.clone(),
             cache_ttl: Duration::from_secs(600),
             redis: Default::default(),
             queue_url: self.ledger_scope.queues.url.clone(),
             dlq_url: self.ledger_scope.queues.dlq_url.clone(),
-            sqs: self.sqs(),
+            sqs: self.sqs(|l| &l.consolidation_sqs),
             auth: self.auth(),
             consumer: consolidation::config::ConsumerConfig {
                 concurrency: self.pollers,

@@ -4,6 +4,7 @@
 use super::*;
 #[allow(unused_imports)]
 use crate::world::*;
+use harness::netfault::NetFault;
 
 #[given(regex = r"^(\d+) merchants send (\d+) entries per second in total$")]
 pub(crate) async fn start_load(w: &mut Platform, merchants: usize, rate: u64) {
@@ -45,11 +46,37 @@ pub(crate) async fn start_load(w: &mut Platform, merchants: usize, rate: u64) {
             let (sent, failed) = (Arc::clone(&sent2), Arc::clone(&failed2));
             in_flight.spawn(async move {
                 sent.fetch_add(1, Ordering::Relaxed);
-                match http.post(url).bearer_auth(token).json(&body).send().await {
-                    Ok(r) if r.status() == 201 => {}
-                    _ => {
+                // A client that does what a 503 asks: retry after Retry-After, with the same
+                // Idempotency-Key, so that a retry never records twice. So does no answer at all
+                // (a reset, a timeout), and a 409 for the same key still in progress.
+                let key = uuid::Uuid::new_v4().to_string();
+                let deadline = std::time::Instant::now() + Duration::from_secs(90);
+                loop {
+                    let answer = http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("Idempotency-Key", &key)
+                        .json(&body)
+                        .send()
+                        .await;
+                    let wait = match answer {
+                        Ok(r) if r.status() == 201 => return,
+                        Ok(r) if matches!(r.status().as_u16(), 409 | 429 | 503) => r
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                            .map_or(Duration::from_millis(500), Duration::from_secs),
+                        Ok(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                        Err(_) => Duration::from_millis(500),
+                    };
+                    if std::time::Instant::now() > deadline {
                         failed.fetch_add(1, Ordering::Relaxed);
+                        return;
                     }
+                    tokio::time::sleep(wait).await;
                 }
             });
             i += 1;
@@ -106,6 +133,48 @@ pub(crate) async fn kill_consolidation(w: &mut Platform, seconds: u64) {
         .expect("restarted");
 }
 
+#[given("every service reaches every dependency through a fault proxy")]
+pub(crate) async fn through_proxies(w: &mut Platform) {
+    w.system_mut()
+        .route_through_proxies()
+        .await
+        .expect("services restarted behind fault proxies");
+}
+
+#[when(regex = r"^every link gets (\d+) ms of latency for (\d+) seconds$")]
+pub(crate) async fn latency_everywhere(w: &mut Platform, millis: u64, seconds: u64) {
+    net_fault_for(
+        w,
+        NetFault::Latency {
+            latency: Duration::from_millis(millis),
+            jitter: Duration::from_millis(millis / 10),
+        },
+        seconds,
+    )
+    .await;
+}
+
+#[when(regex = r"^every link is blackholed for (\d+) seconds$")]
+pub(crate) async fn blackhole_everywhere(w: &mut Platform, seconds: u64) {
+    net_fault_for(w, NetFault::Blackhole, seconds).await;
+}
+
+#[when(regex = r"^every link resets its connections for (\d+) seconds$")]
+pub(crate) async fn reset_everywhere(w: &mut Platform, seconds: u64) {
+    net_fault_for(w, NetFault::Reset, seconds).await;
+}
+
+async fn net_fault_for(w: &mut Platform, fault: NetFault, seconds: u64) {
+    let links = w
+        .system()
+        .links
+        .as_ref()
+        .expect("fault proxies on the links");
+    links.inject_all(fault);
+    hold(seconds).await;
+    links.inject_all(NetFault::Heal);
+}
+
 #[when("the load stops")]
 pub(crate) async fn load_stops(w: &mut Platform) {
     let load = w.load.as_mut().expect("load");
@@ -115,14 +184,14 @@ pub(crate) async fn load_stops(w: &mut Platform) {
     }
 }
 
-#[then("the ledger answered every request with 201")]
+#[then("the ledger answered every request with 201, after retries of 503s")]
 pub(crate) async fn ledger_answered(w: &mut Platform) {
     let load = w.load.as_ref().expect("load");
     let (sent, failed) = (
         load.sent.load(Ordering::Relaxed),
         load.failed.load(Ordering::Relaxed),
     );
-    println!("chaos: {sent} entries sent, {failed} not answered 201");
+    println!("chaos: {sent} entries sent, {failed} never answered 201 (503s retried)");
     assert!(sent > 0);
     assert_eq!(failed, 0);
 }
