@@ -178,7 +178,7 @@ impl Up {
                     format!(
                         "--- {}\n{}",
                         e.path().display(),
-                        harness::process::tail(&e.path(), 15)
+                        harness::process::tail(&e.path(), 60)
                     )
                 })
                 .collect();
