@@ -7,5 +7,6 @@ mod consume;
 mod faults;
 mod helpers;
 mod reconcile;
+mod retention;
 mod retry;
 mod supervision;
