@@ -6,6 +6,7 @@ mod cache;
 mod consume;
 mod faults;
 mod helpers;
+mod history;
 mod reconcile;
 mod retention;
 mod retry;
