@@ -299,7 +299,9 @@ pub async fn report(
     default_currency: Currency,
 ) -> Result<Report, sqlx::Error> {
     // The opening balance of `from`: earlier years, earlier months of its year, earlier days of
-    // its month (ADR 0010). Each part is a range of one primary key.
+    // its month (ADR 0010). Each part is a range of one primary key. The currency's ORDER BY
+    // makes it one step of the primary key: with a bare LIMIT 1 the planner may pick a
+    // sequential scan for a merchant with many rows, a scan that grows with the history.
     let (before, as_of_before, currency): (i64, Option<OffsetDateTime>, Option<String>) =
         sqlx::query_as(
             "WITH y AS (SELECT sum(credits_minor - debits_minor) AS net, \
@@ -313,7 +315,8 @@ pub async fn report(
                         WHERE merchant_id = $1 AND business_date >= $4 AND business_date < $2) \
              SELECT (COALESCE(y.net, 0) + COALESCE(m.net, 0) + COALESCE(d.net, 0))::int8, \
                     GREATEST(y.at, m.at, d.at), \
-                    (SELECT currency::text FROM daily_balances WHERE merchant_id = $1 LIMIT 1) \
+                    (SELECT currency::text FROM daily_balances WHERE merchant_id = $1 \
+                     ORDER BY business_date DESC LIMIT 1) \
              FROM y, m, d",
         )
         .bind(merchant.as_str())
