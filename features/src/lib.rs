@@ -214,6 +214,7 @@ impl System {
                 ..Default::default()
             },
             deadlines: Default::default(),
+            retention: Default::default(),
         };
         let app = ledger::Application::build(config).await?;
         let address = format!("http://{}", app.local_addr());
@@ -266,6 +267,7 @@ impl System {
             deadlines: Default::default(),
             reconcile: self.reconcile_config(),
             processed_events_retention_days: 45,
+            retention: Default::default(),
         };
         // The old listener may take a moment to be released.
         let app = harness::eventually(Duration::from_secs(10), "the consolidation's port", || {

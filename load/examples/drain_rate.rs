@@ -134,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
         deadlines: Default::default(),
         reconcile: consolidation::config::ReconcileConfig::default(),
         processed_events_retention_days: 45,
+        retention: Default::default(),
     };
     let started = Instant::now();
     let app = consolidation::Application::build(config).await?;

@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         replay: ledger::config::ReplayConfig::default(),
         relay: Default::default(),
         deadlines: Default::default(),
+        retention: Default::default(),
     };
     config.relay.enabled = false;
     let app = ledger::Application::build(config).await?;

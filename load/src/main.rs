@@ -27,6 +27,9 @@ struct Args {
     /// POST rate while measuring the replay's effect.
     #[arg(long, default_value_t = 200)]
     replay_rate: usize,
+    /// Request rate of each history run.
+    #[arg(long, default_value_t = 100)]
+    history_rate: usize,
     /// Merchants with seeded data.
     #[arg(long, default_value_t = 50)]
     merchants: usize,
@@ -59,6 +62,9 @@ enum Scenario {
     E2eLag,
     /// A replay of --replay-events events while POSTs go on (not part of `all`).
     Replay,
+    /// Reads for merchants with 7, 365 and 1,095 days of history, cache off and on, at
+    /// --history-rate (not part of `all`).
+    History,
     All,
 }
 
@@ -191,6 +197,10 @@ async fn main() -> anyhow::Result<()> {
                     )
                     .await?,
                 );
+            }
+            Scenario::History => {
+                eprintln!("load: history");
+                figures.extend(load::history::history(&target, args.history_rate, seconds).await?);
             }
             Scenario::Ceilings | Scenario::All => {}
         }

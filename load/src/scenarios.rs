@@ -1,4 +1,5 @@
-//! The goose scenarios: `sla`, `capacity`, `ledger-writes`, `e2e-lag`, `replay`.
+//! The goose scenarios: `sla`, `capacity`, `ledger-writes`, `e2e-lag`, `replay` (and the
+//! reads `history` reuses).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -33,7 +34,7 @@ fn pick(target: &Target) -> (usize, String) {
     (merchant, cashflow_contracts::business_date::format(day))
 }
 
-async fn read_balance(user: &mut GooseUser) -> TransactionResult {
+pub(crate) async fn read_balance(user: &mut GooseUser) -> TransactionResult {
     let target = target();
     let (m, day) = pick(&target);
     let path = format!("/v1/merchants/{}/balances/{day}", target.merchants[m]);
@@ -50,7 +51,7 @@ async fn read_balance(user: &mut GooseUser) -> TransactionResult {
     Ok(())
 }
 
-async fn read_report(user: &mut GooseUser) -> TransactionResult {
+pub(crate) async fn read_report(user: &mut GooseUser) -> TransactionResult {
     let target = target();
     let (m, _) = pick(&target);
     let today = Target::today();

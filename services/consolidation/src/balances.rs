@@ -1,4 +1,8 @@
 //! Daily balances: applying a batch of events idempotently, and reading a day or a range.
+//!
+//! Besides the days, the consumer keeps additive monthly and yearly totals per merchant in the
+//! same transaction (ADR 0010), so the opening balance of any day is read from at most
+//! (years of history) + 11 months + 30 days rows, whatever the length of the history.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,9 +36,66 @@ struct DayDelta {
     last_recorded_at: Option<OffsetDateTime>,
 }
 
+/// First day of `date`'s month.
+pub fn month_start(date: Date) -> Date {
+    date.replace_day(1).unwrap_or(date)
+}
+
+/// 1 January of `date`'s year.
+pub fn year_start(date: Date) -> Date {
+    Date::from_calendar_date(date.year(), time::Month::January, 1).unwrap_or(date)
+}
+
+/// Sums of a batch for one merchant and period (a year or a month).
+#[derive(Default)]
+struct PeriodDelta {
+    credits: i64,
+    debits: i64,
+    count: i64,
+}
+
+/// Adds `deltas` to a period table (`yearly_totals` or `monthly_totals`) in key order.
+async fn add_to_periods(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    table: &str,
+    column: &str,
+    deltas: &BTreeMap<(String, Date), PeriodDelta>,
+) -> Result<(), sqlx::Error> {
+    let mut merchant = Vec::with_capacity(deltas.len());
+    let mut period = Vec::with_capacity(deltas.len());
+    let (mut credits, mut debits, mut count) = (Vec::new(), Vec::new(), Vec::new());
+    for ((m, p), delta) in deltas {
+        merchant.push(m.clone());
+        period.push(*p);
+        credits.push(delta.credits);
+        debits.push(delta.debits);
+        count.push(delta.count);
+    }
+    // `table` and `column` are constants of this module, never input.
+    sqlx::query(&format!(
+        "INSERT INTO {table} AS t (merchant_id, {column}, credits_minor, debits_minor, \
+           entry_count) \
+         SELECT * FROM unnest($1::text[], $2::date[], $3::int8[], $4::int8[], $5::int8[]) \
+         ON CONFLICT (merchant_id, {column}) DO UPDATE SET \
+           credits_minor = t.credits_minor + EXCLUDED.credits_minor, \
+           debits_minor = t.debits_minor + EXCLUDED.debits_minor, \
+           entry_count = t.entry_count + EXCLUDED.entry_count, \
+           last_applied_at = now()"
+    ))
+    .bind(&merchant)
+    .bind(&period)
+    .bind(&credits)
+    .bind(&debits)
+    .bind(&count)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Applies events in one transaction: each event id is recorded in the same transaction as the
-/// balance change, so a redelivered event changes nothing. Rows are touched in key order, so
-/// concurrent batches cannot deadlock each other on balance rows.
+/// balance change, so a redelivered event changes nothing. Rows are touched in one order in
+/// every batch (years, then months, then days; each in key order), so concurrent batches
+/// cannot deadlock each other on them.
 pub async fn apply(pool: &PgPool, events: &[EntryRecordedV1]) -> Result<Applied, sqlx::Error> {
     let mut by_id: BTreeMap<Uuid, &EntryRecordedV1> = BTreeMap::new();
     let mut duplicates = Vec::new();
@@ -87,6 +148,18 @@ pub async fn apply(pool: &PgPool, events: &[EntryRecordedV1]) -> Result<Applied,
         *earliest = (*earliest).min(event.business_date);
     }
     if !deltas.is_empty() {
+        let mut years: BTreeMap<(String, Date), PeriodDelta> = BTreeMap::new();
+        let mut months: BTreeMap<(String, Date), PeriodDelta> = BTreeMap::new();
+        for ((m, d), delta) in &deltas {
+            for (periods, start) in [(&mut years, year_start(*d)), (&mut months, month_start(*d))] {
+                let period = periods.entry((m.clone(), start)).or_default();
+                period.credits += delta.credits;
+                period.debits += delta.debits;
+                period.count += delta.count;
+            }
+        }
+        add_to_periods(&mut tx, "yearly_totals", "year_start", &years).await?;
+        add_to_periods(&mut tx, "monthly_totals", "month_start", &months).await?;
         let mut merchant = Vec::new();
         let mut day = Vec::new();
         let mut currency = Vec::new();
@@ -225,16 +298,31 @@ pub async fn report(
     to: Date,
     default_currency: Currency,
 ) -> Result<Report, sqlx::Error> {
+    // The opening balance of `from`: earlier years, earlier months of its year, earlier days of
+    // its month (ADR 0010). Each part is a range of one primary key. The currency's ORDER BY
+    // makes it one step of the primary key: with a bare LIMIT 1 the planner may pick a
+    // sequential scan for a merchant with many rows, a scan that grows with the history.
     let (before, as_of_before, currency): (i64, Option<OffsetDateTime>, Option<String>) =
         sqlx::query_as(
-            "SELECT COALESCE(sum(credits_minor - debits_minor) \
-                       FILTER (WHERE business_date < $2), 0)::int8, \
-                    max(last_applied_at) FILTER (WHERE business_date < $2), \
-                    min(currency)::text \
-             FROM daily_balances WHERE merchant_id = $1",
+            "WITH y AS (SELECT sum(credits_minor - debits_minor) AS net, \
+                               max(last_applied_at) AS at FROM yearly_totals \
+                        WHERE merchant_id = $1 AND year_start < $3), \
+                  m AS (SELECT sum(credits_minor - debits_minor) AS net, \
+                               max(last_applied_at) AS at FROM monthly_totals \
+                        WHERE merchant_id = $1 AND month_start >= $3 AND month_start < $4), \
+                  d AS (SELECT sum(credits_minor - debits_minor) AS net, \
+                               max(last_applied_at) AS at FROM daily_balances \
+                        WHERE merchant_id = $1 AND business_date >= $4 AND business_date < $2) \
+             SELECT (COALESCE(y.net, 0) + COALESCE(m.net, 0) + COALESCE(d.net, 0))::int8, \
+                    GREATEST(y.at, m.at, d.at), \
+                    (SELECT currency::text FROM daily_balances WHERE merchant_id = $1 \
+                     ORDER BY business_date DESC LIMIT 1) \
+             FROM y, m, d",
         )
         .bind(merchant.as_str())
         .bind(from)
+        .bind(year_start(from))
+        .bind(month_start(from))
         .fetch_one(pool)
         .await?;
     let rows: Vec<DayRow> = sqlx::query_as(

@@ -1,10 +1,17 @@
 //! Redis cache-aside for balance and report reads.
 //!
-//! Per merchant, one hash holds cached answers (`d:<date>` for a day, `r:<from>:<to>` for a
-//! report; both end in the last date they cover) and a version counter. A change to day D bumps
-//! the version and deletes every answer whose last date is D or later: exactly the answers whose
-//! closing balance moved. A reader only stores what it read from PostgreSQL if the version is
-//! still the one it saw before reading, so a slow reader never puts back a stale balance.
+//! Each cached answer is a key of its own (`<prefix>bal:<merchant>:<field>`, the field being
+//! `d:<date>` for a day or `r:<from>:<to>` for a report; both end in the last date they cover)
+//! with its own TTL, so an answer expires `CACHE_TTL_SECONDS` after it was stored whatever else
+//! the merchant reads. (One hash per merchant with the hash's TTL renewed on each write kept
+//! every range ever asked for as long as the merchant was read; Redis's per-field hash expiry
+//! needs Redis 7.4, which ElastiCache does not offer.) Per merchant, a sorted set indexes the
+//! live answers (score: expiry time; members past it are trimmed on each store) and a version
+//! counts changes. A change to day D bumps the version and deletes every answer whose last date
+//! is D or later: exactly the answers whose closing balance moved. A reader only stores what it
+//! read from PostgreSQL if the version is still the one it saw before reading, so a slow reader
+//! never puts back a stale balance. Both scripts run atomically, so the index, the answers and
+//! the version never disagree for a reader.
 //!
 //! Redis is a cache only: when it fails, reads go to PostgreSQL and a metric counts the
 //! fallback; invalidations that could not reach Redis are kept and retried, and this instance
@@ -70,22 +77,30 @@ pub struct Cache {
     metrics: CacheMetrics,
 }
 
+/// KEYS: version, index, answer. ARGV: version seen, field, value, TTL in seconds.
+/// The index lives as long as its newest answer (every answer has the same TTL).
 const PUT: &str = r"
 local current = redis.call('GET', KEYS[1])
 if (current == false and ARGV[1] == '') or current == ARGV[1] then
-  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  local now = tonumber(redis.call('TIME')[1])
+  local ttl = tonumber(ARGV[4])
+  redis.call('SET', KEYS[3], ARGV[3], 'EX', ttl)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  redis.call('ZADD', KEYS[2], now + ttl, ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ttl)
   return 1
 end
 return 0
 ";
 
+/// KEYS: version, index. ARGV: first changed date, version TTL, prefix of the answer keys.
 const INVALIDATE: &str = r"
 redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+for _, field in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   if string.sub(field, -10) >= ARGV[1] then
-    redis.call('HDEL', KEYS[2], field)
+    redis.call('DEL', ARGV[3] .. field)
+    redis.call('ZREM', KEYS[2], field)
   end
 end
 return 1
@@ -135,11 +150,22 @@ impl Cache {
         )
     }
 
-    fn keys(&self, merchant: &str) -> (String, String) {
+    /// The merchant's version key, answer index, and the prefix of its answer keys.
+    fn keys(&self, merchant: &str) -> (String, String, String) {
         (
             format!("{}ver:{merchant}", self.prefix),
-            format!("{}bal:{merchant}", self.prefix),
+            format!("{}idx:{merchant}", self.prefix),
+            self.answer_prefix(merchant),
         )
+    }
+
+    fn answer_prefix(&self, merchant: &str) -> String {
+        format!("{}bal:{merchant}:", self.prefix)
+    }
+
+    /// The Redis key holding one cached answer (exposed for tests of its expiry).
+    pub fn answer_key(&self, merchant: &str, field: &str) -> String {
+        format!("{}{field}", self.answer_prefix(merchant))
     }
 
     /// A connection to use now, or `None` when the breaker is open or connecting fails. The
@@ -207,12 +233,12 @@ impl Cache {
             self.metrics.fallbacks.inc();
             return Lookup::Bypass;
         };
-        let (version_key, hash_key) = self.keys(merchant);
+        let (version_key, _, answers) = self.keys(merchant);
         let result: redis::RedisResult<(Option<String>, Option<String>)> = self
             .call(
                 redis::pipe()
                     .get(&version_key)
-                    .hget(&hash_key, field)
+                    .get(format!("{answers}{field}"))
                     .query_async(&mut redis),
             )
             .await;
@@ -239,12 +265,13 @@ impl Cache {
         let Some(mut redis) = self.connection().await else {
             return;
         };
-        let (version_key, hash_key) = self.keys(merchant);
+        let (version_key, index_key, answers) = self.keys(merchant);
         let stored: redis::RedisResult<i32> = self
             .call(
                 Script::new(PUT)
                     .key(&version_key)
-                    .key(&hash_key)
+                    .key(&index_key)
+                    .key(format!("{answers}{field}"))
                     .arg(version.0.unwrap_or_default())
                     .arg(field)
                     .arg(value)
@@ -280,14 +307,15 @@ impl Cache {
             return;
         };
         for (merchant, from) in waiting {
-            let (version_key, hash_key) = self.keys(&merchant);
+            let (version_key, index_key, answers) = self.keys(&merchant);
             let done: redis::RedisResult<i32> = self
                 .call(
                     Script::new(INVALIDATE)
                         .key(&version_key)
-                        .key(&hash_key)
+                        .key(&index_key)
                         .arg(business_date::format(from))
                         .arg(self.ttl.as_secs() * 2)
+                        .arg(&answers)
                         .invoke_async(&mut redis),
                 )
                 .await;

@@ -45,8 +45,52 @@ pub struct Config {
     /// Reconciliation with the ledger.
     pub reconcile: ReconcileConfig,
     /// How long dedup records (`processed_events`) are kept
-    /// (`PROCESSED_EVENTS_RETENTION_DAYS`, default 45). Must outlive the replay window.
+    /// (`PROCESSED_EVENTS_RETENTION_DAYS`, default 45). Must outlive the replay window and every
+    /// copy of an event SQS may still deliver.
     pub processed_events_retention_days: u16,
+    /// How long SQS may keep a message, and how often the pruner looks.
+    pub retention: RetentionConfig,
+}
+
+/// What the dedup window is checked against, and the pruner's pace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// How long SQS may keep a message: the entries queue's and the DLQ's
+    /// `MessageRetentionPeriod`, as configured on them (a consumer cannot ask SQS how old a
+    /// message may get).
+    pub sqs: SqsRetention,
+    /// Pause between pruning passes once nothing is left to prune
+    /// (`RETENTION_INTERVAL_SECONDS`, default 60).
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            sqs: SqsRetention::default(),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The retention of the queues (`SQS_MESSAGE_RETENTION_SECONDS` and
+/// `SQS_DLQ_RETENTION_SECONDS`, both default 1209600: the SQS maximum of 14 days, so the
+/// defaults hold for any queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqsRetention {
+    /// The entries queue's `MessageRetentionPeriod`.
+    pub queue: Duration,
+    /// The DLQ's `MessageRetentionPeriod`.
+    pub dlq: Duration,
+}
+
+impl Default for SqsRetention {
+    fn default() -> Self {
+        Self {
+            queue: Duration::from_secs(1_209_600),
+            dlq: Duration::from_secs(1_209_600),
+        }
+    }
 }
 
 /// How the cache talks to Redis. Redis is only a cache: every bound here is short, because
@@ -166,12 +210,33 @@ impl RedisConfig {
 /// while its dedup record exists. A record is written when the event is processed, which is no
 /// earlier than its business date, so records kept more than `window_days + 1` days (the extra
 /// day absorbs time zones) outlive every replay.
-pub fn check_retention(retention_days: u16, window_days: u16) -> anyhow::Result<()> {
+///
+/// Redelivery by SQS is the other way an event comes back: a message processed but not deleted
+/// (the delete failed) is received again, possibly after a trip through the DLQ and a redrive,
+/// which re-sends it as a new message. Every copy was sent no later than the first processing;
+/// a copy in the DLQ expires by its original enqueue time plus the DLQ's retention, and a
+/// redriven copy by its redrive time plus the queue's retention. So records kept longer than
+/// both retentions together (plus a day for the processing itself) outlive every copy.
+pub fn check_retention(
+    retention_days: u16,
+    window_days: u16,
+    sqs: SqsRetention,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         u32::from(retention_days) > u32::from(window_days) + 1,
         "PROCESSED_EVENTS_RETENTION_DAYS ({retention_days}) must exceed RECONCILE_WINDOW_DAYS \
          ({window_days}) by at least 2 days: dedup records that expire before a replayed day \
          leaves the replay window would let the replay count its events twice"
+    );
+    let kept = Duration::from_secs(u64::from(retention_days) * 86_400);
+    let longest_copy = sqs.queue + sqs.dlq + Duration::from_secs(86_400);
+    anyhow::ensure!(
+        kept > longest_copy,
+        "PROCESSED_EVENTS_RETENTION_DAYS ({retention_days}) must be longer than \
+         SQS_MESSAGE_RETENTION_SECONDS ({}) plus SQS_DLQ_RETENTION_SECONDS ({}) plus a day: a \
+         message SQS redelivers after its dedup record expired would be counted twice",
+        sqs.queue.as_secs(),
+        sqs.dlq.as_secs()
     );
     Ok(())
 }
@@ -260,7 +325,24 @@ impl Config {
         );
         let processed_events_retention_days: u16 =
             or_default("PROCESSED_EVENTS_RETENTION_DAYS", 45)?;
-        check_retention(processed_events_retention_days, reconcile.window_days)?;
+        let d = SqsRetention::default();
+        let sqs_retention = SqsRetention {
+            queue: Duration::from_secs(or_default(
+                "SQS_MESSAGE_RETENTION_SECONDS",
+                d.queue.as_secs(),
+            )?),
+            dlq: Duration::from_secs(or_default("SQS_DLQ_RETENTION_SECONDS", d.dlq.as_secs())?),
+        };
+        check_retention(
+            processed_events_retention_days,
+            reconcile.window_days,
+            sqs_retention,
+        )?;
+        let retention_interval: u64 = or_default("RETENTION_INTERVAL_SECONDS", 60)?;
+        anyhow::ensure!(
+            retention_interval >= 1,
+            "RETENTION_INTERVAL_SECONDS must be at least 1"
+        );
         Ok(Self {
             listen: or_default("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8082)))?,
             database_url: required("DATABASE_URL")?,
@@ -285,6 +367,10 @@ impl Config {
             deadlines: Deadlines::from_env()?,
             reconcile,
             processed_events_retention_days,
+            retention: RetentionConfig {
+                sqs: sqs_retention,
+                interval: Duration::from_secs(retention_interval),
+            },
         })
     }
 }
@@ -295,11 +381,28 @@ mod tests {
 
     #[test]
     fn retention_shorter_than_the_replay_window_is_refused_naming_both_settings() {
-        let error = check_retention(31, 31).expect_err("refused").to_string();
+        let sqs = SqsRetention {
+            queue: Duration::from_secs(4 * 86_400),
+            dlq: Duration::from_secs(14 * 86_400),
+        };
+        let error = check_retention(31, 31, sqs)
+            .expect_err("refused")
+            .to_string();
         assert!(error.contains("PROCESSED_EVENTS_RETENTION_DAYS"), "{error}");
         assert!(error.contains("RECONCILE_WINDOW_DAYS"), "{error}");
-        assert!(check_retention(32, 31).is_err());
-        assert!(check_retention(33, 31).is_ok());
-        assert!(check_retention(45, 31).is_ok());
+        assert!(check_retention(32, 31, sqs).is_err());
+        assert!(check_retention(33, 31, sqs).is_ok());
+        assert!(check_retention(45, 31, SqsRetention::default()).is_ok());
+    }
+
+    #[test]
+    fn retention_shorter_than_sqs_can_keep_a_message_is_refused_naming_both_settings() {
+        // 14 + 14 days of SQS retention and a day of margin: 29 days is not enough, 30 is.
+        let error = check_retention(29, 7, SqsRetention::default())
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("PROCESSED_EVENTS_RETENTION_DAYS"), "{error}");
+        assert!(error.contains("SQS_MESSAGE_RETENTION_SECONDS"), "{error}");
+        assert!(check_retention(30, 7, SqsRetention::default()).is_ok());
     }
 }

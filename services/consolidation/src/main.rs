@@ -83,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
             consolidation::config::check_retention(
                 config.processed_events_retention_days,
                 config.reconcile.window_days,
+                config.retention.sqs,
             )?;
             let parse = |d: &str| {
                 cashflow_contracts::business_date::parse(d).map_err(|e| anyhow::anyhow!(e))

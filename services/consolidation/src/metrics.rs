@@ -83,6 +83,8 @@ pub struct Metrics {
     pub cache: CacheMetrics,
     /// The reconciler.
     pub reconcile: ReconcileMetrics,
+    /// Rows pruned and table sizes.
+    pub retention: cashflow_platform::retention::RetentionMetrics,
 }
 
 impl Metrics {
@@ -94,6 +96,7 @@ impl Metrics {
         let consumer = ConsumerMetrics::default();
         let cache = CacheMetrics::default();
         let reconcile = ReconcileMetrics::default();
+        let retention = cashflow_platform::retention::RetentionMetrics::register(&mut registry);
         registry.register(
             "reconcile_passes",
             "Reconcile passes completed",
@@ -197,6 +200,7 @@ impl Metrics {
             consumer,
             cache,
             reconcile,
+            retention,
         }
     }
 }

@@ -31,6 +31,7 @@ pub struct Application {
     supervisor: Supervisor,
     reconcile_periodically: bool,
     retention_days: u16,
+    retention_interval: Duration,
 }
 
 /// The supervised SQS consumer.
@@ -86,6 +87,7 @@ impl Application {
         crate::config::check_retention(
             config.processed_events_retention_days,
             config.reconcile.window_days,
+            config.retention.sqs,
         )?;
         // Built whenever the ledger is configured, so the on-demand API works; periodic only
         // when enabled.
@@ -133,6 +135,7 @@ impl Application {
             supervisor,
             reconcile_periodically: config.reconcile.enabled,
             retention_days: config.processed_events_retention_days,
+            retention_interval: config.retention.interval,
         })
     }
 
@@ -205,16 +208,25 @@ impl Application {
                     }
                 });
         }
-        let (pool, retention_days, stop) = (
+        let (pool, retention_days, idle, stop, metrics) = (
             self.state.pool.clone(),
             self.retention_days,
+            self.retention_interval,
             shutdown.clone(),
+            self.metrics.retention.clone(),
         );
         self.supervisor
             .spawn(&mut tasks, RETENTION_TASK, shutdown.clone(), move || {
                 let (pool, stop) = (pool.clone(), stop.clone());
+                let pruned = cashflow_platform::retention::run(
+                    pool,
+                    vec![crate::retention::rule(retention_days)],
+                    idle,
+                    metrics.clone(),
+                    stop,
+                );
                 async move {
-                    crate::retention::run(pool, retention_days, stop).await;
+                    pruned.await;
                     Ok(())
                 }
             });

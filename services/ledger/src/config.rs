@@ -38,6 +38,59 @@ pub struct Config {
     pub deadlines: Deadlines,
     /// Replays asked for by the consolidation's reconciler.
     pub replay: ReplayConfig,
+    /// How long idempotency keys and published outbox rows are kept.
+    pub retention: RetentionConfig,
+}
+
+/// Retention windows of the ledger's bookkeeping tables (the entries themselves are kept
+/// forever: they are the books).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// How long an `Idempotency-Key` is remembered (`IDEMPOTENCY_KEY_RETENTION_SECONDS`,
+    /// default 86400: 24 hours, like Stripe). A request with an expired key is a new request.
+    pub idempotency_keys: Duration,
+    /// How long a published outbox row is kept (`OUTBOX_RETENTION_SECONDS`, default 604800:
+    /// 7 days). Only an audit of what was sent: a replay rebuilds its events from `entries`
+    /// (which keep their event ids), never from the outbox. Unpublished rows are never pruned.
+    pub outbox: Duration,
+    /// Pause between pruning passes once nothing is left to prune
+    /// (`RETENTION_INTERVAL_SECONDS`, default 60).
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            idempotency_keys: Duration::from_secs(24 * 3600),
+            outbox: Duration::from_secs(7 * 24 * 3600),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Refuses an idempotency window that could let one request be recorded twice. A key is
+/// written when its first request's transaction starts; a retry that arrives while that request
+/// still runs waits for it on the key's row, and then finds the key expired if the window is
+/// shorter than the request may last: it would be taken as new and record the entry a second
+/// time. Every request is bounded by `HTTP_REQUEST_TIMEOUT_MS`, so a window longer than twice that
+/// (the first request's and the waiting retry's) cannot expire under a request.
+pub fn check_retention(
+    retention: &RetentionConfig,
+    request_timeout: Duration,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        retention.idempotency_keys > request_timeout.saturating_mul(2),
+        "IDEMPOTENCY_KEY_RETENTION_SECONDS ({}) must be longer than twice HTTP_REQUEST_TIMEOUT_MS \
+         ({} ms): a key that expires while its first request may still be running would let a \
+         retry record the entry twice",
+        retention.idempotency_keys.as_secs(),
+        request_timeout.as_millis()
+    );
+    anyhow::ensure!(
+        !retention.outbox.is_zero() && !retention.interval.is_zero(),
+        "OUTBOX_RETENTION_SECONDS and RETENTION_INTERVAL_SECONDS must be at least 1"
+    );
+    Ok(())
 }
 
 /// How replays are bounded.
@@ -118,6 +171,23 @@ impl Config {
             (1..=10).contains(&batch_size),
             "OUTBOX_BATCH_SIZE must be 1 to 10 (SQS's limit)"
         );
+        let deadlines = Deadlines::from_env()?;
+        let d = RetentionConfig::default();
+        let retention = RetentionConfig {
+            idempotency_keys: Duration::from_secs(or_default(
+                "IDEMPOTENCY_KEY_RETENTION_SECONDS",
+                d.idempotency_keys.as_secs(),
+            )?),
+            outbox: Duration::from_secs(or_default(
+                "OUTBOX_RETENTION_SECONDS",
+                d.outbox.as_secs(),
+            )?),
+            interval: Duration::from_secs(or_default(
+                "RETENTION_INTERVAL_SECONDS",
+                d.interval.as_secs(),
+            )?),
+        };
+        check_retention(&retention, deadlines.request)?;
         Ok(Self {
             listen: or_default("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
             internal_listen: or_default(
@@ -140,7 +210,8 @@ impl Config {
                 batch_size,
                 ..RelayConfig::default()
             },
-            deadlines: Deadlines::from_env()?,
+            deadlines,
+            retention,
             replay: {
                 let events_per_second: u32 = or_default("REPLAY_EVENTS_PER_SECOND", 500)?;
                 anyhow::ensure!(
@@ -155,5 +226,33 @@ impl Config {
                 }
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idempotency_window_a_request_can_outlive_is_refused_naming_both_settings() {
+        let timeout = Duration::from_secs(10);
+        let short = RetentionConfig {
+            idempotency_keys: Duration::from_secs(20),
+            ..RetentionConfig::default()
+        };
+        let error = check_retention(&short, timeout)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("IDEMPOTENCY_KEY_RETENTION_SECONDS"),
+            "{error}"
+        );
+        assert!(error.contains("HTTP_REQUEST_TIMEOUT_MS"), "{error}");
+        let enough = RetentionConfig {
+            idempotency_keys: Duration::from_secs(21),
+            ..RetentionConfig::default()
+        };
+        assert!(check_retention(&enough, timeout).is_ok());
+        assert!(check_retention(&RetentionConfig::default(), timeout).is_ok());
     }
 }

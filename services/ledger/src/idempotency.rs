@@ -2,6 +2,13 @@
 //! and replayed for a retry of the same request. Concurrent requests with one key serialise on
 //! the key's primary key: PostgreSQL makes the later inserts wait for the first transaction, so
 //! exactly one does the work and the rest replay its answer.
+//!
+//! Keys expire: a key older than `IDEMPOTENCY_KEY_RETENTION_SECONDS` is a new request. The claim
+//! takes over an expired row in the same statement (`ON CONFLICT ... DO UPDATE ... WHERE`
+//! expired), so there is no window between "expired" and "claimed" for a concurrent request,
+//! and the pruning task deleting it meanwhile only turns the claim into a plain insert.
+
+use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use cashflow_platform::problem::FieldError;
@@ -65,19 +72,26 @@ impl Idempotency {
         }))
     }
 
-    /// Claims the key inside `tx`, waiting for a concurrent holder of the key to finish.
+    /// Claims the key inside `tx`, waiting for a concurrent holder of the key to finish. A key
+    /// stored more than `window` ago is claimed afresh, whatever request it belonged to.
     pub async fn claim(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         merchant: &str,
+        window: Duration,
     ) -> Result<Claim, ApiError> {
         let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (merchant_id, idempotency_key, request_hash) \
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            "INSERT INTO idempotency_keys AS k (merchant_id, idempotency_key, request_hash) \
+             VALUES ($1, $2, $3) \
+             ON CONFLICT (merchant_id, idempotency_key) DO UPDATE SET \
+               request_hash = EXCLUDED.request_hash, response_status = NULL, \
+               response_body = NULL, created_at = now() \
+             WHERE k.created_at < now() - make_interval(secs => $4)",
         )
         .bind(merchant)
         .bind(&self.key)
         .bind(&self.request_hash)
+        .bind(window.as_secs_f64())
         .execute(&mut **tx)
         .await?
         .rows_affected();

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub tasks: cashflow_platform::supervise::TaskMetrics,
     /// The outbox.
     pub outbox: OutboxMetrics,
+    /// Rows pruned and table sizes.
+    pub retention: cashflow_platform::retention::RetentionMetrics,
 }
 
 impl Metrics {
@@ -41,6 +43,7 @@ impl Metrics {
         let http = HttpMetrics::register(&mut registry);
         let tasks = cashflow_platform::supervise::TaskMetrics::register(&mut registry);
         let outbox = OutboxMetrics::default();
+        let retention = cashflow_platform::retention::RetentionMetrics::register(&mut registry);
         registry.register(
             "outbox_backlog",
             "Unpublished outbox events",
@@ -66,6 +69,7 @@ impl Metrics {
             http,
             tasks,
             outbox,
+            retention,
         }
     }
 }

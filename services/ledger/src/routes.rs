@@ -37,6 +37,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Replay pacing and bounds.
     pub replay: Arc<ReplaySettings>,
+    /// How long an Idempotency-Key is remembered.
+    pub idempotency_window: std::time::Duration,
 }
 
 /// What the reconciliation routes share.

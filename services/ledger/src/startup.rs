@@ -30,12 +30,35 @@ pub struct Application {
     metrics: Metrics,
     drain_deadline: Duration,
     supervisor: Supervisor,
+    retention: crate::config::RetentionConfig,
 }
 
 /// The supervised task publishing the outbox.
 pub const RELAY_TASK: &str = "outbox-relay";
 /// The supervised task sampling the outbox backlog.
 pub const BACKLOG_TASK: &str = "outbox-backlog";
+/// The supervised pruning of expired idempotency keys and published outbox rows.
+pub const RETENTION_TASK: &str = "retention";
+
+/// What expires in the ledger's database, and after how long.
+pub fn retention_rules(
+    retention: &crate::config::RetentionConfig,
+) -> Vec<cashflow_platform::retention::Rule> {
+    use cashflow_platform::retention::Rule;
+    vec![
+        Rule {
+            table: "idempotency_keys",
+            expired: "created_at < now() - make_interval(secs => $1)",
+            window: retention.idempotency_keys,
+        },
+        // Only rows SQS has accepted; a replay writes rows back with the same event id.
+        Rule {
+            table: "outbox",
+            expired: "published_at IS NOT NULL AND published_at < now() - make_interval(secs => $1)",
+            window: retention.outbox,
+        },
+    ]
+}
 
 impl Application {
     /// Connects to PostgreSQL, applies the migrations, sets up SQS and binds the listener.
@@ -47,6 +70,7 @@ impl Application {
             &crate::MIGRATOR,
         )
         .await?;
+        crate::config::check_retention(&config.retention, config.deadlines.request)?;
         let metrics = Metrics::new();
         let relay_wake = Arc::new(Notify::new());
         let relay = if config.relay.enabled {
@@ -75,6 +99,7 @@ impl Application {
                 pacer: crate::reconcile::Pacer::new(config.replay.events_per_second),
                 max_days: config.replay.max_days,
             }),
+            idempotency_window: config.retention.idempotency_keys,
         };
         let supervisor = Supervisor::default().with_metrics(metrics.tasks.clone());
         let router = routes::router(
@@ -102,6 +127,7 @@ impl Application {
             metrics,
             drain_deadline: config.deadlines.shutdown_drain,
             supervisor,
+            retention: config.retention,
         })
     }
 
@@ -155,6 +181,26 @@ impl Application {
                 let sampled = outbox::sample_backlog(pool.clone(), metrics.clone(), stop.clone());
                 async move {
                     sampled.await;
+                    Ok(())
+                }
+            });
+        let (pool, metrics, stop) = (
+            self.pool.clone(),
+            self.metrics.retention.clone(),
+            background.clone(),
+        );
+        let (rules, idle) = (retention_rules(&self.retention), self.retention.interval);
+        self.supervisor
+            .spawn(&mut tasks, RETENTION_TASK, background.clone(), move || {
+                let pruned = cashflow_platform::retention::run(
+                    pool.clone(),
+                    rules.clone(),
+                    idle,
+                    metrics.clone(),
+                    stop.clone(),
+                );
+                async move {
+                    pruned.await;
                     Ok(())
                 }
             });

@@ -166,3 +166,71 @@ async fn a_reader_held_across_an_invalidation_cannot_put_back_a_stale_balance() 
         Lookup::Bypass => panic!("Redis was unavailable"),
     }
 }
+
+/// Each answer has its own lifetime: a merchant read all the time (every read storing another
+/// answer) must not keep its old answers alive, and the index of its answers only holds live
+/// ones. With one hash per merchant whose TTL each store renewed, the first answer never expired.
+#[tokio::test]
+async fn each_cached_answer_expires_on_its_own_while_the_merchant_keeps_being_read() {
+    use consolidation::cache::{Cache, CacheMetrics, Lookup};
+    use consolidation::config::RedisConfig;
+
+    let stack = harness::shared().await.expect("stack");
+    let scope = stack.scope().await.expect("scope");
+    let cache = Cache::new(
+        &scope.redis_url,
+        &scope.redis_prefix,
+        Duration::from_secs(1),
+        RedisConfig::default(),
+        CacheMetrics::default(),
+    )
+    .expect("cache");
+    let first = Cache::day_field(date(1));
+    let Lookup::Miss(version) = cache.get("m1", &first).await else {
+        panic!("a cold cache misses")
+    };
+    cache.put("m1", &first, "first", version).await;
+    assert!(matches!(cache.get("m1", &first).await, Lookup::Hit(v) if v == "first"));
+
+    let mut n = 0_i64;
+    harness::eventually(Duration::from_secs(15), "the first answer expired", || {
+        n += 1;
+        let (cache, first) = (&cache, first.clone());
+        async move {
+            // Another answer of the same merchant, stored now.
+            let other = Cache::report_field(date(0), date(2 + n % 300));
+            if let Lookup::Miss(version) = cache.get("m1", &other).await {
+                cache.put("m1", &other, "other", version).await;
+            }
+            matches!(cache.get("m1", &first).await, Lookup::Miss(_)).then_some(())
+        }
+    })
+    .await;
+    // The answer stored last is still there: expiry is per answer, not per merchant.
+    let last = Cache::report_field(date(0), date(1000));
+    let Lookup::Miss(version) = cache.get("m1", &last).await else {
+        panic!("a new field misses")
+    };
+    cache.put("m1", &last, "last", version).await;
+    assert!(matches!(cache.get("m1", &last).await, Lookup::Hit(v) if v == "last"));
+    // The index was trimmed of the expired answer when `last` was stored.
+    let mut redis = redis::Client::open(scope.redis_url.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let index = format!("{}idx:m1", scope.redis_prefix);
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg(&index)
+        .arg(&first)
+        .query_async(&mut redis)
+        .await
+        .expect("zscore");
+    assert_eq!(score, None, "the expired answer left the index");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(cache.answer_key("m1", &last))
+        .query_async(&mut redis)
+        .await
+        .expect("ttl");
+    assert!((0..=1).contains(&ttl), "answer TTL {ttl}");
+}

@@ -66,6 +66,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
         deadlines: Default::default(),
         reconcile: consolidation::config::ReconcileConfig::default(),
         processed_events_retention_days: 45,
+        retention: Default::default(),
     }
 }
 

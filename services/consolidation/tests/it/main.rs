@@ -6,6 +6,8 @@ mod cache;
 mod consume;
 mod faults;
 mod helpers;
+mod history;
 mod reconcile;
+mod retention;
 mod retry;
 mod supervision;

@@ -152,7 +152,9 @@ async fn begin(
 ) -> Result<Begun, ApiError> {
     let mut tx = state.pool.begin().await?;
     if let Some(key) = idempotency
-        && let Claim::Replay(status, body) = key.claim(&mut tx, merchant).await?
+        && let Claim::Replay(status, body) = key
+            .claim(&mut tx, merchant, state.idempotency_window)
+            .await?
     {
         return Ok(Begun::Replay(created(body, status, merchant)));
     }

@@ -53,6 +53,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
             ..RelayConfig::default()
         },
         deadlines: Default::default(),
+        retention: Default::default(),
     }
 }
 

@@ -9,6 +9,7 @@ mod keys;
 mod outbox;
 mod reconcile;
 mod record;
+mod retention;
 mod reversal;
 mod supervision;
 mod validation;
