@@ -11,6 +11,8 @@ if [ -z "${HARNESS_PG_BIN:-}" ] && [ ! -x /usr/lib/postgresql/15/bin/postgres ];
   missing_packages+=(postgresql-15)
 fi
 command -v python3 >/dev/null 2>&1 || missing_packages+=(python3 python3-venv)
+# The local API gateway of `harness up` (ADR 0011); /usr/sbin is not on every user's PATH.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing_packages+=(nginx)
 
 if [ ${#missing_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
@@ -22,7 +24,7 @@ if [ ${#missing_packages[@]} -gt 0 ]; then
     exit 1
   fi
 else
-  say "redis-server, PostgreSQL 15 and python3 are installed"
+  say "redis-server, PostgreSQL 15, nginx and python3 are installed"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
