@@ -43,7 +43,8 @@ cargo run --quiet -p harness -- setup
 # the ones built from the same inputs). Without Docker the harness uses native processes.
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   images=("${HARNESS_POSTGRES_IMAGE:-postgres:15-bookworm}" "${HARNESS_REDIS_IMAGE:-redis:7-bookworm}"
-          "${HARNESS_LOCALSTACK_IMAGE:-localstack/localstack:4.13.1}" "${HARNESS_MOTO_IMAGE:-cashflow/moto:5.2.5}")
+          "${HARNESS_LOCALSTACK_IMAGE:-localstack/localstack:4.13.1}" "${HARNESS_MOTO_IMAGE:-cashflow/moto:5.2.5}"
+          "${GATEWAY_IMAGE:-cashflow/nginx:bookworm}")
   build=0
   for image in "${images[@]}"; do
     if docker image inspect "$image" >/dev/null 2>&1; then

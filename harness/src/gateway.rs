@@ -19,7 +19,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -101,16 +100,18 @@ pub fn routes() -> anyhow::Result<Vec<Route>> {
 /// What the generated configuration serves.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// Where the gateway listens.
-    pub listen: SocketAddr,
-    /// Replicas per service name (`ledger`, `consolidation`).
-    pub upstreams: BTreeMap<String, Vec<SocketAddr>>,
+    /// Where the gateway listens (`127.0.0.1:8080`, or a port alone).
+    pub listen: String,
+    /// Replicas per service name (`ledger`, `consolidation`), as `host:port`.
+    pub upstreams: BTreeMap<String, Vec<String>>,
     /// Steady requests per second (whole gateway, like the stage-wide limit).
     pub rate_limit: u32,
     /// Requests above the rate allowed at once.
     pub burst_limit: u32,
-    /// The folder of nginx's pid file, temp folders and access log.
+    /// The folder of nginx's pid file and temp folders.
     pub dir: PathBuf,
+    /// Where the access log goes (JSON lines; `/dev/stdout` in a container).
+    pub access_log: PathBuf,
 }
 
 impl GatewayConfig {
@@ -195,7 +196,7 @@ pub fn render(config: &GatewayConfig) -> anyhow::Result<String> {
          \x20       '\"method\":\"$request_method\",\"uri\":\"$request_uri\",\"status\":$status,'\n\
          \x20       '\"upstream\":\"$upstream_addr\",\"upstream_status\":\"$upstream_status\",'\n\
          \x20       '\"request_time\":$request_time}}';\n\
-         \x20   access_log {dir}/access.log gateway buffer=64k flush=1s;\n\
+         \x20   access_log {} gateway buffer=64k flush=1s;\n\
          \x20   # One bucket for the whole gateway, like the stage-wide throttling of API Gateway.\n\
          \x20   limit_req_zone $server_name zone=stage:1m rate={}r/s;\n\
          \x20   limit_req_status 429;\n\
@@ -208,6 +209,7 @@ pub fn render(config: &GatewayConfig) -> anyhow::Result<String> {
          \x20   # never resends a POST that reached a replica (see the idempotent locations).\n\
          \x20   proxy_next_upstream error timeout http_502 http_503 http_504;\n\
          \x20   proxy_next_upstream_timeout {};\n",
+        config.access_log.display(),
         config.rate_limit,
         secs(CONNECT_TIMEOUT),
         secs(READ_TIMEOUT),
@@ -367,24 +369,52 @@ mod tests {
 
     fn config() -> GatewayConfig {
         GatewayConfig {
-            listen: "127.0.0.1:8080".parse().expect("an address"),
+            listen: "127.0.0.1:8080".into(),
             upstreams: BTreeMap::from([
                 (
                     "ledger".to_string(),
-                    vec![
-                        "127.0.0.1:8081".parse().expect("an address"),
-                        "127.0.0.1:8181".parse().expect("an address"),
-                    ],
+                    vec!["127.0.0.1:8081".into(), "127.0.0.1:8181".into()],
                 ),
-                (
-                    "consolidation".to_string(),
-                    vec!["127.0.0.1:8082".parse().expect("an address")],
-                ),
+                ("consolidation".to_string(), vec!["127.0.0.1:8082".into()]),
             ]),
             rate_limit: DEFAULT_RATE_LIMIT,
             burst_limit: DEFAULT_BURST_LIMIT,
             dir: PathBuf::from("/tmp/gw"),
+            access_log: PathBuf::from("/tmp/gw/access.log"),
         }
+    }
+
+    /// compose.yaml's gateway runs `compose/gateway/nginx.conf`, generated like `harness up`'s:
+    /// this test fails when it is stale, and `BLESS=1 cargo test -p harness --lib gateway`
+    /// rewrites it.
+    #[test]
+    fn the_compose_gateway_configuration_is_current() {
+        let config = GatewayConfig {
+            listen: "8080".into(),
+            upstreams: BTreeMap::from([
+                ("ledger".to_string(), vec!["ledger:8081".into()]),
+                (
+                    "consolidation".to_string(),
+                    vec!["consolidation:8082".into()],
+                ),
+            ]),
+            rate_limit: DEFAULT_RATE_LIMIT,
+            burst_limit: DEFAULT_BURST_LIMIT,
+            dir: PathBuf::from("/var/lib/gateway"),
+            access_log: PathBuf::from("/dev/stdout"),
+        };
+        let expected = render(&config).expect("a configuration");
+        let file = crate::paths::workspace_root().join("compose/gateway/nginx.conf");
+        if std::env::var_os("BLESS").is_some() {
+            std::fs::create_dir_all(file.parent().expect("a folder")).expect("compose/gateway");
+            std::fs::write(&file, &expected).expect("writing compose/gateway/nginx.conf");
+        }
+        let committed = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            committed == expected,
+            "{} is stale: BLESS=1 cargo test -p harness --lib gateway",
+            file.display()
+        );
     }
 
     #[test]

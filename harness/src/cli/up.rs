@@ -184,8 +184,7 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
     let services = replica_specs(args)?;
     let mut running = Vec::new();
     let mut lines = Vec::new();
-    let mut upstreams: std::collections::BTreeMap<String, Vec<std::net::SocketAddr>> =
-        Default::default();
+    let mut upstreams: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for service in &services {
         let Some(process) = service.process(stack, &queues, &faults)? else {
             lines.push(format!(
@@ -209,7 +208,7 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
         upstreams
             .entry(service.name.to_string())
             .or_default()
-            .push(std::net::SocketAddr::from(([127, 0, 0, 1], service.port)));
+            .push(format!("127.0.0.1:{}", service.port));
         state.replicas.push(ReplicaState {
             service: service.name.into(),
             replica: service.replica,
@@ -225,12 +224,14 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
     match crate::gateway::nginx_binary() {
         Some(nginx) if upstreams.len() == 2 => {
             step("starting the gateway (nginx)");
+            let dir = paths::harness_dir().join("up").join("gateway");
             let config = crate::gateway::GatewayConfig {
-                listen: std::net::SocketAddr::from(([127, 0, 0, 1], args.gateway_port)),
+                listen: format!("127.0.0.1:{}", args.gateway_port),
                 upstreams,
                 rate_limit: args.gateway_rate_limit,
                 burst_limit: args.gateway_burst_limit,
-                dir: paths::harness_dir().join("up").join("gateway"),
+                access_log: dir.join("access.log"),
+                dir,
             };
             let gateway = crate::gateway::process(
                 &config,
@@ -246,7 +247,7 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
                 args.replicas,
                 args.gateway_rate_limit,
                 args.gateway_burst_limit,
-                config.dir.join("access.log").display()
+                config.access_log.display()
             ));
             // Stopped first (services stop in reverse order): nothing new reaches a draining
             // service through it.

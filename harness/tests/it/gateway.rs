@@ -53,17 +53,18 @@ async fn gateway_routes_throttles_with_problem_json_and_passes_request_ids() -> 
     let nginx = nginx_binary().expect("nginx is installed (bash ci/install-deps.sh)");
     let upstream = echo_upstream().await?;
     // Nothing listens there: every consolidation request finds no replica.
-    let dead: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let dead = format!("127.0.0.1:{}", free_port());
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("gateway-test-{}", uuid::Uuid::new_v4()));
     let config = GatewayConfig {
-        listen: ([127, 0, 0, 1], port).into(),
+        listen: format!("127.0.0.1:{port}"),
         upstreams: BTreeMap::from([
-            ("ledger".to_string(), vec![upstream]),
+            ("ledger".to_string(), vec![upstream.to_string()]),
             ("consolidation".to_string(), vec![dead]),
         ]),
         rate_limit: 1,
         burst_limit: 4,
+        access_log: dir.join("access.log"),
         dir: dir.clone(),
     };
     let gateway = harness::gateway::process(&config, &nginx, dir.join("gateway.log"))?;
