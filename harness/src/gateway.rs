@@ -445,17 +445,29 @@ mod tests {
     }
 
     #[test]
-    fn only_posts_with_an_idempotency_key_to_the_entries_route_are_resent() {
+    fn only_posts_with_an_idempotency_key_to_the_ledgers_posts_are_resent() {
         let text = render(&config()).expect("a configuration");
+        // One internal location resends (non_idempotent), reached from the two ledger POSTs.
         assert_eq!(text.matches("non_idempotent").count(), 1);
-        assert_eq!(text.matches("/_idempotent/ledger$1 last").count(), 1);
-        let entries = routes()
+        assert_eq!(text.matches("/_idempotent/ledger$1 last").count(), 2);
+        let mut resent = routes()
             .expect("routes.json parses")
             .into_iter()
             .filter(|r| r.idempotency_key)
+            .map(|r| r.path)
             .collect::<Vec<_>>();
-        assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].path, "/v1/merchants/{merchant}/entries");
+        resent.sort();
+        assert_eq!(
+            resent,
+            [
+                "/v1/merchants/{merchant}/entries",
+                "/v1/merchants/{merchant}/entries/{id}/reversal"
+            ]
+        );
+        // The admin POSTs (DLQ redrive, reconcile) are never resent once sent.
+        let admin = &text[text.find("location ~ ^/v1/admin/").expect("admin")..];
+        let admin = &admin[..admin.find("\n        }").expect("a closing brace")];
+        assert!(!admin.contains("_idempotent"), "{admin}");
     }
 
     #[test]

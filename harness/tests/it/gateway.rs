@@ -135,6 +135,115 @@ async fn gateway_routes_throttles_with_problem_json_and_passes_request_ids() -> 
     Ok(())
 }
 
+/// An upstream that reads a whole request and closes the connection without answering: a
+/// replica that dies after the request reached it.
+async fn dying_upstream() -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            return; // dropped: closed without an answer
+                        }
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// nginx's round robin sends a fresh gateway's first request to the first server: the dying one.
+async fn gateway_in_front_of_a_dying_replica()
+-> anyhow::Result<(harness::process::Supervised, String, std::path::PathBuf)> {
+    let nginx = nginx_binary().expect("nginx is installed (bash ci/install-deps.sh)");
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("gateway-test-{}", uuid::Uuid::new_v4()));
+    let config = GatewayConfig {
+        listen: format!("127.0.0.1:{port}"),
+        upstreams: BTreeMap::from([
+            (
+                "ledger".to_string(),
+                vec![
+                    dying_upstream().await?.to_string(),
+                    echo_upstream().await?.to_string(),
+                ],
+            ),
+            (
+                "consolidation".to_string(),
+                vec![echo_upstream().await?.to_string()],
+            ),
+        ]),
+        rate_limit: 1000,
+        burst_limit: 1000,
+        access_log: dir.join("access.log"),
+        dir: dir.clone(),
+    };
+    let gateway = harness::gateway::process(&config, &nginx, dir.join("gateway.log"))?;
+    gateway.start(Duration::from_secs(10)).await?;
+    Ok((gateway, format!("http://127.0.0.1:{port}"), dir))
+}
+
+#[tokio::test]
+async fn a_post_that_reached_a_dying_replica_is_resent_only_with_an_idempotency_key()
+-> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let post = |base: &str, key: Option<&str>| {
+        let mut request = client
+            .post(format!("{base}/v1/merchants/m1/entries"))
+            .header("X-Request-Id", "resend-test")
+            .header("Content-Type", "application/json")
+            .body(r#"{"kind":"credit","amount":"1.00","currency":"BRL"}"#);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send()
+    };
+
+    // Without a key: the dying replica got it, so it may have recorded it; not resent.
+    let (gateway, base, dir) = gateway_in_front_of_a_dying_replica().await?;
+    let unkeyed = post(&base, None).await?;
+    assert_eq!(unkeyed.status(), 503, "not resent to the healthy replica");
+    gateway.stop(Duration::from_secs(5)).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // With a key: resent, and the healthy replica answers.
+    let (gateway, base, dir) = gateway_in_front_of_a_dying_replica().await?;
+    let keyed = post(&base, Some("k-1")).await?;
+    assert_eq!(keyed.status(), 200, "resent to the healthy replica");
+    assert_eq!(keyed.text().await?, "resend-test");
+    gateway.stop(Duration::from_secs(5)).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A GET is always resent.
+    let (gateway, base, dir) = gateway_in_front_of_a_dying_replica().await?;
+    let read = client
+        .get(format!("{base}/v1/merchants/m1/entries"))
+        .send()
+        .await?;
+    assert_eq!(read.status(), 200, "a GET goes to the healthy replica");
+    gateway.stop(Duration::from_secs(5)).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 #[derive(serde::Deserialize)]
 struct Replica {
     service: String,
