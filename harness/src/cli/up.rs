@@ -43,7 +43,7 @@ pub(super) struct UpArgs {
     gateway_port: u16,
     /// Replicas of each service behind the gateway. The first replica of each keeps its own
     /// port (`--ledger-port`, `--consolidation-port`) for debugging; the others get free ports.
-    #[arg(long, env = "REPLICAS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
+    #[arg(long, env = "HARNESS_REPLICAS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
     replicas: u16,
     /// The gateway's steady request rate per second (the terraform stage's default).
     #[arg(long, env = "GATEWAY_RATE_LIMIT", default_value_t = crate::gateway::DEFAULT_RATE_LIMIT,
