@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Asserts that the names every deployment path relies on agree with what the services read:
 environment variables, ports, queue names and service accounts, across the services' source,
-their Dockerfiles, compose.yaml, the Kubernetes manifests (rendered with kustomize) and terraform.
+their Dockerfiles, compose.yaml, the Kubernetes manifests (rendered with kustomize) and terraform;
+and that the API routes terraform deploys and the local nginx gateway serves come from one file.
 
 Run by `make lint-infra` (ci/lint-infra.sh); needs PyYAML and `kubectl kustomize`. Exits 1 with
 one line per disagreement."""
 
+import fnmatch
+import json
 import re
 import subprocess
 import sys
@@ -148,6 +151,46 @@ if len(opened) != 1 or opened[0]["spec"]["ingress"][0]["from"] != [
         {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "consolidation"}}}]:
     problem("network policies: port 9081 must be open to the consolidation's pods only")
 
+# The routes: one description (terraform/modules/api/routes.json) that the terraform api module
+# reads and the local nginx gateway (harness/src/gateway.rs) is generated from (ADR 0011).
+routes_file = ROOT / "terraform/modules/api/routes.json"
+route_table = json.loads(routes_file.read_text())["routes"]
+if 'jsondecode(file("${path.module}/routes.json"))' not in api_tf:
+    problem("terraform api module: routes are not read from routes.json")
+if re.search(r'"(?:GET|POST|PUT|PATCH|DELETE|ANY) /v1/', api_tf):
+    problem("terraform api module: a route is written in main.tf instead of routes.json")
+gateway_rs = (ROOT / "harness/src/gateway.rs").read_text()
+if 'include_str!("../../terraform/modules/api/routes.json")' not in gateway_rs:
+    problem("harness/src/gateway.rs: the local gateway is not generated from routes.json")
+patterns = {}
+for service, values in re.findall(r'(\w+)\s*=\s*\[([^\]]*)\]',
+                                  api_tf[api_tf.index("path_patterns"):api_tf.index("path_patterns") + 400]):
+    patterns[service] = re.findall(r'"([^"]+)"', values)
+for route in route_table:
+    where = f"routes.json: {route['method']} {route['path']}"
+    if route["service"] not in SERVICES:
+        problem(f"{where} goes to {route['service']}, which is not a service")
+    if "/internal" in route["path"]:
+        problem(f"{where}: the ledger's /internal routes are never routed")
+    if route.get("idempotency_key") and (route["method"], route["service"]) != ("POST", "ledger"):
+        problem(f"{where}: only the ledger's POST routes honour Idempotency-Key")
+    if route["public"]:
+        # The ALB must send the path to the same service API Gateway names.
+        path = re.sub(r"\{[^}]+\}", "x", route["path"])
+        if not any(fnmatch.fnmatchcase(path, p) for p in patterns.get(route["service"], [])):
+            problem(f"{where}: no ALB path pattern of {route['service']} matches it")
+        for other, other_patterns in patterns.items():
+            if other != route["service"] and any(fnmatch.fnmatchcase(path, p) for p in other_patterns):
+                problem(f"{where}: the ALB pattern of {other} matches it too")
+# The gateway's throttling defaults are the stage's.
+variables_tf = (ROOT / "terraform/modules/api/variables.tf").read_text()
+for variable, const in (("throttling_rate_limit", "DEFAULT_RATE_LIMIT"),
+                        ("throttling_burst_limit", "DEFAULT_BURST_LIMIT")):
+    tf_default = re.search(rf'variable "{variable}".*?default\s*=\s*(\d+)', variables_tf, re.S)
+    rs_default = re.search(rf"pub const {const}: u32 = (\d+);", gateway_rs)
+    if not tf_default or not rs_default or tf_default.group(1) != rs_default.group(1):
+        problem(f"gateway: {const} differs from terraform's {variable} default")
+
 # Terraform: queue names and the service accounts the IRSA roles trust.
 tf = "\n".join(p.read_text() for p in (ROOT / "terraform").rglob("*.tf"))
 for queue in (QUEUE, DLQ):
@@ -163,5 +206,5 @@ if problems:
     for line in problems:
         print("  - " + line)
     sys.exit(1)
-print("deploy-consistency: env vars, ports, queue names and service accounts agree "
-      "(services, Dockerfiles, compose.yaml, deploy/k8s/overlays/prod, terraform)")
+print("deploy-consistency: env vars, ports, queue names, service accounts and routes agree "
+      "(services, Dockerfiles, compose.yaml, deploy/k8s/overlays/prod, terraform, the local gateway)")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # compose.yaml end to end: build the images, `up`, wait until both services are healthy, post an
-# entry to the ledger, see it in the consolidated balance, `down`, and check nothing is left.
+# entry to the ledger, see it in the consolidated balance (both through the gateway), `down`, and check nothing is left.
 # Run by `make test` when a Docker engine answers; safe to run by hand, also while `make up` or
 # a developer's compose stack runs: its own project name, host ports and identity folder.
 # Exits non-zero on failure.
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 for var in COMPOSE_LEDGER_PORT COMPOSE_CONSOLIDATION_PORT COMPOSE_IDENTITY_PORT COMPOSE_POSTGRES_PORT \
-           COMPOSE_REDIS_PORT COMPOSE_LOCALSTACK_PORT; do
+           COMPOSE_REDIS_PORT COMPOSE_LOCALSTACK_PORT COMPOSE_GATEWAY_PORT; do
   export "$var=$(free_port)"
 done
 export COMPOSE_IDENTITY_DIR=./target/compose-smoke/identity
@@ -42,6 +42,7 @@ cleanup
 start=$(date +%s)
 say "building the service images"
 compose build --quiet ledger consolidation identity
+docker image inspect "${GATEWAY_IMAGE:-cashflow/nginx:bookworm}" >/dev/null 2>&1 || compose build --quiet gateway
 say "starting (compose up -d)"
 mkdir -p "$COMPOSE_IDENTITY_DIR"
 compose up -d --quiet-pull 2>/dev/null || compose up -d
@@ -62,20 +63,20 @@ status=$(curl -s -o /tmp/compose-smoke-entry.json -w '%{http_code}' \
   -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
   -H "Idempotency-Key: smoke-$(date +%s%N)" \
   -d '{"kind":"credit","amount":"12.34","currency":"BRL","description":"compose smoke"}' \
-  http://127.0.0.1:$COMPOSE_LEDGER_PORT/v1/merchants/smoke/entries)
+  http://127.0.0.1:$COMPOSE_GATEWAY_PORT/v1/merchants/smoke/entries)
 [ "$status" = 201 ] || { cat /tmp/compose-smoke-entry.json; say "FAILED: POST answered $status"; exit 1; }
-say "entry recorded (201)"
+say "entry recorded through the gateway (201)"
 
 deadline=$(( $(date +%s) + 30 ))
 until curl -sf -H "Authorization: Bearer $token" \
-      "http://127.0.0.1:$COMPOSE_CONSOLIDATION_PORT/v1/merchants/smoke/balances/$day" | grep -q '"credits":"12.34"'; do
+      "http://127.0.0.1:$COMPOSE_GATEWAY_PORT/v1/merchants/smoke/balances/$day" | grep -q '"credits":"12.34"'; do
   if [ "$(date +%s)" -gt "$deadline" ]; then
-    curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$COMPOSE_CONSOLIDATION_PORT/v1/merchants/smoke/balances/$day"
+    curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$COMPOSE_GATEWAY_PORT/v1/merchants/smoke/balances/$day"
     compose logs --tail 30 consolidation; say "FAILED: the entry never reached the balance"; exit 1
   fi
   sleep 0.2
 done
-say "the entry shows in the consolidated balance of $day"
+say "the entry shows in the consolidated balance of $day, read through the gateway"
 
 compose down -v --remove-orphans >/dev/null 2>&1
 left=$(docker ps -aq --filter label=com.docker.compose.project=cashflow-smoke)

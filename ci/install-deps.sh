@@ -11,6 +11,8 @@ if [ -z "${HARNESS_PG_BIN:-}" ] && [ ! -x /usr/lib/postgresql/15/bin/postgres ];
   missing_packages+=(postgresql-15)
 fi
 command -v python3 >/dev/null 2>&1 || missing_packages+=(python3 python3-venv)
+# The local API gateway of `harness up` (ADR 0011); /usr/sbin is not on every user's PATH.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing_packages+=(nginx)
 
 if [ ${#missing_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
@@ -22,7 +24,7 @@ if [ ${#missing_packages[@]} -gt 0 ]; then
     exit 1
   fi
 else
-  say "redis-server, PostgreSQL 15 and python3 are installed"
+  say "redis-server, PostgreSQL 15, nginx and python3 are installed"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -48,7 +50,8 @@ cargo run --quiet -p harness -- setup
 # the ones built from the same inputs). Without Docker the harness uses native processes.
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   images=("${HARNESS_POSTGRES_IMAGE:-postgres:15-bookworm}" "${HARNESS_REDIS_IMAGE:-redis:7-bookworm}"
-          "${HARNESS_LOCALSTACK_IMAGE:-localstack/localstack:4.13.1}" "${HARNESS_MOTO_IMAGE:-cashflow/moto:5.2.5}")
+          "${HARNESS_LOCALSTACK_IMAGE:-localstack/localstack:4.13.1}" "${HARNESS_MOTO_IMAGE:-cashflow/moto:5.2.5}"
+          "${GATEWAY_IMAGE:-cashflow/nginx:bookworm}")
   build=0
   for image in "${images[@]}"; do
     if docker image inspect "$image" >/dev/null 2>&1; then

@@ -7,9 +7,10 @@
 #   redis:7-bookworm              Debian's redis-server (7.0), no password, all interfaces
 #   localstack/localstack:4.13.1  LocalStack community 4.13.1 on Debian's python3 (3.11)
 #   cashflow/moto:5.2.5           moto's server mode (the second SQS emulator, HARNESS_SQS=moto)
+#   cashflow/nginx:bookworm       Debian's nginx, compose.yaml's local API gateway (ADR 0011)
 #
 # Usage: ci/images/build.sh [--force] [--verbose] [IMAGE...]
-#   IMAGE      debian, postgres, redis, localstack, moto (default: all); the base is always kept current
+#   IMAGE      debian, postgres, redis, localstack, moto, nginx (default: all); the base is always kept current
 #   --force    rebuild the images asked for (default: all) even when current, without docker's
 #              layer cache; with debian, re-run debootstrap too
 #   --verbose  stream the full build output (it always goes to target/images/logs/)
@@ -58,13 +59,14 @@ network=${IMAGES_BUILD_NETWORK:-}
 source_label='org.opencontainers.image.source=cashflow/ci/images'
 hash_label='cashflow.ci.images.inputs'
 
-all_images=(debian postgres redis localstack moto)
+all_images=(debian postgres redis localstack moto nginx)
 declare -A tag=(
   [debian]=cashflow/debian:bookworm
   [postgres]=postgres:15-bookworm
   [redis]=redis:7-bookworm
   [localstack]=localstack/localstack:4.13.1
   [moto]=cashflow/moto:5.2.5
+  [nginx]=cashflow/nginx:bookworm
 )
 # Repository files copied into an image's build context (context name = source file).
 declare -A extra_files=(
@@ -82,7 +84,7 @@ while [ $# -gt 0 ]; do
     --force) force=1 ;;
     --verbose | -v) verbose=1 ;;
     -h | --help) usage; exit 0 ;;
-    debian | postgres | redis | localstack | moto) wanted+=("$1") ;;
+    debian | postgres | redis | localstack | moto | nginx) wanted+=("$1") ;;
     *) printf 'images: unknown argument: %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
   esac
   shift

@@ -42,6 +42,20 @@ pub(super) struct UpArgs {
     /// Prometheus port (run when the `prometheus` binary is installed; 0 turns it off).
     #[arg(long, env = "PROMETHEUS_PORT", default_value_t = 9090)]
     prometheus_port: u16,
+    /// The gateway's port: the one entry point, nginx in front of the replicas (ADR 0011).
+    #[arg(long, env = "GATEWAY_PORT", default_value_t = 8080)]
+    gateway_port: u16,
+    /// Replicas of each service behind the gateway. The first replica of each keeps its own
+    /// port (`--ledger-port`, `--consolidation-port`) for debugging; the others get free ports.
+    #[arg(long, env = "HARNESS_REPLICAS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
+    replicas: u16,
+    /// The gateway's steady request rate per second (the terraform stage's default).
+    #[arg(long, env = "GATEWAY_RATE_LIMIT", default_value_t = crate::gateway::DEFAULT_RATE_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    gateway_rate_limit: u32,
+    /// Requests above the rate the gateway lets through at once (the stage's burst default).
+    #[arg(long, env = "GATEWAY_BURST_LIMIT", default_value_t = crate::gateway::DEFAULT_BURST_LIMIT)]
+    gateway_burst_limit: u32,
     /// Start from empty state: remove the PostgreSQL data kept by earlier runs (the native data
     /// directory and the containers' Docker volume) first. Without it, data is kept.
     #[arg(long)]
@@ -62,6 +76,25 @@ pub struct UpState {
     pub queue_url: String,
     /// The DLQ URL.
     pub dlq_url: String,
+    /// The gateway's URL (the one entry point), when nginx runs.
+    #[serde(default)]
+    pub gateway_url: Option<String>,
+    /// Every replica of every service, with its own URL (for debugging and fault tools).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaState>,
+}
+
+/// One replica of a service run by `harness up`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaState {
+    /// `ledger` or `consolidation`.
+    pub service: String,
+    /// 1-based.
+    pub replica: u16,
+    /// Its own HTTP URL (not through the gateway).
+    pub url: String,
+    /// Its process id when it was started.
+    pub pid: Option<i32>,
 }
 
 /// Names used outside tests (see DESIGN.md).
@@ -98,6 +131,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_localstack_port(args.localstack_port)
         .with_postgres_data(paths::up_postgres_data());
     for (name, port) in [
+        ("gateway", args.gateway_port),
         ("postgres", args.postgres_port),
         ("redis", args.redis_port),
         ("localstack", args.localstack_port),
@@ -138,59 +172,111 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
     .await?;
     done(started);
 
-    let state = UpState {
+    let mut state = UpState {
         pid: std::process::id(),
         endpoints: endpoints.clone(),
         identity: stack.identity().keys().clone(),
         queue_url: queues.url.clone(),
         dlq_url: queues.dlq_url.clone(),
+        gateway_url: None,
+        replicas: Vec::new(),
     };
     write_state(&state)?;
     // Each service reaches each dependency through a fault proxy (`harness fault ...`).
     let faults = super::fault::FaultControl::start(stack).await?;
 
-    let services = [
-        ServiceSpec {
-            name: "ledger",
-            port: args.ledger_port,
-            database: "ledger",
-            ledger_internal_port: args
-                .ledger_internal_port
-                .unwrap_or_else(|| args.ledger_port.saturating_add(1000)),
-        },
-        ServiceSpec {
-            name: "consolidation",
-            port: args.consolidation_port,
-            database: "consolidation",
-            ledger_internal_port: args
-                .ledger_internal_port
-                .unwrap_or_else(|| args.ledger_port.saturating_add(1000)),
-        },
-    ];
+    let services = replica_specs(args)?;
     let mut running = Vec::new();
     let mut lines = Vec::new();
+    let mut upstreams: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for service in &services {
         let Some(process) = service.process(stack, &queues, &faults)? else {
             lines.push(format!(
                 "  {:<14} http://127.0.0.1:{}   (not built: cargo build -p {})",
-                service.name, service.port, service.name
+                service.label(),
+                service.port,
+                service.name
             ));
             continue;
         };
-        step(&format!("starting the {}", service.name));
+        step(&format!("starting the {}", service.label()));
         process.start(SERVICE_TIMEOUT).await?;
         wait_ready(service.port).await?;
         done(started);
         lines.push(format!(
             "  {:<14} http://127.0.0.1:{}   (logs {})",
-            service.name,
+            service.label(),
             service.port,
             process.log_file().display()
         ));
+        upstreams
+            .entry(service.name.to_string())
+            .or_default()
+            .push(format!("127.0.0.1:{}", service.port));
+        state.replicas.push(ReplicaState {
+            service: service.name.into(),
+            replica: service.replica,
+            url: format!("http://127.0.0.1:{}", service.port),
+            pid: process.pid(),
+        });
         running.push(process);
     }
 
-    if let Some(prometheus) = prometheus(args)? {
+    // The gateway in front of the replicas, when nginx is installed and both services run.
+    let mut first_lines = Vec::new();
+    let gateway_url = format!("http://127.0.0.1:{}", args.gateway_port);
+    match crate::gateway::nginx_binary() {
+        Some(nginx) if upstreams.len() == 2 => {
+            step("starting the gateway (nginx)");
+            let dir = paths::harness_dir().join("up").join("gateway");
+            let config = crate::gateway::GatewayConfig {
+                listen: format!("127.0.0.1:{}", args.gateway_port),
+                upstreams,
+                rate_limit: args.gateway_rate_limit,
+                burst_limit: args.gateway_burst_limit,
+                access_log: dir.join("access.log"),
+                dir,
+            };
+            let gateway = crate::gateway::process(
+                &config,
+                &nginx,
+                paths::logs_dir().join(format!("gateway-{}.log", std::process::id())),
+            )?;
+            gateway.start(SERVICE_TIMEOUT).await?;
+            done(started);
+            first_lines.push(format!(
+                "  {:<14} {gateway_url}   (nginx: {} replica(s) of each service, {} req/s, burst {}; \
+                 access log {})",
+                "gateway",
+                args.replicas,
+                args.gateway_rate_limit,
+                args.gateway_burst_limit,
+                config.access_log.display()
+            ));
+            // Stopped first (services stop in reverse order): nothing new reaches a draining
+            // service through it.
+            running.push(gateway);
+            state.gateway_url = Some(gateway_url.clone());
+        }
+        Some(_) => {}
+        None => first_lines.push(format!(
+            "  {:<14} not running: nginx is not installed (apt-get install -y nginx, or \
+             bash ci/install-deps.sh); use each service's own port",
+            "gateway"
+        )),
+    }
+    write_state(&state)?;
+    let ledger_url = state
+        .gateway_url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", args.ledger_port));
+    let consolidation_url = state
+        .gateway_url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", args.consolidation_port));
+    lines.splice(0..0, first_lines);
+
+    if let Some(prometheus) = prometheus(args, &state.replicas)? {
         step("starting Prometheus");
         match prometheus.start(SERVICE_TIMEOUT).await {
             Ok(()) => {
@@ -252,13 +338,11 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
     println!("    export TOKEN={token}");
     println!("  record a credit:");
     println!(
-        "    curl -s -X POST http://127.0.0.1:{}/v1/merchants/m1/entries -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"kind\":\"credit\",\"amount\":\"100.10\",\"currency\":\"BRL\",\"description\":\"card sale\"}}'",
-        args.ledger_port
+        "    curl -s -X POST {ledger_url}/v1/merchants/m1/entries -H \"Authorization: Bearer $TOKEN\" -H \"Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)\" -H 'Content-Type: application/json' -d '{{\"kind\":\"credit\",\"amount\":\"100.10\",\"currency\":\"BRL\",\"description\":\"card sale\"}}'"
     );
     println!("  the day's balance:");
     println!(
-        "    curl -s http://127.0.0.1:{}/v1/merchants/m1/balances/$(TZ=America/Sao_Paulo date +%F) -H \"Authorization: Bearer $TOKEN\"",
-        args.consolidation_port
+        "    curl -s {consolidation_url}/v1/merchants/m1/balances/$(TZ=America/Sao_Paulo date +%F) -H \"Authorization: Bearer $TOKEN\""
     );
     println!();
     println!(
@@ -294,17 +378,64 @@ async fn create_databases(postgres_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A service binary `up` runs as a child process, built next to the harness binary.
+/// A service binary `up` runs as a child process (one per replica), built next to the harness
+/// binary.
 struct ServiceSpec {
     name: &'static str,
+    /// 1-based replica number.
+    replica: u16,
     port: u16,
     database: &'static str,
-    /// The ledger's internal listener (digests, replays), which the consolidation's reconciler
-    /// calls: the ledger's port + 1000.
+    /// This replica's internal listener (the ledger's digests and replays).
+    internal_port: u16,
+    /// The ledger's internal listener the consolidation's reconciler calls: the first ledger
+    /// replica's, at the ledger's port + 1000. The gateway never routes it (ADR 0011).
     ledger_internal_port: u16,
 }
 
+/// The replicas to run: the first of each service on its configured port (reachable directly
+/// for debugging), the others on free ports.
+fn replica_specs(args: &UpArgs) -> anyhow::Result<Vec<ServiceSpec>> {
+    let ledger_internal_port = args
+        .ledger_internal_port
+        .unwrap_or_else(|| args.ledger_port.saturating_add(1000));
+    let mut specs = Vec::new();
+    for (name, first_port) in [
+        ("ledger", args.ledger_port),
+        ("consolidation", args.consolidation_port),
+    ] {
+        for replica in 1..=args.replicas {
+            let (port, internal_port) = if replica == 1 {
+                (first_port, ledger_internal_port)
+            } else {
+                (
+                    crate::backend::native::free_port()?,
+                    crate::backend::native::free_port()?,
+                )
+            };
+            specs.push(ServiceSpec {
+                name,
+                replica,
+                port,
+                database: name,
+                internal_port,
+                ledger_internal_port,
+            });
+        }
+    }
+    Ok(specs)
+}
+
 impl ServiceSpec {
+    /// `ledger`, or `ledger-2` for a second replica.
+    fn label(&self) -> String {
+        if self.replica == 1 {
+            self.name.to_string()
+        } else {
+            format!("{}-{}", self.name, self.replica)
+        }
+    }
+
     /// The supervised process, or `None` when the binary is not built.
     fn process(
         &self,
@@ -329,7 +460,7 @@ impl ServiceSpec {
         let env = [
             (
                 "INTERNAL_LISTEN_ADDR",
-                format!("127.0.0.1:{}", self.ledger_internal_port),
+                format!("127.0.0.1:{}", self.internal_port),
             ),
             (
                 "LEDGER_URL",
@@ -368,7 +499,7 @@ impl ServiceSpec {
         .map(|(k, v)| (k.to_string(), v))
         .to_vec();
         Ok(Some(Supervised::new(ProcessSpec {
-            name: self.name.into(),
+            name: self.label(),
             program,
             args: Vec::new(),
             env,
@@ -376,14 +507,18 @@ impl ServiceSpec {
             user: None,
             ready_line: "listening".into(),
             stop_signal: libc::SIGTERM,
-            log_file: paths::logs_dir().join(format!("{}-{}.log", self.name, std::process::id())),
+            log_file: paths::logs_dir().join(format!(
+                "{}-{}.log",
+                self.label(),
+                std::process::id()
+            )),
         })))
     }
 }
 
 /// Prometheus scraping both services, when the `prometheus` binary (Debian's `prometheus`
 /// package) is installed; `None` otherwise or when `--prometheus-port 0`.
-fn prometheus(args: &UpArgs) -> anyhow::Result<Option<Supervised>> {
+fn prometheus(args: &UpArgs, replicas: &[ReplicaState]) -> anyhow::Result<Option<Supervised>> {
     let Some(program) =
         crate::backend::native::which("prometheus").filter(|_| args.prometheus_port != 0)
     else {
@@ -397,11 +532,21 @@ fn prometheus(args: &UpArgs) -> anyhow::Result<Option<Supervised>> {
     } else {
         String::new()
     };
+    // Every replica of each service (each has its own /metrics).
+    let targets = |service: &str| {
+        replicas
+            .iter()
+            .filter(|r| r.service == service)
+            .map(|r| format!("\"{}\"", r.url.trim_start_matches("http://")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let config = format!(
         "# Written by `harness up`.\nglobal:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n{rule_files}\
-         scrape_configs:\n  - job_name: ledger\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n\
-         \x20 - job_name: consolidation\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n",
-        args.ledger_port, args.consolidation_port
+         scrape_configs:\n  - job_name: ledger\n    static_configs:\n      - targets: [{}]\n\
+         \x20 - job_name: consolidation\n    static_configs:\n      - targets: [{}]\n",
+        targets("ledger"),
+        targets("consolidation")
     );
     let config_file = dir.join("prometheus.yml");
     std::fs::write(&config_file, config)?;

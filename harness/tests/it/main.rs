@@ -2,6 +2,7 @@
 
 mod dependencies;
 mod faults;
+mod gateway;
 mod identity;
 mod isolation;
 mod netfault;

@@ -23,6 +23,7 @@ async fn up_prints_urls_and_ready_then_stops_everything_on_sigterm() -> anyhow::
     let ledger_port = free_port();
     let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
         .arg("up")
+        .args(["--gateway-port", &free_port().to_string()])
         .args(["--identity-port", &identity_port.to_string()])
         .args(["--ledger-port", &ledger_port.to_string()])
         .args(["--consolidation-port", &free_port().to_string()])

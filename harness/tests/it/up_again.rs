@@ -124,6 +124,7 @@ impl Up {
         let (ledger, consolidation) = (port(), port());
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
             .arg("up")
+            .args(["--gateway-port", &port().to_string()])
             .args(["--identity-port", &port().to_string()])
             .args(["--ledger-port", &ledger.to_string()])
             .args(["--ledger-internal-port", &port().to_string()])

@@ -13,17 +13,15 @@ locals {
     consolidation = var.consolidation_port
   }
 
-  # API Gateway route => service. Only the public business API is routed; the
-  # consolidation's /v1/admin/* routes stay reachable from inside the cluster only, and the
-  # ledger's /internal/* routes (digests, replays) are on another port that no route or target
-  # group uses (ci/check-deploy-consistency.py checks it).
+  # API Gateway route => service, from routes.json: the one description of the routes, which
+  # the local nginx gateway (harness/src/gateway.rs) is generated from too. Only the public
+  # business API is routed here; the consolidation's /v1/admin/* routes (public = false) stay
+  # reachable from inside the cluster only, and the ledger's /internal/* routes (digests,
+  # replays) are on another port that no route or target group uses
+  # (ci/check-deploy-consistency.py checks it).
+  route_table = jsondecode(file("${path.module}/routes.json")).routes
   routes = {
-    "POST /v1/merchants/{merchant}/entries"               = "ledger"
-    "GET /v1/merchants/{merchant}/entries"                = "ledger"
-    "GET /v1/merchants/{merchant}/entries/{id}"           = "ledger"
-    "POST /v1/merchants/{merchant}/entries/{id}/reversal" = "ledger"
-    "GET /v1/merchants/{merchant}/balances"               = "consolidation"
-    "GET /v1/merchants/{merchant}/balances/{date}"        = "consolidation"
+    for route in local.route_table : "${route.method} ${route.path}" => route.service if route.public
   }
 
   # ALB listener rule path patterns per service (same split as the routes above).

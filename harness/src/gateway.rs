@@ -1,0 +1,479 @@
+//! The local API gateway: Debian's nginx in front of N replicas of each service, standing where
+//! API Gateway and the internal ALB stand in AWS (ADR 0011).
+//!
+//! The nginx configuration is generated from `terraform/modules/api/routes.json`, the file the
+//! terraform `api` module reads its routes from, so the local routing and the deployed routing
+//! cannot drift. What it does, and why:
+//! - routes by path to an upstream per service (round robin over its replicas); paths that are
+//!   not routed are 404 problem+json, as API Gateway answers an unknown route;
+//! - passive health checks: a replica that fails a connection or times out is left out for
+//!   `fail_timeout`, and the request goes to another replica (`proxy_next_upstream`). nginx
+//!   never passes a POST to a second replica once it was sent to one; a POST to a route that
+//!   honours `Idempotency-Key` and carries one is retried anyway, since the ledger replays the
+//!   first answer for the same key and body (a retry cannot record twice);
+//! - throttling like the stage's token bucket: `limit_req` with the rate and burst of the
+//!   terraform stage defaults, answered 429 problem+json with `Retry-After`;
+//! - `X-Request-Id` passed through, or nginx's own request id when the client sent none, so
+//!   the gateway's access log and the services' logs name the same id;
+//! - every upstream call has deadlines (connect, send, read, and for all retries together).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::process::{ProcessSpec, Supervised};
+
+/// The one description of the routes, shared with terraform (`terraform/modules/api`).
+pub const ROUTES_JSON: &str = include_str!("../../terraform/modules/api/routes.json");
+
+/// Throttling defaults: the terraform stage's `throttling_rate_limit` and
+/// `throttling_burst_limit` defaults (ci/check-deploy-consistency.py checks they agree).
+pub const DEFAULT_RATE_LIMIT: u32 = 500;
+/// See [`DEFAULT_RATE_LIMIT`].
+pub const DEFAULT_BURST_LIMIT: u32 = 1000;
+
+/// How long a replica that failed is left out (passive health check), and how many failures
+/// within that time mark it down. One failure: a refused connection means the process is gone.
+const FAIL_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_FAILS: u32 = 1;
+/// Deadlines of the calls to a replica. The read deadline exceeds the services' own whole-request
+/// deadline (`HTTP_REQUEST_TIMEOUT_MS`, 10 s), so a slow request is answered by the service's
+/// 503 rather than cut by the gateway.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bodies the gateway accepts: above the ledger's `MAX_BODY_BYTES` default, and small enough to
+/// stay in memory (nothing is buffered to disk).
+const MAX_BODY: &str = "1m";
+
+/// One route of `routes.json`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Route {
+    /// `GET`, `POST`, ... or `ANY`.
+    pub method: String,
+    /// API Gateway path syntax: `{name}` is one segment, `{name+}` the rest of the path.
+    pub path: String,
+    /// The service that answers it.
+    pub service: String,
+    /// Routed by the deployed API Gateway too (`false`: local gateway only, e.g. admin).
+    pub public: bool,
+    /// The route honours `Idempotency-Key`, so a POST carrying one may be retried on another
+    /// replica after it was sent.
+    #[serde(default)]
+    pub idempotency_key: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct RouteFile {
+    routes: Vec<Route>,
+}
+
+/// The routes of `routes.json`, checked: known services, paths under `/v1/`, none under
+/// `/internal` (the ledger's second listener is never routed).
+pub fn routes() -> anyhow::Result<Vec<Route>> {
+    let file: RouteFile = serde_json::from_str(ROUTES_JSON).context("parsing routes.json")?;
+    for route in &file.routes {
+        anyhow::ensure!(
+            route.path.starts_with("/v1/"),
+            "route {} {}: every routed path is under /v1/",
+            route.method,
+            route.path
+        );
+        anyhow::ensure!(
+            !route.path.contains("/internal"),
+            "route {}: the ledger's /internal routes are never routed",
+            route.path
+        );
+        anyhow::ensure!(
+            !route.idempotency_key || route.method == "POST",
+            "route {} {}: only a POST route can honour Idempotency-Key",
+            route.method,
+            route.path
+        );
+    }
+    Ok(file.routes)
+}
+
+/// What the generated configuration serves.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where the gateway listens (`127.0.0.1:8080`, or a port alone).
+    pub listen: String,
+    /// Replicas per service name (`ledger`, `consolidation`), as `host:port`.
+    pub upstreams: BTreeMap<String, Vec<String>>,
+    /// Steady requests per second (whole gateway, like the stage-wide limit).
+    pub rate_limit: u32,
+    /// Requests above the rate allowed at once.
+    pub burst_limit: u32,
+    /// The folder of nginx's pid file and temp folders.
+    pub dir: PathBuf,
+    /// Where the access log goes (JSON lines; `/dev/stdout` in a container).
+    pub access_log: PathBuf,
+}
+
+impl GatewayConfig {
+    /// Checks what nginx would otherwise reject at start, or misroute.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.rate_limit > 0, "the gateway's rate limit must be > 0");
+        for route in routes()? {
+            anyhow::ensure!(
+                self.upstreams
+                    .get(&route.service)
+                    .is_some_and(|replicas| !replicas.is_empty()),
+                "route {} {} goes to {}, which has no replica",
+                route.method,
+                route.path,
+                route.service
+            );
+        }
+        Ok(())
+    }
+}
+
+/// An nginx location regex for an API Gateway path template.
+fn location_regex(path: &str) -> String {
+    let mut regex = String::from("^");
+    for (i, segment) in path.trim_start_matches('/').split('/').enumerate() {
+        if i > 0 || path.starts_with('/') {
+            regex.push('/');
+        }
+        if segment.starts_with('{') && segment.ends_with("+}") {
+            regex.push_str(".+");
+        } else if segment.starts_with('{') && segment.ends_with('}') {
+            regex.push_str("[^/]+");
+        } else {
+            for c in segment.chars() {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    regex.push(c);
+                } else {
+                    regex.push('\\');
+                    regex.push(c);
+                }
+            }
+        }
+    }
+    regex.push('$');
+    regex
+}
+
+/// A problem+json body (RFC 9457) nginx returns itself.
+fn problem(status: u16, title: &str, detail: &str) -> String {
+    serde_json::json!({"type": "about:blank", "title": title, "status": status, "detail": detail})
+        .to_string()
+        .replace('\'', "\\'")
+}
+
+/// The nginx configuration.
+pub fn render(config: &GatewayConfig) -> anyhow::Result<String> {
+    config.validate()?;
+    let routes = routes()?;
+    let dir = config.dir.display();
+    let mut out = String::new();
+    let secs = |d: Duration| format!("{}s", d.as_secs());
+    writeln!(
+        out,
+        "# Generated by the harness from terraform/modules/api/routes.json (harness/src/gateway.rs);\n\
+         # edits here are overwritten.\n\
+         # One process (no master): it dies with `harness up` (PR_SET_PDEATHSIG), which an nginx\n\
+         # worker whose master was killed would not.\n\
+         daemon off;\nmaster_process off;\nerror_log stderr notice;\npid {dir}/nginx.pid;\n\
+         worker_rlimit_nofile 16384;\nevents {{ worker_connections 8192; }}\n\nhttp {{"
+    )?;
+    writeln!(
+        out,
+        "    client_body_temp_path {dir}/tmp/body;\n    proxy_temp_path {dir}/tmp/proxy;\n\
+         \x20   fastcgi_temp_path {dir}/tmp/fastcgi;\n    uwsgi_temp_path {dir}/tmp/uwsgi;\n\
+         \x20   scgi_temp_path {dir}/tmp/scgi;\n\
+         \x20   client_max_body_size {MAX_BODY};\n    client_body_buffer_size {MAX_BODY};\n\
+         \x20   proxy_max_temp_file_size 0;\n    server_tokens off;\n\
+         \x20   # The client's X-Request-Id, else nginx's own: the services log the id they get.\n\
+         \x20   map $http_x_request_id $gateway_request_id {{ \"\" $request_id; default $http_x_request_id; }}\n\
+         \x20   map $http_idempotency_key $has_idempotency_key {{ \"\" 0; default 1; }}\n\
+         \x20   log_format gateway escape=json '{{\"time\":\"$time_iso8601\",\"request_id\":\"$gateway_request_id\",'\n\
+         \x20       '\"method\":\"$request_method\",\"uri\":\"$request_uri\",\"status\":$status,'\n\
+         \x20       '\"upstream\":\"$upstream_addr\",\"upstream_status\":\"$upstream_status\",'\n\
+         \x20       '\"request_time\":$request_time}}';\n\
+         \x20   access_log {} gateway buffer=64k flush=1s;\n\
+         \x20   # One bucket for the whole gateway, like the stage-wide throttling of API Gateway.\n\
+         \x20   limit_req_zone $server_name zone=stage:1m rate={}r/s;\n\
+         \x20   limit_req_status 429;\n\
+         \x20   proxy_http_version 1.1;\n    proxy_set_header Connection \"\";\n\
+         \x20   proxy_set_header Host $http_host;\n\
+         \x20   proxy_set_header X-Request-Id $gateway_request_id;\n\
+         \x20   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+         \x20   proxy_connect_timeout {};\n    proxy_send_timeout {};\n    proxy_read_timeout {};\n\
+         \x20   # Another replica on a failed connection, a timeout or a 502/503/504; nginx itself\n\
+         \x20   # never resends a POST that reached a replica (see the idempotent locations).\n\
+         \x20   proxy_next_upstream error timeout http_502 http_503 http_504;\n\
+         \x20   proxy_next_upstream_timeout {};\n",
+        config.access_log.display(),
+        config.rate_limit,
+        secs(CONNECT_TIMEOUT),
+        secs(READ_TIMEOUT),
+        secs(READ_TIMEOUT),
+        secs(READ_TIMEOUT),
+    )?;
+    for (service, replicas) in &config.upstreams {
+        writeln!(out, "    upstream {service} {{")?;
+        for replica in replicas {
+            writeln!(
+                out,
+                "        server {replica} max_fails={MAX_FAILS} fail_timeout={};",
+                secs(FAIL_TIMEOUT)
+            )?;
+        }
+        writeln!(out, "        keepalive 64;\n    }}")?;
+    }
+    writeln!(
+        out,
+        "\n    server {{\n        listen {};\n        server_name gateway;\n\
+         \x20       limit_req zone=stage burst={} nodelay;\n\
+         \x20       error_page 429 = @throttled;\n        error_page 502 503 504 = @unavailable;\n\
+         \x20       error_page 404 = @not_found;\n",
+        config.listen, config.burst_limit
+    )?;
+    // One location per path; the methods are the service's business (it answers 405).
+    let mut by_path: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    for route in &routes {
+        let entry = by_path
+            .entry(location_regex(&route.path))
+            .or_insert_with(|| (route.service.clone(), false));
+        anyhow::ensure!(
+            entry.0 == route.service,
+            "path {} is routed to two services",
+            route.path
+        );
+        entry.1 |= route.idempotency_key;
+    }
+    let tries = |service: &str| config.upstreams.get(service).map_or(1, Vec::len).max(2);
+    for (regex, (service, idempotent)) in &by_path {
+        writeln!(out, "        location ~ {regex} {{")?;
+        if *idempotent {
+            writeln!(
+                out,
+                "            # A POST with Idempotency-Key may be resent: the ledger replays it.\n\
+                 \x20           if ($has_idempotency_key) {{ rewrite ^(.*)$ /_idempotent/{service}$1 last; }}"
+            )?;
+        }
+        writeln!(
+            out,
+            "            proxy_next_upstream_tries {};\n            proxy_pass http://{service};\n        }}",
+            tries(service)
+        )?;
+    }
+    let idempotent_services: std::collections::BTreeSet<&String> = by_path
+        .values()
+        .filter(|(_, idempotent)| *idempotent)
+        .map(|(service, _)| service)
+        .collect();
+    for service in idempotent_services {
+        writeln!(
+            out,
+            "        location ^~ /_idempotent/{service}/ {{\n            internal;\n\
+             \x20           rewrite ^/_idempotent/{service}(/.*)$ $1 break;\n\
+             \x20           proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;\n\
+             \x20           proxy_next_upstream_tries {};\n            proxy_pass http://{service};\n        }}",
+            tries(service)
+        )?;
+    }
+    for (name, status, title, detail, retry) in [
+        (
+            "throttled",
+            429,
+            "Too Many Requests",
+            "the gateway's request rate limit was exceeded; retry after the time in Retry-After",
+            true,
+        ),
+        (
+            "unavailable",
+            503,
+            "Service Unavailable",
+            "no replica of the service answered; retry after the time in Retry-After",
+            true,
+        ),
+        (
+            "not_found",
+            404,
+            "Not Found",
+            "no route for this path",
+            false,
+        ),
+    ] {
+        writeln!(
+            out,
+            "        location @{name} {{\n            default_type application/problem+json;\n\
+             \x20           add_header X-Request-Id $gateway_request_id always;"
+        )?;
+        if retry {
+            writeln!(out, "            add_header Retry-After 1 always;")?;
+        }
+        writeln!(
+            out,
+            "            return {status} '{}';\n        }}",
+            problem(status, title, detail)
+        )?;
+    }
+    writeln!(out, "        location / {{ return 404; }}\n    }}\n}}")?;
+    Ok(out)
+}
+
+/// Writes the configuration under `config.dir` and describes the nginx process serving it.
+pub fn process(
+    config: &GatewayConfig,
+    nginx: &Path,
+    log_file: PathBuf,
+) -> anyhow::Result<Supervised> {
+    for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+        let dir = config.dir.join("tmp").join(sub);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = config.dir.join("nginx.conf");
+    std::fs::write(&file, render(config)?)
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(Supervised::new(ProcessSpec {
+        name: "gateway".into(),
+        program: nginx.to_path_buf(),
+        args: vec![
+            "-p".into(),
+            config.dir.display().to_string(),
+            "-c".into(),
+            file.display().to_string(),
+            // The error log before the configuration is read (Debian's default is /var/log).
+            "-e".into(),
+            "stderr".into(),
+        ],
+        env: Vec::new(),
+        cwd: Some(config.dir.clone()),
+        user: None,
+        // Logged once the listener is bound and the process serves.
+        ready_line: "getrlimit(RLIMIT_NOFILE)".into(),
+        stop_signal: libc::SIGQUIT,
+        log_file,
+    }))
+}
+
+/// Debian's nginx binary, when installed (`ci/install-deps.sh` installs it).
+pub fn nginx_binary() -> Option<PathBuf> {
+    crate::backend::native::which("nginx").or_else(|| {
+        let sbin = PathBuf::from("/usr/sbin/nginx");
+        sbin.is_file().then_some(sbin)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> GatewayConfig {
+        GatewayConfig {
+            listen: "127.0.0.1:8080".into(),
+            upstreams: BTreeMap::from([
+                (
+                    "ledger".to_string(),
+                    vec!["127.0.0.1:8081".into(), "127.0.0.1:8181".into()],
+                ),
+                ("consolidation".to_string(), vec!["127.0.0.1:8082".into()]),
+            ]),
+            rate_limit: DEFAULT_RATE_LIMIT,
+            burst_limit: DEFAULT_BURST_LIMIT,
+            dir: PathBuf::from("/tmp/gw"),
+            access_log: PathBuf::from("/tmp/gw/access.log"),
+        }
+    }
+
+    /// compose.yaml's gateway runs `compose/gateway/nginx.conf`, generated like `harness up`'s:
+    /// this test fails when it is stale, and `BLESS=1 cargo test -p harness --lib gateway`
+    /// rewrites it.
+    #[test]
+    fn the_compose_gateway_configuration_is_current() {
+        let config = GatewayConfig {
+            listen: "8080".into(),
+            upstreams: BTreeMap::from([
+                ("ledger".to_string(), vec!["ledger:8081".into()]),
+                (
+                    "consolidation".to_string(),
+                    vec!["consolidation:8082".into()],
+                ),
+            ]),
+            rate_limit: DEFAULT_RATE_LIMIT,
+            burst_limit: DEFAULT_BURST_LIMIT,
+            dir: PathBuf::from("/var/lib/gateway"),
+            access_log: PathBuf::from("/dev/stdout"),
+        };
+        let expected = render(&config).expect("a configuration");
+        let file = crate::paths::workspace_root().join("compose/gateway/nginx.conf");
+        if std::env::var_os("BLESS").is_some() {
+            std::fs::create_dir_all(file.parent().expect("a folder")).expect("compose/gateway");
+            std::fs::write(&file, &expected).expect("writing compose/gateway/nginx.conf");
+        }
+        let committed = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            committed == expected,
+            "{} is stale: BLESS=1 cargo test -p harness --lib gateway",
+            file.display()
+        );
+    }
+
+    #[test]
+    fn path_templates_become_anchored_regexes() {
+        assert_eq!(
+            location_regex("/v1/merchants/{merchant}/entries/{id}/reversal"),
+            "^/v1/merchants/[^/]+/entries/[^/]+/reversal$"
+        );
+        assert_eq!(location_regex("/v1/admin/{proxy+}"), "^/v1/admin/.+$");
+    }
+
+    #[test]
+    fn every_route_is_served_by_its_service_and_internal_is_not() {
+        let text = render(&config()).expect("a configuration");
+        for route in routes().expect("routes.json parses") {
+            let location = format!("location ~ {} {{", location_regex(&route.path));
+            let at = text.find(&location).unwrap_or_else(|| panic!("{location}"));
+            let block = &text[at..at + text[at..].find("\n        }").expect("a closing brace")];
+            assert!(
+                block.contains(&format!("proxy_pass http://{};", route.service)),
+                "{block}"
+            );
+        }
+        assert!(!text.contains("internal/"));
+        assert!(text.contains("server 127.0.0.1:8181 max_fails=1 fail_timeout=5s;"));
+        assert!(text.contains("rate=500r/s"));
+        assert!(text.contains("burst=1000 nodelay"));
+    }
+
+    #[test]
+    fn only_posts_with_an_idempotency_key_to_the_ledgers_posts_are_resent() {
+        let text = render(&config()).expect("a configuration");
+        // One internal location resends (non_idempotent), reached from the two ledger POSTs.
+        assert_eq!(text.matches("non_idempotent").count(), 1);
+        assert_eq!(text.matches("/_idempotent/ledger$1 last").count(), 2);
+        let mut resent = routes()
+            .expect("routes.json parses")
+            .into_iter()
+            .filter(|r| r.idempotency_key)
+            .map(|r| r.path)
+            .collect::<Vec<_>>();
+        resent.sort();
+        assert_eq!(
+            resent,
+            [
+                "/v1/merchants/{merchant}/entries",
+                "/v1/merchants/{merchant}/entries/{id}/reversal"
+            ]
+        );
+        // The admin POSTs (DLQ redrive, reconcile) are never resent once sent.
+        let admin = &text[text.find("location ~ ^/v1/admin/").expect("admin")..];
+        let admin = &admin[..admin.find("\n        }").expect("a closing brace")];
+        assert!(!admin.contains("_idempotent"), "{admin}");
+    }
+
+    #[test]
+    fn a_service_without_replicas_is_refused() {
+        let mut config = config();
+        config.upstreams.remove("consolidation");
+        assert!(render(&config).is_err());
+    }
+}
