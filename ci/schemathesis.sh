@@ -56,7 +56,7 @@ for service in ledger consolidation; do
   say "$service: st run --checks all --max-examples ${SCHEMATHESIS_EXAMPLES:-100}"
   if "$venv/bin/st" --no-color run "http://127.0.0.1:$port/openapi.json" --checks all \
       --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" --seed 1 > "$out/$service.txt" 2>&1; then
-    say "$service: $(grep -E 'generated' "$out/$service.txt" | sed 's/^ *//'), 0 failures"
+    say "$service: $(grep -E '^ *[0-9]+ generated' "$out/$service.txt" | sed 's/^ *//'), 0 failures"
   else
     failed=1
     sed -n '/FAILURES/,$p' "$out/$service.txt" | head -n 80

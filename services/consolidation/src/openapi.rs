@@ -72,5 +72,22 @@ pub fn document() -> serde_json::Value {
         "limit",
         json!({"minimum": 1, "maximum": 1000}),
     );
+    let reconcile = "/components/schemas/ReconcileRequest";
+    cashflow_platform::openapi::patch(&mut doc, reconcile, json!({"additionalProperties": false}));
+    for bound in ["from", "to"] {
+        cashflow_platform::openapi::patch(
+            &mut doc,
+            &format!("{reconcile}/properties/{bound}"),
+            json!({"type": "string", "format": "date"}),
+        );
+    }
+    cashflow_platform::openapi::patch(
+        &mut doc,
+        &format!("{reconcile}/properties/merchant_id"),
+        json!({
+            "type": ["string", "null"],
+            "pattern": cashflow_platform::openapi::MERCHANT_PATTERN,
+        }),
+    );
     doc
 }

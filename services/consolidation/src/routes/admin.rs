@@ -154,8 +154,14 @@ pub async fn reconcile(
 ) -> Result<Json<crate::reconcile::ReconcileReport>, ApiError> {
     use crate::reconcile::ReconcileError;
     require_admin(&principal)?;
-    let request: ReconcileRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::parameter("body", e.to_string()))?;
+    // An object, not the array form serde would also take for a struct.
+    let request: ReconcileRequest = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(value @ serde_json::Value::Object(_)) => {
+            serde_json::from_value(value).map_err(|e| ApiError::parameter("body", e.to_string()))?
+        }
+        Ok(_) => return Err(ApiError::parameter("body", "must be a JSON object")),
+        Err(e) => return Err(ApiError::parameter("body", e.to_string())),
+    };
     let parse = |field: &str, value: &str| {
         cashflow_contracts::business_date::parse(value).map_err(|e| ApiError::parameter(field, e))
     };
