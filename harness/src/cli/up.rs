@@ -131,7 +131,6 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_localstack_port(args.localstack_port)
         .with_postgres_data(paths::up_postgres_data());
     for (name, port) in [
-        ("gateway", args.gateway_port),
         ("postgres", args.postgres_port),
         ("redis", args.redis_port),
         ("localstack", args.localstack_port),
@@ -139,6 +138,25 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             anyhow::bail!("port {port} for {name} is taken; choose another with --{name}-port");
         }
+    }
+    // The services' and the gateway's ports are held until the services start: the fault
+    // proxies and the dependencies bind ephemeral ports meanwhile, and the kernel could hand
+    // one of these out to them.
+    let ledger_internal_port = args
+        .ledger_internal_port
+        .unwrap_or_else(|| args.ledger_port.saturating_add(1000));
+    let mut reserved = Vec::new();
+    for (name, port) in [
+        ("gateway", args.gateway_port),
+        ("ledger", args.ledger_port),
+        ("ledger-internal", ledger_internal_port),
+        ("consolidation", args.consolidation_port),
+    ] {
+        reserved.push(
+            std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| {
+                format!("port {port} for {name} is taken; choose another with --{name}-port")
+            })?,
+        );
     }
 
     step("starting PostgreSQL, Redis, LocalStack SQS and the identity provider");
@@ -151,7 +169,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     .context("starting the dependencies")?;
     done(started);
 
-    let result = serve(&stack, &args, started).await;
+    let result = serve(&stack, &args, started, reserved).await;
     step("stopping everything");
     stack.shutdown().await;
     let _ = std::fs::remove_file(paths::up_state_file());
@@ -159,7 +177,12 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result<()> {
+async fn serve(
+    stack: &Stack,
+    args: &UpArgs,
+    started: Instant,
+    reserved: Vec<std::net::TcpListener>,
+) -> anyhow::Result<()> {
     let endpoints = stack.endpoints().clone();
     step("creating the databases and the queue with its DLQ");
     create_databases(&endpoints.postgres_url).await?;
@@ -186,6 +209,8 @@ async fn serve(stack: &Stack, args: &UpArgs, started: Instant) -> anyhow::Result
     let faults = super::fault::FaultControl::start(stack).await?;
 
     let services = replica_specs(args)?;
+    // Released for the services and the gateway to bind.
+    drop(reserved);
     let mut running = Vec::new();
     let mut lines = Vec::new();
     let mut upstreams: std::collections::BTreeMap<String, Vec<String>> = Default::default();
