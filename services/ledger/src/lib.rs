@@ -4,7 +4,6 @@
 
 pub mod config;
 pub mod entries;
-pub mod error;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
