@@ -310,6 +310,11 @@ pub(crate) struct RegisteredClient {
 pub(crate) type Clients =
     std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, RegisteredClient>>>;
 
+/// A random client secret.
+pub(crate) fn new_secret() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 /// Registers (or re-registers) `client_id` in `clients`; what a client needs to ask
 /// `token_url` for tokens.
 pub(crate) fn register(
@@ -508,8 +513,7 @@ impl IdentityProvider {
         scopes: &[&str],
         ttl: Duration,
     ) -> ClientCredentials {
-        let secret = uuid::Uuid::new_v4().simple().to_string();
-        self.register_client_with_secret(client_id, &secret, scopes, ttl)
+        self.register_client_with_secret(client_id, &new_secret(), scopes, ttl)
     }
 
     /// Same, with a given secret (`harness identity --client`, for compose).

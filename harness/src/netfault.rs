@@ -144,6 +144,29 @@ pub enum NetFault {
     Heal,
 }
 
+impl NetFault {
+    /// `millis` of latency with a tenth of it as jitter (the fault matrices use 200 ms).
+    pub fn latency_ms(millis: u64) -> Self {
+        Self::Latency {
+            latency: Duration::from_millis(millis),
+            jitter: Duration::from_millis(millis / 10),
+        }
+    }
+}
+
+/// One test per cell of a fault matrix: `fault_cell!(name, check, fault)` is a `#[tokio::test]`
+/// named `name` that runs `check(fault).await`, so each service × dependency × fault states its
+/// expected outcome in its name and runs in parallel with the others.
+#[macro_export]
+macro_rules! fault_cell {
+    ($name:ident, $check:ident, $fault:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            $check($fault).await;
+        }
+    };
+}
+
 impl std::str::FromStr for NetFault {
     type Err = anyhow::Error;
     /// `latency 300ms [jitter 50ms]`, `bandwidth 10000` (bytes/s), `blackhole`, `reset`,

@@ -141,12 +141,11 @@ impl RotatingIdentity {
         scopes: &[&str],
         ttl: Duration,
     ) -> ClientCredentials {
-        let secret = uuid::Uuid::new_v4().simple().to_string();
         crate::identity::register(
             &self.clients,
             format!("{}{TOKEN_PATH}", self.issuer),
             client_id,
-            &secret,
+            &crate::identity::new_secret(),
             scopes,
             ttl,
         )

@@ -205,25 +205,13 @@ impl Application {
                 }
             });
         }
-        let (pool, retention_days, idle, metrics) = (
-            self.state.pool.clone(),
-            self.retention_days,
+        run.prune(
+            RETENTION_TASK,
+            &self.state.pool,
+            vec![crate::retention::rule(self.retention_days)],
             self.retention_interval,
             self.metrics.retention.clone(),
         );
-        run.task(RETENTION_TASK, Stops::AtShutdown, move |stop| {
-            let pruned = cashflow_platform::retention::run(
-                pool.clone(),
-                vec![crate::retention::rule(retention_days)],
-                idle,
-                metrics.clone(),
-                stop,
-            );
-            async move {
-                pruned.await;
-                Ok(())
-            }
-        });
         let cache = Arc::clone(&self.state.cache);
         // After the requests: invalidations that missed Redis are retried to the end.
         run.task(CACHE_FLUSH_TASK, Stops::AfterRequests, move |stop| {

@@ -184,21 +184,13 @@ impl Application {
                 Ok(())
             }
         });
-        let (pool, metrics) = (self.pool.clone(), self.metrics.retention.clone());
-        let (rules, idle) = (retention_rules(&self.retention), self.retention.interval);
-        run.task(RETENTION_TASK, Stops::AtShutdown, move |stop| {
-            let pruned = cashflow_platform::retention::run(
-                pool.clone(),
-                rules.clone(),
-                idle,
-                metrics.clone(),
-                stop,
-            );
-            async move {
-                pruned.await;
-                Ok(())
-            }
-        });
+        run.prune(
+            RETENTION_TASK,
+            &self.pool,
+            retention_rules(&self.retention),
+            self.retention.interval,
+            self.metrics.retention.clone(),
+        );
         run.run(&self.pool).await
     }
 }

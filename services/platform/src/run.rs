@@ -104,6 +104,27 @@ impl Runner {
             .spawn(&mut self.tasks, name, stop, move || make(token.clone()));
     }
 
+    /// Starts the supervised pruning of `rules` ([`crate::retention::run`]) as task `name`,
+    /// stopping at shutdown: expired rows wait for the next start.
+    pub fn prune(
+        &mut self,
+        name: &'static str,
+        pool: &PgPool,
+        rules: Vec<crate::retention::Rule>,
+        interval: Duration,
+        metrics: crate::retention::RetentionMetrics,
+    ) {
+        let pool = pool.clone();
+        self.task(name, Stops::AtShutdown, move |stop| {
+            let pruned =
+                crate::retention::run(pool.clone(), rules.clone(), interval, metrics.clone(), stop);
+            async move {
+                pruned.await;
+                Ok(())
+            }
+        });
+    }
+
     /// Serves until shutdown, then drains as the module says and closes `pool`. An error of a
     /// listener is returned once everything has stopped.
     pub async fn run(mut self, pool: &PgPool) -> anyhow::Result<()> {

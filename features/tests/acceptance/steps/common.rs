@@ -46,32 +46,26 @@ pub(crate) async fn platform_own_stack(w: &mut Platform) {
 
 #[given("the platform is running on stacks of its own, the ledger's database apart")]
 pub(crate) async fn platform_two_stacks(w: &mut Platform) {
+    let placement = own_placement(w).await;
+    w.start(placement, 10).await;
+}
+
+/// Two stacks of the scenario's own: the ledger's and the consolidation's.
+async fn own_placement(w: &mut Platform) -> Placement {
     let ledger = w.own_stack().await;
     let consolidation = w.own_stack().await;
-    w.start(
-        Placement {
-            ledger,
-            consolidation,
-        },
-        10,
-    )
-    .await;
+    Placement {
+        ledger,
+        consolidation,
+    }
 }
 
 #[given(
     "the platform is running on stacks of its own, the ledger's database apart, with an identity provider whose keys rotate"
 )]
 pub(crate) async fn platform_two_stacks_rotating(w: &mut Platform) {
-    let ledger = w.own_stack().await;
-    let consolidation = w.own_stack().await;
-    w.start_rotating(
-        Placement {
-            ledger,
-            consolidation,
-        },
-        10,
-    )
-    .await;
+    let placement = own_placement(w).await;
+    w.start_rotating(placement, 10).await;
 }
 
 #[given(expr = "I am merchant {string}")]

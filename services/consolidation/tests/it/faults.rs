@@ -14,7 +14,7 @@ use cashflow_contracts::EntryKind::{Credit, Debit};
 use cashflow_platform::deadline::Deadlines;
 use consolidation::breaker::BreakerState;
 use consolidation::config::RedisConfig;
-use harness::{FaultProxy, NetFault, ScopeOptions};
+use harness::{FaultProxy, NetFault, ScopeOptions, fault_cell};
 
 use crate::helpers::{TestApp, date, day, event};
 
@@ -29,79 +29,63 @@ fn short_deadlines() -> Deadlines {
     }
 }
 
-fn latency_200ms() -> NetFault {
-    NetFault::Latency {
-        latency: Duration::from_millis(200),
-        jitter: Duration::from_millis(20),
-    }
-}
-
-/// One test per cell of the matrix: `cell!(name, check, fault)` runs `check(fault)`.
-macro_rules! cell {
-    ($name:ident, $check:ident, $fault:expr) => {
-        #[tokio::test]
-        async fn $name() {
-            $check($fault).await;
-        }
-    };
-}
-
-cell!(
+// The matrix: one test per cell (harness::fault_cell!).
+fault_cell!(
     postgres_latency_200ms_reads_and_applies,
     postgres_slow,
-    latency_200ms()
+    NetFault::latency_ms(200)
 );
-cell!(
+fault_cell!(
     postgres_blackhole_503_then_nothing_lost_or_doubled,
     postgres_unreachable,
     NetFault::Blackhole
 );
-cell!(
+fault_cell!(
     postgres_reset_503_then_nothing_lost_or_doubled,
     postgres_unreachable,
     NetFault::Reset
 );
-cell!(
+fault_cell!(
     postgres_refuse_503_then_nothing_lost_or_doubled,
     postgres_unreachable,
     NetFault::Refuse
 );
-cell!(
+fault_cell!(
     redis_latency_200ms_reads_answer,
     redis_slow,
-    latency_200ms()
+    NetFault::latency_ms(200)
 );
-cell!(
+fault_cell!(
     redis_blackhole_breaker_opens_reads_cost_only_postgres,
     redis_unreachable,
     NetFault::Blackhole
 );
-cell!(
+fault_cell!(
     redis_reset_breaker_opens_reads_cost_only_postgres,
     redis_unreachable,
     NetFault::Reset
 );
-cell!(
+fault_cell!(
     redis_refuse_breaker_opens_reads_cost_only_postgres,
     redis_unreachable,
     NetFault::Refuse
 );
-cell!(
+fault_cell!(
     sqs_latency_200ms_events_applied,
     sqs_faulty,
-    latency_200ms()
+    NetFault::latency_ms(200)
 );
-cell!(
+fault_cell!(
     sqs_blackhole_drains_everything_once_healed,
     sqs_faulty,
     NetFault::Blackhole
 );
-cell!(
+fault_cell!(
     sqs_reset_drains_everything_once_healed,
     sqs_faulty,
     NetFault::Reset
 );
-cell!(
+fault_cell!(
     sqs_refuse_drains_everything_once_healed,
     sqs_faulty,
     NetFault::Refuse

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use cashflow_platform::deadline::Deadlines;
-use harness::{FaultProxy, NetFault};
+use harness::{FaultProxy, NetFault, fault_cell};
 
 use crate::helpers::{TestApp, credit, drain_events};
 
@@ -26,59 +26,43 @@ fn short_deadlines() -> Deadlines {
     }
 }
 
-fn latency_200ms() -> NetFault {
-    NetFault::Latency {
-        latency: Duration::from_millis(200),
-        jitter: Duration::from_millis(20),
-    }
-}
-
-/// One test per cell of the matrix: `cell!(name, check, fault)` runs `check(fault)`.
-macro_rules! cell {
-    ($name:ident, $check:ident, $fault:expr) => {
-        #[tokio::test]
-        async fn $name() {
-            $check($fault).await;
-        }
-    };
-}
-
-cell!(
+// The matrix: one test per cell (harness::fault_cell!).
+fault_cell!(
     postgres_latency_200ms_still_records,
     postgres_slow,
-    latency_200ms()
+    NetFault::latency_ms(200)
 );
-cell!(
+fault_cell!(
     postgres_blackhole_is_a_prompt_503_then_201_after_heal,
     postgres_unavailable,
     NetFault::Blackhole
 );
-cell!(
+fault_cell!(
     postgres_reset_is_503_not_500,
     postgres_unavailable,
     NetFault::Reset
 );
-cell!(
+fault_cell!(
     postgres_refuse_is_503_not_500,
     postgres_unavailable,
     NetFault::Refuse
 );
-cell!(
+fault_cell!(
     sqs_latency_200ms_records_and_publishes,
     sqs_faulty,
-    latency_200ms()
+    NetFault::latency_ms(200)
 );
-cell!(
+fault_cell!(
     sqs_blackhole_never_touches_recording,
     sqs_faulty,
     NetFault::Blackhole
 );
-cell!(
+fault_cell!(
     sqs_reset_never_touches_recording,
     sqs_faulty,
     NetFault::Reset
 );
-cell!(
+fault_cell!(
     sqs_refuse_never_touches_recording,
     sqs_faulty,
     NetFault::Refuse
