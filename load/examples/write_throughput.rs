@@ -56,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         relay: Default::default(),
         deadlines: Default::default(),
         retention: Default::default(),
+        write_batch: Default::default(),
     };
     config.relay.enabled = false;
     let app = ledger::Application::build(config).await?;

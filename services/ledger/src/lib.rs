@@ -5,6 +5,7 @@
 pub mod config;
 pub mod entries;
 pub mod error;
+pub mod group_commit;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::group_commit::{GroupCommit, Writer};
 use crate::metrics::Metrics;
 use crate::outbox::{self, Relay};
 use crate::routes::{self, AppState};
@@ -27,6 +28,7 @@ pub struct Application {
     internal_router: axum::Router,
     pool: PgPool,
     relay: Option<Relay>,
+    writer: Writer,
     metrics: Metrics,
     drain_deadline: Duration,
     supervisor: Supervisor,
@@ -39,6 +41,8 @@ pub const RELAY_TASK: &str = "outbox-relay";
 pub const BACKLOG_TASK: &str = "outbox-backlog";
 /// The supervised pruning of expired idempotency keys and published outbox rows.
 pub const RETENTION_TASK: &str = "retention";
+/// The supervised task writing new entries in batches (group commit).
+pub const WRITER_TASK: &str = "entry-writer";
 
 /// What expires in the ledger's database, and after how long.
 pub fn retention_rules(
@@ -71,6 +75,7 @@ impl Application {
         )
         .await?;
         crate::config::check_retention(&config.retention, config.deadlines.request)?;
+        config.write_batch.check(config.database_max_connections)?;
         let metrics = Metrics::new();
         let relay_wake = Arc::new(Notify::new());
         let relay = if config.relay.enabled {
@@ -89,6 +94,13 @@ impl Application {
         } else {
             None
         };
+        let (group_commit, writer) = GroupCommit::new(
+            config.write_batch,
+            pool.clone(),
+            config.retention.idempotency_keys,
+            Arc::clone(&relay_wake),
+            metrics.writes.clone(),
+        );
         let state = AppState {
             pool: pool.clone(),
             verifier: Arc::new(JwtVerifier::new(config.auth.clone())),
@@ -100,6 +112,7 @@ impl Application {
                 max_days: config.replay.max_days,
             }),
             idempotency_window: config.retention.idempotency_keys,
+            writer: group_commit,
         };
         let supervisor = Supervisor::default().with_metrics(metrics.tasks.clone());
         let router = routes::router(
@@ -124,6 +137,7 @@ impl Application {
             internal_router,
             pool,
             relay,
+            writer,
             metrics,
             drain_deadline: config.deadlines.shutdown_drain,
             supervisor,
@@ -171,6 +185,14 @@ impl Application {
                     }
                 });
         }
+        // The writer stops with the background tasks, after the HTTP server has drained: a
+        // request in flight is waiting for its batch, and queued batches are written first.
+        let (writer, stop) = (self.writer.clone(), background.clone());
+        self.supervisor
+            .spawn(&mut tasks, WRITER_TASK, background.clone(), move || {
+                let (writer, stop) = (writer.clone(), stop.clone());
+                async move { writer.run(stop).await }
+            });
         let (pool, metrics, stop) = (
             self.pool.clone(),
             self.metrics.outbox.clone(),
