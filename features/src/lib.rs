@@ -9,8 +9,9 @@ use anyhow::Context;
 use cashflow_platform::auth::AuthConfig;
 use cashflow_platform::sqs::SqsSettings;
 use harness::netfault::{FaultProxy, NetFault};
-use harness::{Scope, ScopeOptions, Stack};
+use harness::{IssuerKeys, RotatingIdentity, Scope, ScopeOptions, Stack};
 use serde_json::Value;
+use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -66,7 +67,48 @@ pub struct System {
     /// Fault proxies on every service→dependency link, once [`System::route_through_proxies`]
     /// put them there.
     pub links: Option<Links>,
+    /// The system's own identity provider, whose keys rotate, when it was started with one;
+    /// else the ledger stack's shared provider signs and serves the keys.
+    rotating: Option<Arc<RotatingIdentity>>,
     http: reqwest::Client,
+}
+
+/// Where a client gets its tokens: the shared provider's fixed key, or a rotating provider's
+/// newest key (so a client that is refused with 401 after a rotation gets a good token again).
+/// Cheap to clone, for load tasks.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// The shared provider's key.
+    Fixed(IssuerKeys),
+    /// The newest key of a rotating provider.
+    Rotating(Arc<RotatingIdentity>),
+}
+
+impl TokenSource {
+    /// A token for `merchant` with `scopes`, signed by the current key.
+    pub fn token(&self, merchant: &str, scopes: &[&str]) -> anyhow::Result<String> {
+        self.keys()
+            .token()
+            .merchant(merchant)
+            .scopes(scopes.iter().copied())
+            .mint()
+    }
+
+    /// A token for `merchant` with every merchant scope.
+    pub fn full_token(&self, merchant: &str) -> anyhow::Result<String> {
+        self.token(
+            merchant,
+            &["entries:write", "entries:read", "balances:read"],
+        )
+    }
+
+    /// The key that signs tokens now.
+    pub fn keys(&self) -> IssuerKeys {
+        match self {
+            Self::Fixed(keys) => keys.clone(),
+            Self::Rotating(identity) => identity.signing(),
+        }
+    }
 }
 
 /// A fault proxy on each service→dependency link: the services reach their dependencies only
@@ -118,6 +160,28 @@ impl System {
         max_receive_count: u32,
         pollers: u16,
     ) -> anyhow::Result<Self> {
+        Self::start_with(placement, max_receive_count, pollers, None).await
+    }
+
+    /// Same, with an identity provider of the system's own whose keys rotate
+    /// ([`System::identity`]); the services refresh its keys every 2 s, so a retired key is
+    /// refused within about that.
+    pub async fn start_with_rotating_identity(
+        placement: Placement,
+        max_receive_count: u32,
+    ) -> anyhow::Result<Self> {
+        let identity = RotatingIdentity::start(None)
+            .await
+            .context("starting the rotating identity provider")?;
+        Self::start_with(placement, max_receive_count, 2, Some(Arc::new(identity))).await
+    }
+
+    async fn start_with(
+        placement: Placement,
+        max_receive_count: u32,
+        pollers: u16,
+        rotating: Option<Arc<RotatingIdentity>>,
+    ) -> anyhow::Result<Self> {
         let ledger_scope = placement
             .ledger
             .scope_with(
@@ -145,6 +209,7 @@ impl System {
             pollers,
             reconcile_interval: None,
             links: None,
+            rotating,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
@@ -155,6 +220,19 @@ impl System {
     }
 
     fn auth(&self) -> AuthConfig {
+        if let Some(identity) = &self.rotating {
+            return AuthConfig {
+                issuer: identity.issuer().to_string(),
+                audience: identity.audience().to_string(),
+                jwks_uri: Some(identity.jwks_uri()),
+                leeway: Duration::from_secs(30),
+                keys: cashflow_platform::auth::KeyPolicy {
+                    fetch_timeout: Duration::from_secs(1),
+                    refresh_interval: Duration::from_secs(2),
+                    min_refetch_interval: Duration::from_secs(1),
+                },
+            };
+        }
         let identity = self.placement.ledger.identity();
         AuthConfig {
             issuer: identity.issuer().to_string(),
@@ -162,6 +240,19 @@ impl System {
             jwks_uri: Some(identity.jwks_uri()),
             leeway: Duration::from_secs(30),
             keys: Default::default(),
+        }
+    }
+
+    /// The system's rotating identity provider, when it was started with one.
+    pub fn identity(&self) -> Option<&RotatingIdentity> {
+        self.rotating.as_deref()
+    }
+
+    /// Where clients of this system get their tokens.
+    pub fn token_source(&self) -> TokenSource {
+        match &self.rotating {
+            Some(identity) => TokenSource::Rotating(Arc::clone(identity)),
+            None => TokenSource::Fixed(self.placement.ledger.identity().keys().clone()),
         }
     }
 
@@ -294,15 +385,24 @@ impl System {
     /// identity emulator (client credentials, scope `ledger:reconcile`, 60 s tokens so that the
     /// tests see them refreshed).
     fn reconcile_config(&self) -> consolidation::config::ReconcileConfig {
-        let identity = self.placement.ledger.identity();
-        let client = identity.register_client(
-            &format!(
-                "consolidation-{}",
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            ),
-            &["ledger:reconcile"],
-            Duration::from_secs(60),
+        let client_id = format!(
+            "consolidation-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        let (scopes, ttl) = (&["ledger:reconcile"], Duration::from_secs(60));
+        let (client, issuer) = match &self.rotating {
+            Some(identity) => (
+                identity.register_client(&client_id, scopes, ttl),
+                identity.issuer().to_string(),
+            ),
+            None => {
+                let identity = self.placement.ledger.identity();
+                (
+                    identity.register_client(&client_id, scopes, ttl),
+                    identity.issuer().to_string(),
+                )
+            }
+        };
         consolidation::config::ReconcileConfig {
             enabled: self.reconcile_interval.is_some(),
             ledger_url: self.ledger_internal_address.clone(),
@@ -311,7 +411,7 @@ impl System {
             recheck_timeout: Duration::from_secs(20),
             client: consolidation::config::OAuthClientConfig {
                 token_url: None,
-                issuer: identity.issuer().to_string(),
+                issuer,
                 client_id: client.client_id,
                 client_secret: client.client_secret,
                 scope: "ledger:reconcile".into(),
@@ -406,21 +506,12 @@ impl System {
 
     /// A token for `merchant` with `scopes`.
     pub fn token(&self, merchant: &str, scopes: &[&str]) -> anyhow::Result<String> {
-        self.placement
-            .ledger
-            .identity()
-            .token()
-            .merchant(merchant)
-            .scopes(scopes.iter().copied())
-            .mint()
+        self.token_source().token(merchant, scopes)
     }
 
     /// A token for `merchant` with every merchant scope.
     pub fn full_token(&self, merchant: &str) -> anyhow::Result<String> {
-        self.token(
-            merchant,
-            &["entries:write", "entries:read", "balances:read"],
-        )
+        self.token_source().full_token(merchant)
     }
 
     /// The HTTP client.
@@ -477,9 +568,8 @@ impl System {
     ) -> anyhow::Result<BTreeMap<time::Date, (i64, i64, i64)>> {
         let (from, to) = check_window();
         let token = self
-            .placement
-            .ledger
-            .identity()
+            .token_source()
+            .keys()
             .token()
             .client("acceptance-checker")
             .scope("ledger:reconcile")

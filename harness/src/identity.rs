@@ -301,23 +301,52 @@ pub struct ClientCredentials {
 }
 
 #[derive(Debug, Clone)]
-struct RegisteredClient {
+pub(crate) struct RegisteredClient {
     secret: String,
     scopes: Vec<String>,
     ttl: Duration,
 }
 
-type Clients =
+pub(crate) type Clients =
     std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, RegisteredClient>>>;
+
+/// Registers (or re-registers) `client_id` in `clients`; what a client needs to ask
+/// `token_url` for tokens.
+pub(crate) fn register(
+    clients: &Clients,
+    token_url: String,
+    client_id: &str,
+    secret: &str,
+    scopes: &[&str],
+    ttl: Duration,
+) -> ClientCredentials {
+    if let Ok(mut clients) = clients.lock() {
+        clients.insert(
+            client_id.to_string(),
+            RegisteredClient {
+                secret: secret.to_string(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                ttl,
+            },
+        );
+    }
+    ClientCredentials {
+        client_id: client_id.to_string(),
+        client_secret: secret.to_string(),
+        token_url,
+    }
+}
 
 /// The token endpoint: `grant_type=client_credentials`, the client authenticated by HTTP Basic or
 /// by `client_id`/`client_secret` in the form, `scope` optional (default: every scope the client
 /// may have; asking for one it may not is `invalid_scope`). Answers as RFC 6749 section 4.4 says.
-struct TokenEndpoint {
-    keys: IssuerKeys,
-    clients: Clients,
+pub(crate) struct TokenEndpoint {
+    /// Signs the tokens.
+    pub(crate) keys: IssuerKeys,
+    /// Who may ask.
+    pub(crate) clients: Clients,
     /// Tokens issued, for tests that check refreshing.
-    issued: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) issued: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl wiremock::Respond for TokenEndpoint {
@@ -491,22 +520,14 @@ impl IdentityProvider {
         scopes: &[&str],
         ttl: Duration,
     ) -> ClientCredentials {
-        let secret = secret.to_string();
-        if let Ok(mut clients) = self.clients.lock() {
-            clients.insert(
-                client_id.to_string(),
-                RegisteredClient {
-                    secret: secret.clone(),
-                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
-                    ttl,
-                },
-            );
-        }
-        ClientCredentials {
-            client_id: client_id.to_string(),
-            client_secret: secret,
-            token_url: self.token_url(),
-        }
+        register(
+            &self.clients,
+            self.token_url(),
+            client_id,
+            secret,
+            scopes,
+            ttl,
+        )
     }
 
     /// The token endpoint's URL.

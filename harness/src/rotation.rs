@@ -2,19 +2,23 @@
 //! lifecycle tests (rotation, retirement, outage). Each test starts its own, so rotating keys
 //! never disturbs the shared [`crate::IdentityProvider`] other tests use.
 //!
-//! It serves the same discovery document and JWKS paths as the shared provider, the JWKS with
-//! `Cache-Control: max-age` when asked to, and mints with [`IssuerKeys`] so every token option
-//! and flaw is available.
+//! It serves the same discovery document, JWKS and token endpoint paths as the shared provider,
+//! the JWKS with `Cache-Control: max-age` when asked to; the token endpoint (client credentials)
+//! and [`RotatingIdentity::signing`] sign with the newest key, so every token option and flaw is
+//! available and a service client's tokens rotate with the keys.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
 use jsonwebtoken::jwk::JwkSet;
-use tokio::sync::Mutex;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::identity::{DEFAULT_AUDIENCE, DISCOVERY_PATH, IssuerKeys, JWKS_PATH};
+use crate::identity::{
+    ClientCredentials, Clients, DEFAULT_AUDIENCE, DISCOVERY_PATH, IssuerKeys, JWKS_PATH,
+    TOKEN_PATH, TokenEndpoint,
+};
 
 #[derive(Debug)]
 struct State {
@@ -31,6 +35,10 @@ pub struct RotatingIdentity {
     issuer: String,
     max_age: Option<Duration>,
     state: Mutex<State>,
+    /// Service clients of the token endpoint.
+    clients: Clients,
+    /// Tokens the endpoint issued.
+    issued: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 async fn generate(issuer: &str) -> anyhow::Result<IssuerKeys> {
@@ -55,6 +63,8 @@ impl RotatingIdentity {
                 published: vec![first],
                 down: false,
             }),
+            clients: Clients::default(),
+            issued: std::sync::Arc::default(),
         };
         identity.remount().await?;
         Ok(identity)
@@ -75,9 +85,13 @@ impl RotatingIdentity {
         format!("{}{JWKS_PATH}", self.issuer)
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The key new tokens are signed with (`.token()…mint()` on it).
-    pub async fn signing(&self) -> IssuerKeys {
-        let state = self.state.lock().await;
+    pub fn signing(&self) -> IssuerKeys {
+        let state = self.lock();
         state
             .published
             .last()
@@ -86,8 +100,8 @@ impl RotatingIdentity {
     }
 
     /// Every key id in the JWKS.
-    pub async fn published_kids(&self) -> Vec<String> {
-        let state = self.state.lock().await;
+    pub fn published_kids(&self) -> Vec<String> {
+        let state = self.lock();
         state.published.iter().map(|k| k.kid.clone()).collect()
     }
 
@@ -95,7 +109,7 @@ impl RotatingIdentity {
     /// until retired. Returns the new key.
     pub async fn rotate(&self) -> anyhow::Result<IssuerKeys> {
         let next = generate(&self.issuer).await?;
-        self.state.lock().await.published.push(next.clone());
+        self.lock().published.push(next.clone());
         self.remount().await?;
         Ok(next)
     }
@@ -103,7 +117,7 @@ impl RotatingIdentity {
     /// Removes the key `kid` from the JWKS (it can no longer be the signing key's only copy).
     pub async fn retire(&self, kid: &str) -> anyhow::Result<()> {
         {
-            let mut state = self.state.lock().await;
+            let mut state = self.lock();
             anyhow::ensure!(
                 state.published.len() > 1 || state.published[0].kid != kid,
                 "cannot retire the only key"
@@ -115,8 +129,32 @@ impl RotatingIdentity {
 
     /// Answers 503 to everything (`true`) or serves again (`false`).
     pub async fn set_down(&self, down: bool) -> anyhow::Result<()> {
-        self.state.lock().await.down = down;
+        self.lock().down = down;
         self.remount().await
+    }
+
+    /// Registers a service client of the token endpoint (client credentials), granted
+    /// `scopes`, its tokens living `ttl` and signed by the newest key.
+    pub fn register_client(
+        &self,
+        client_id: &str,
+        scopes: &[&str],
+        ttl: Duration,
+    ) -> ClientCredentials {
+        let secret = uuid::Uuid::new_v4().simple().to_string();
+        crate::identity::register(
+            &self.clients,
+            format!("{}{TOKEN_PATH}", self.issuer),
+            client_id,
+            &secret,
+            scopes,
+            ttl,
+        )
+    }
+
+    /// How many client-credentials tokens the endpoint has issued.
+    pub fn tokens_issued(&self) -> u64 {
+        self.issued.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many JWKS requests it answered since its keys or state last changed.
@@ -131,13 +169,14 @@ impl RotatingIdentity {
     }
 
     async fn remount(&self) -> anyhow::Result<()> {
-        let (jwks, down) = {
-            let state = self.state.lock().await;
+        let (jwks, signing, down) = {
+            let state = self.lock();
             let mut jwks = JwkSet { keys: Vec::new() };
             for keys in &state.published {
                 jwks.keys.extend(keys.jwks()?.keys);
             }
-            (jwks, state.down)
+            let signing = state.published.last().cloned().context("no key")?;
+            (jwks, signing, state.down)
         };
         // Replaces every mock (and forgets the requests recorded so far).
         self.server.reset().await;
@@ -151,8 +190,18 @@ impl RotatingIdentity {
         let discovery = serde_json::json!({
             "issuer": self.issuer,
             "jwks_uri": self.jwks_uri(),
+            "token_endpoint": format!("{}{TOKEN_PATH}", self.issuer),
             "id_token_signing_alg_values_supported": ["RS256"],
         });
+        Mock::given(method("POST"))
+            .and(path(TOKEN_PATH))
+            .respond_with(TokenEndpoint {
+                keys: signing,
+                clients: std::sync::Arc::clone(&self.clients),
+                issued: std::sync::Arc::clone(&self.issued),
+            })
+            .mount(&self.server)
+            .await;
         Mock::given(method("GET"))
             .and(path(DISCOVERY_PATH))
             .respond_with(ResponseTemplate::new(200).set_body_json(discovery))

@@ -35,6 +35,8 @@ pub(crate) struct Load {
     pub(crate) task: Option<tokio::task::JoinHandle<()>>,
     pub(crate) sent: Arc<AtomicU64>,
     pub(crate) failed: Arc<AtomicU64>,
+    /// 401s answered by getting a fresh token (after a key rotation) and sending again.
+    pub(crate) reauthenticated: Arc<AtomicU64>,
 }
 
 impl Platform {
@@ -57,6 +59,15 @@ impl Platform {
     pub(crate) async fn start(&mut self, placement: Placement, max_receive_count: u32) {
         self.system = Some(
             System::start(placement, max_receive_count)
+                .await
+                .expect("platform starts"),
+        );
+    }
+
+    /// Same, with an identity provider of the system's own whose keys rotate.
+    pub(crate) async fn start_rotating(&mut self, placement: Placement, max_receive_count: u32) {
+        self.system = Some(
+            System::start_with_rotating_identity(placement, max_receive_count)
                 .await
                 .expect("platform starts"),
         );

@@ -1,24 +1,29 @@
 @chaos @serial
 Feature: Chaos under load
   Entries arrive at a steady rate while every service→dependency link turns slow, silent and
-  broken in turn, the consolidation's PostgreSQL, Redis and the consolidation service are each
-  killed and restarted, and SQS goes away for a while. The client retries what a 503 asks it
-  to retry, with the same Idempotency-Key. At the end nothing is lost and nothing is counted
-  twice, and every request was answered 201 in the end.
+  broken in turn, the identity provider rotates its signing key, retires the old one and goes
+  down for a while, the consolidation's PostgreSQL, Redis and the consolidation service are
+  each killed and restarted, and SQS goes away for a while. The client retries what a 503 asks
+  it to retry, with the same Idempotency-Key, and gets a fresh token when a 401 says its key
+  was retired. At the end nothing is lost and nothing is counted twice, and every request was
+  answered 201 in the end.
   (LocalStack's community edition keeps no messages across a restart, as SQS would: its outage
   is a SIGSTOP, during which every SQS call hangs and times out.)
 
   Scenario: Kill and restart each part of the consolidation side under load
-    Given the platform is running on stacks of its own, the ledger's database apart
+    Given the platform is running on stacks of its own, the ledger's database apart, with an identity provider whose keys rotate
     And every service reaches every dependency through a fault proxy
     And 5 merchants send 20 entries per second in total
     When every link gets 200 ms of latency for 3 seconds
     And every link is blackholed for 2 seconds
     And every link resets its connections for 2 seconds
+    And the identity provider rotates its signing key and retires the old one
+    And the identity provider is down for 3 seconds
     And the consolidation's PostgreSQL is killed for 3 seconds and restarted
     And Redis is killed for 3 seconds and restarted
     And LocalStack is paused for 5 seconds and resumed
     And the consolidation service is killed for 3 seconds and restarted
     And the load stops
     Then the ledger answered every request with 201, after retries of 503s
+    And tokens signed by the retired key were refused, and the clients' fresh tokens accepted
     And for every merchant and day the consolidated totals equal the ledger's sums

@@ -16,7 +16,7 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
 };
 use cashflow_contracts::{ENTRY_RECORDED, EVENT_TYPE_ATTRIBUTE, EntryRecordedV1};
-use rand::Rng;
+use cashflow_platform::backoff::Backoff;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -90,15 +90,12 @@ pub fn decode(message: &Message) -> Result<EntryRecordedV1, Poison> {
     Ok(event)
 }
 
-/// Visibility timeout for the `receive_count`-th failure: `base * 2^(n-1)`, capped, with "equal
-/// jitter" (half fixed, half random) so that messages that failed together do not come back
-/// together. Whole seconds (SQS's unit), at least one.
+/// Visibility timeout after the `receive_count`-th failed delivery: the platform's backoff
+/// (from `base`, doubling, jittered, at most `cap`), so that messages that failed together do
+/// not come back together. Whole seconds (SQS's unit), at least one.
 pub fn backoff(receive_count: u32, base: Duration, cap: Duration) -> Duration {
-    let exponent = receive_count.saturating_sub(1).min(20);
-    let full = base.saturating_mul(1 << exponent).min(cap);
-    let half = full / 2;
-    let jitter = rand::thread_rng().gen_range(Duration::ZERO..=half);
-    Duration::from_secs((half + jitter).as_secs_f64().ceil() as u64).max(Duration::from_secs(1))
+    let delay = Backoff::new(base, cap).delay(receive_count);
+    Duration::from_secs(delay.as_secs_f64().ceil() as u64).max(Duration::from_secs(1))
 }
 
 /// Consumes the entries queue.
@@ -437,7 +434,7 @@ mod tests {
         for _ in 0..100 {
             let third = backoff(3, base, cap);
             assert!(
-                (Duration::from_secs(2)..=Duration::from_secs(4)).contains(&third),
+                (Duration::from_secs(4)..=Duration::from_secs(8)).contains(&third),
                 "{third:?}"
             );
             let tenth = backoff(10, base, cap);

@@ -11,7 +11,6 @@ pub mod cache;
 pub mod config;
 pub mod consumer;
 pub mod dlq;
-pub mod error;
 pub mod ledger_client;
 pub mod metrics;
 pub mod openapi;

@@ -382,11 +382,11 @@ impl Reconciler {
     }
 
     fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(self.config.retry_min_delay)
-            .with_max_delay(self.config.retry_max_delay)
-            .with_max_times(self.config.retry_times)
-            .with_jitter()
+        cashflow_platform::backoff::Backoff::new(
+            self.config.retry_min_delay,
+            self.config.retry_max_delay,
+        )
+        .retrying(self.config.retry_times)
     }
 
     async fn ledger_digests(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::FromRef;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, post};
 use cashflow_contracts::Currency;
 use cashflow_platform::auth::JwtVerifier;
@@ -61,6 +61,7 @@ pub fn router(
         .route("/v1/admin/dlq", get(admin::list))
         .route("/v1/admin/dlq/redrive", post(admin::redrive))
         .route("/v1/admin/reconcile", post(admin::reconcile))
+        .layer(DefaultBodyLimit::max(admin::ADMIN_BODY_LIMIT))
         .with_state(state.clone());
     cashflow_platform::http::service_router(
         api,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cashflow_platform::auth::JwtVerifier;
+use cashflow_platform::run::{Runner, Stops};
 use cashflow_platform::supervise::Supervisor;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -162,101 +163,82 @@ impl Application {
     }
 
     /// Consumes and serves until `shutdown`: polling stops and batches in flight finish, HTTP
-    /// stops accepting and finishes its requests, then it returns.
+    /// stops accepting and finishes its requests, then it returns (within the drain deadline).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut run = Runner::new(
+            "consolidation",
+            shutdown,
+            self.supervisor,
+            self.drain_deadline,
+        );
+        run.serve("HTTP", self.listener, self.router);
         if let Some(consumer) = self.consumer {
-            let stop = shutdown.clone();
-            self.supervisor
-                .spawn(&mut tasks, CONSUMER_TASK, shutdown.clone(), move || {
-                    let (consumer, stop) = (Arc::clone(&consumer), stop.clone());
-                    async move {
-                        consumer.run(stop).await;
-                        Ok(())
-                    }
-                });
+            // At shutdown: a stopping replica takes no new messages; it finishes its batch.
+            run.task(CONSUMER_TASK, Stops::AtShutdown, move |stop| {
+                let consumer = Arc::clone(&consumer);
+                async move {
+                    consumer.run(stop).await;
+                    Ok(())
+                }
+            });
         }
-        let (sqs, dlq_url, metrics, stop) = (
+        let (sqs, dlq_url, metrics) = (
             self.state.sqs.clone(),
             self.state.dlq_url.clone(),
             self.metrics.consumer.clone(),
-            shutdown.clone(),
         );
-        self.supervisor
-            .spawn(&mut tasks, DLQ_SAMPLER_TASK, shutdown.clone(), move || {
-                let sampled = consumer::sample_dlq_depth(
-                    sqs.clone(),
-                    dlq_url.clone(),
-                    metrics.clone(),
-                    stop.clone(),
-                );
+        run.task(DLQ_SAMPLER_TASK, Stops::AtShutdown, move |stop| {
+            let sampled =
+                consumer::sample_dlq_depth(sqs.clone(), dlq_url.clone(), metrics.clone(), stop);
+            async move {
+                sampled.await;
+                Ok(())
+            }
+        });
+        if let (true, Some(reconciler)) = (self.reconcile_periodically, &self.state.reconciler) {
+            let reconciler = Arc::clone(reconciler);
+            run.task(RECONCILER_TASK, Stops::AtShutdown, move |stop| {
+                let reconciler = Arc::clone(&reconciler);
                 async move {
-                    sampled.await;
+                    reconciler.run(stop).await;
                     Ok(())
                 }
             });
-        let reconcile_periodically = self.reconcile_periodically;
-        if let (true, Some(reconciler)) = (reconcile_periodically, &self.state.reconciler) {
-            let reconciler = Arc::clone(reconciler);
-            let stop = shutdown.clone();
-            self.supervisor
-                .spawn(&mut tasks, RECONCILER_TASK, shutdown.clone(), move || {
-                    let (reconciler, stop) = (Arc::clone(&reconciler), stop.clone());
-                    async move {
-                        reconciler.run(stop).await;
-                        Ok(())
-                    }
-                });
         }
-        let (pool, retention_days, idle, stop, metrics) = (
+        let (pool, retention_days, idle, metrics) = (
             self.state.pool.clone(),
             self.retention_days,
             self.retention_interval,
-            shutdown.clone(),
             self.metrics.retention.clone(),
         );
-        self.supervisor
-            .spawn(&mut tasks, RETENTION_TASK, shutdown.clone(), move || {
-                let (pool, stop) = (pool.clone(), stop.clone());
-                let pruned = cashflow_platform::retention::run(
-                    pool,
-                    vec![crate::retention::rule(retention_days)],
-                    idle,
-                    metrics.clone(),
-                    stop,
-                );
-                async move {
-                    pruned.await;
-                    Ok(())
-                }
-            });
+        run.task(RETENTION_TASK, Stops::AtShutdown, move |stop| {
+            let pruned = cashflow_platform::retention::run(
+                pool.clone(),
+                vec![crate::retention::rule(retention_days)],
+                idle,
+                metrics.clone(),
+                stop,
+            );
+            async move {
+                pruned.await;
+                Ok(())
+            }
+        });
         let cache = Arc::clone(&self.state.cache);
-        let flush_stop = shutdown.clone();
-        self.supervisor
-            .spawn(&mut tasks, CACHE_FLUSH_TASK, shutdown.clone(), move || {
-                let (cache, stop) = (Arc::clone(&cache), flush_stop.clone());
-                async move {
-                    while !stop.is_cancelled() {
-                        cache.flush_pending().await;
-                        tokio::select! {
-                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            () = stop.cancelled() => {}
-                        }
+        // After the requests: invalidations that missed Redis are retried to the end.
+        run.task(CACHE_FLUSH_TASK, Stops::AfterRequests, move |stop| {
+            let cache = Arc::clone(&cache);
+            async move {
+                while !stop.is_cancelled() {
+                    cache.flush_pending().await;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = stop.cancelled() => {}
                     }
-                    Ok(())
                 }
-            });
-        let drain = cashflow_platform::shutdown::Drain::new(self.drain_deadline);
-        let served = cashflow_platform::shutdown::serve_with_drain_deadline(
-            self.listener,
-            self.router,
-            shutdown,
-            &drain,
-        )
-        .await;
-        cashflow_platform::shutdown::join_within(&mut tasks, &drain).await;
-        cashflow_platform::shutdown::close_pool_within(&self.state.pool, &drain).await;
-        tracing::info!("consolidation stopped");
-        served
+                Ok(())
+            }
+        });
+        run.run(&self.state.pool).await
     }
 }

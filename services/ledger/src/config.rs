@@ -214,6 +214,14 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
 }
 
+impl RelayConfig {
+    /// Waits between attempts while SQS fails: from 100 ms, doubling, jittered, at most
+    /// `max_backoff` (the platform's one schedule).
+    pub fn backoff(&self) -> cashflow_platform::backoff::Backoff {
+        cashflow_platform::backoff::Backoff::new(Duration::from_millis(100), self.max_backoff)
+    }
+}
+
 impl Default for RelayConfig {
     fn default() -> Self {
         Self {

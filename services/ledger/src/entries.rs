@@ -12,7 +12,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::config::EntryRules;
-use crate::error::ApiError;
+use cashflow_platform::edge::ApiError;
 
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION: usize = 200;

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WriteBatchConfig;
 use crate::entries::{self, KeyAnswer, NewEntry, PreparedEntry};
-use crate::error::ApiError;
+use cashflow_platform::edge::ApiError;
 use crate::idempotency::{self, Claim, Idempotency};
 use crate::metrics::WriteMetrics;
 

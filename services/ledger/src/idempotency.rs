@@ -11,11 +11,10 @@
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use cashflow_platform::problem::FieldError;
 use sha2::{Digest, Sha256};
 use sqlx::{Postgres, Transaction};
 
-use crate::error::ApiError;
+use cashflow_platform::edge::ApiError;
 
 /// Header name.
 pub const HEADER: &str = "idempotency-key";
@@ -55,10 +54,10 @@ impl Idempotency {
             .map(str::trim)
             .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
             .ok_or_else(|| {
-                ApiError::BadParameter(FieldError {
-                    field: "Idempotency-Key".into(),
-                    message: format!("must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
-                })
+                ApiError::parameter(
+                    "Idempotency-Key",
+                    format!("must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
+                )
             })?;
         let mut hasher = Sha256::new();
         hasher.update(method.as_bytes());

@@ -4,7 +4,6 @@
 
 pub mod config;
 pub mod entries;
-pub mod error;
 pub mod group_commit;
 pub mod idempotency;
 pub mod metrics;

@@ -74,7 +74,7 @@ impl Relay {
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     self.metrics.publish_failures.inc();
-                    let delay = backoff(failures, self.config.max_backoff);
+                    let delay = self.config.backoff().delay(failures);
                     tracing::warn!(error = ?e, retry_in = ?delay, "publishing the outbox failed");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
@@ -159,14 +159,6 @@ fn string_attribute(value: &str) -> anyhow::Result<MessageAttributeValue> {
         .build()?)
 }
 
-/// 100 ms, 200 ms, 400 ms, ... capped.
-fn backoff(failures: u32, cap: Duration) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
-    Duration::from_millis(100)
-        .saturating_mul(1 << exponent)
-        .min(cap)
-}
-
 /// Keeps the backlog gauges current (every second) until `shutdown`.
 pub async fn sample_backlog(pool: PgPool, metrics: OutboxMetrics, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
@@ -187,19 +179,5 @@ pub async fn sample_backlog(pool: PgPool, metrics: OutboxMetrics, shutdown: Canc
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
             () = shutdown.cancelled() => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let cap = Duration::from_secs(5);
-        assert_eq!(backoff(1, cap), Duration::from_millis(100));
-        assert_eq!(backoff(2, cap), Duration::from_millis(200));
-        assert_eq!(backoff(4, cap), Duration::from_millis(800));
-        assert_eq!(backoff(30, cap), cap);
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cashflow_platform::auth::JwtVerifier;
+use cashflow_platform::run::{Runner, Stops};
 use cashflow_platform::supervise::Supervisor;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -170,86 +171,55 @@ impl Application {
     }
 
     /// Serves until `shutdown` is cancelled: stops accepting, finishes in-flight requests, lets
-    /// the relay finish its batch, then returns.
+    /// the relay publish what they committed, then returns (all within the drain deadline).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let background = CancellationToken::new();
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut run = Runner::new("ledger", shutdown, self.supervisor, self.drain_deadline);
+        run.serve("HTTP", self.listener, self.router);
+        run.serve(
+            "the internal routes",
+            self.internal_listener,
+            self.internal_router,
+        );
         if let Some(relay) = self.relay {
-            let stop = background.clone();
-            self.supervisor
-                .spawn(&mut tasks, RELAY_TASK, background.clone(), move || {
-                    let (relay, stop) = (relay.clone(), stop.clone());
-                    async move {
-                        relay.run(stop).await;
-                        Ok(())
-                    }
-                });
+            // After the requests: whatever they committed is published before exit.
+            run.task(RELAY_TASK, Stops::AfterRequests, move |stop| {
+                let relay = relay.clone();
+                async move {
+                    relay.run(stop).await;
+                    Ok(())
+                }
+            });
         }
-        // The writer stops with the background tasks, after the HTTP server has drained: a
-        // request in flight is waiting for its batch, and queued batches are written first.
-        let (writer, stop) = (self.writer.clone(), background.clone());
-        self.supervisor
-            .spawn(&mut tasks, WRITER_TASK, background.clone(), move || {
-                let (writer, stop) = (writer.clone(), stop.clone());
-                async move { writer.run(stop).await }
-            });
-        let (pool, metrics, stop) = (
-            self.pool.clone(),
-            self.metrics.outbox.clone(),
-            background.clone(),
-        );
-        self.supervisor
-            .spawn(&mut tasks, BACKLOG_TASK, background.clone(), move || {
-                let sampled = outbox::sample_backlog(pool.clone(), metrics.clone(), stop.clone());
-                async move {
-                    sampled.await;
-                    Ok(())
-                }
-            });
-        let (pool, metrics, stop) = (
-            self.pool.clone(),
-            self.metrics.retention.clone(),
-            background.clone(),
-        );
+        // After the requests, like the relay: a request in flight is waiting for its batch, and
+        // the writer writes what is queued before it returns.
+        let writer = self.writer.clone();
+        run.task(WRITER_TASK, Stops::AfterRequests, move |stop| {
+            let writer = writer.clone();
+            async move { writer.run(stop).await }
+        });
+        let (pool, metrics) = (self.pool.clone(), self.metrics.outbox.clone());
+        run.task(BACKLOG_TASK, Stops::AfterRequests, move |stop| {
+            let sampled = outbox::sample_backlog(pool.clone(), metrics.clone(), stop);
+            async move {
+                sampled.await;
+                Ok(())
+            }
+        });
+        let (pool, metrics) = (self.pool.clone(), self.metrics.retention.clone());
         let (rules, idle) = (retention_rules(&self.retention), self.retention.interval);
-        self.supervisor
-            .spawn(&mut tasks, RETENTION_TASK, background.clone(), move || {
-                let pruned = cashflow_platform::retention::run(
-                    pool.clone(),
-                    rules.clone(),
-                    idle,
-                    metrics.clone(),
-                    stop.clone(),
-                );
-                async move {
-                    pruned.await;
-                    Ok(())
-                }
-            });
-        // One drain for both listeners: its deadline starts at the first cancellation.
-        let drain = cashflow_platform::shutdown::Drain::new(self.drain_deadline);
-        let (public, internal) = tokio::join!(
-            cashflow_platform::shutdown::serve_with_drain_deadline(
-                self.listener,
-                self.router,
-                shutdown.clone(),
-                &drain,
-            ),
-            cashflow_platform::shutdown::serve_with_drain_deadline(
-                self.internal_listener,
-                self.internal_router,
-                shutdown,
-                &drain,
-            )
-        );
-        let served = public
-            .context("serving HTTP")
-            .and(internal.context("serving the internal routes"));
-        // Requests have drained; whatever they committed is still published by the next relay.
-        background.cancel();
-        cashflow_platform::shutdown::join_within(&mut tasks, &drain).await;
-        cashflow_platform::shutdown::close_pool_within(&self.pool, &drain).await;
-        tracing::info!("ledger stopped");
-        served
+        run.task(RETENTION_TASK, Stops::AtShutdown, move |stop| {
+            let pruned = cashflow_platform::retention::run(
+                pool.clone(),
+                rules.clone(),
+                idle,
+                metrics.clone(),
+                stop,
+            );
+            async move {
+                pruned.await;
+                Ok(())
+            }
+        });
+        run.run(&self.pool).await
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! A task is a factory of futures (`FnMut() -> Future<Output = anyhow::Result<()>>`): each
 //! restart gets a fresh future, run in its own tokio task so that a panic is caught as a
-//! `JoinError` instead of unwinding through the supervisor. The backoff restarts from its
-//! minimum after a run that lasted [`HEALTHY_RUN`].
+//! `JoinError` instead of unwinding through the supervisor. The delays are the platform's one
+//! [`Backoff`] schedule, which restarts from its minimum after a run that lasted [`HEALTHY_RUN`].
 //!
 //! [`Supervisor::inject_panic`] makes a running task panic where it stands: fault injection,
 //! like the harness's, so tests and drills can prove the supervision is there.
@@ -15,13 +15,14 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backon::BackoffBuilder;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
 
 /// A run at least this long resets the backoff to its minimum.
 pub const HEALTHY_RUN: Duration = Duration::from_secs(60);
@@ -78,8 +79,7 @@ impl TaskMetrics {
 #[derive(Debug, Clone)]
 pub struct Supervisor {
     tasks: Arc<Mutex<HashMap<&'static str, Task>>>,
-    min_backoff: Duration,
-    max_backoff: Duration,
+    backoff: Backoff,
     metrics: TaskMetrics,
 }
 
@@ -94,8 +94,7 @@ impl Supervisor {
     pub fn new(min_backoff: Duration, max_backoff: Duration) -> Self {
         Self {
             tasks: Arc::default(),
-            min_backoff,
-            max_backoff,
+            backoff: Backoff::new(min_backoff, max_backoff),
             metrics: TaskMetrics::default(),
         }
     }
@@ -140,14 +139,7 @@ impl Supervisor {
         );
         let supervisor = self.clone();
         set.spawn(async move {
-            let schedule = || {
-                backon::ExponentialBuilder::new()
-                    .with_min_delay(supervisor.min_backoff)
-                    .with_max_delay(supervisor.max_backoff)
-                    .with_jitter()
-                    .without_max_times()
-                    .build()
-            };
+            let schedule = || supervisor.backoff.endless();
             let mut backoff = schedule();
             loop {
                 let started = Instant::now();
@@ -183,7 +175,7 @@ impl Supervisor {
                 if started.elapsed() >= HEALTHY_RUN {
                     backoff = schedule();
                 }
-                let delay = backoff.next().unwrap_or(supervisor.max_backoff);
+                let delay = backoff.next().unwrap_or(supervisor.backoff.max);
                 tracing::error!(task = name, %cause, retry_in = ?delay, "background task failed; restarting");
                 supervisor
                     .metrics

@@ -10,16 +10,22 @@ use harness::netfault::NetFault;
 pub(crate) async fn start_load(w: &mut Platform, merchants: usize, rate: u64) {
     w.merchants = (0..merchants).map(|i| format!("chaos-{i}")).collect();
     let system = w.system();
+    let source = system.token_source();
     let tokens: Vec<String> = w
         .merchants
         .iter()
-        .map(|m| system.full_token(m).expect("token"))
+        .map(|m| source.full_token(m).expect("token"))
         .collect();
+    // Each merchant's current token; a 401 (its key was retired) replaces it with a fresh one.
+    let tokens: Arc<Vec<std::sync::Mutex<String>>> =
+        Arc::new(tokens.into_iter().map(std::sync::Mutex::new).collect());
     let (http, url) = (system.http().clone(), system.ledger_url().to_string());
     let merchants_list = w.merchants.clone();
     let stop = tokio_util::sync::CancellationToken::new();
     let (sent, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let reauthenticated = Arc::new(AtomicU64::new(0));
     let (sent2, failed2, stop2) = (Arc::clone(&sent), Arc::clone(&failed), stop.clone());
+    let reauthenticated2 = Arc::clone(&reauthenticated);
     let task = tokio::spawn(async move {
         // Pacing, not waiting: one request every 1/rate s, each on its own task.
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
@@ -38,20 +44,26 @@ pub(crate) async fn start_load(w: &mut Platform, merchants: usize, rate: u64) {
                 "currency": "BRL",
                 "business_date": format(day(Some(i64::try_from(i % 3).unwrap_or_default()))),
             });
-            let (http, url, token) = (
+            let (http, url, tokens, source, merchant) = (
                 http.clone(),
                 format!("{url}/v1/merchants/{}/entries", merchants_list[n]),
-                tokens[n].clone(),
+                Arc::clone(&tokens),
+                source.clone(),
+                merchants_list[n].clone(),
             );
             let (sent, failed) = (Arc::clone(&sent2), Arc::clone(&failed2));
+            let reauthenticated = Arc::clone(&reauthenticated2);
             in_flight.spawn(async move {
                 sent.fetch_add(1, Ordering::Relaxed);
                 // A client that does what a 503 asks: retry after Retry-After, with the same
                 // Idempotency-Key, so that a retry never records twice. So does no answer at all
-                // (a reset, a timeout), and a 409 for the same key still in progress.
+                // (a reset, a timeout), and a 409 for the same key still in progress. A 401 is
+                // what a token signed by a retired key gets: the client gets a fresh token from
+                // the provider and sends again, as an OAuth client does.
                 let key = uuid::Uuid::new_v4().to_string();
                 let deadline = std::time::Instant::now() + Duration::from_secs(90);
                 loop {
+                    let token = tokens[n].lock().map(|t| t.clone()).unwrap_or_default();
                     let answer = http
                         .post(&url)
                         .bearer_auth(&token)
@@ -61,6 +73,16 @@ pub(crate) async fn start_load(w: &mut Platform, merchants: usize, rate: u64) {
                         .await;
                     let wait = match answer {
                         Ok(r) if r.status() == 201 => return,
+                        Ok(r) if r.status() == 401 => {
+                            reauthenticated.fetch_add(1, Ordering::Relaxed);
+                            if let (Ok(fresh), Ok(mut current)) =
+                                (source.full_token(&merchant), tokens[n].lock())
+                            {
+                                *current = fresh;
+                            }
+                            // A new key may be a moment from being fetched (rate-limited).
+                            Duration::from_millis(100)
+                        }
                         Ok(r) if matches!(r.status().as_u16(), 409 | 429 | 503) => r
                             .headers()
                             .get("retry-after")
@@ -88,7 +110,27 @@ pub(crate) async fn start_load(w: &mut Platform, merchants: usize, rate: u64) {
         task: Some(task),
         sent,
         failed,
+        reauthenticated,
     });
+}
+
+#[when("the identity provider rotates its signing key and retires the old one")]
+pub(crate) async fn rotate_keys(w: &mut Platform) {
+    let identity = w.system().identity().expect("a rotating identity provider");
+    let old = identity.signing().kid;
+    identity.rotate().await.expect("rotate");
+    // Both keys published while clients move to the new one; then the old one goes.
+    hold(2).await;
+    identity.retire(&old).await.expect("retire");
+    hold(3).await;
+}
+
+#[when(regex = r"^the identity provider is down for (\d+) seconds$")]
+pub(crate) async fn identity_down(w: &mut Platform, seconds: u64) {
+    let identity = w.system().identity().expect("a rotating identity provider");
+    identity.set_down(true).await.expect("down");
+    hold(seconds).await;
+    identity.set_down(false).await.expect("up");
 }
 
 pub(crate) async fn hold(seconds: u64) {
@@ -194,6 +236,19 @@ pub(crate) async fn ledger_answered(w: &mut Platform) {
     println!("chaos: {sent} entries sent, {failed} never answered 201 (503s retried)");
     assert!(sent > 0);
     assert_eq!(failed, 0);
+}
+
+#[then("tokens signed by the retired key were refused, and the clients' fresh tokens accepted")]
+pub(crate) async fn retired_key_refused(w: &mut Platform) {
+    let load = w.load.as_ref().expect("load");
+    let reauthenticated = load.reauthenticated.load(Ordering::Relaxed);
+    println!(
+        "chaos: {reauthenticated} requests refused with 401 after the key was retired, sent again with a fresh token"
+    );
+    assert!(
+        reauthenticated > 0,
+        "the retired key was never refused: the services kept trusting it"
+    );
 }
 
 #[then("for every merchant and day the consolidated totals equal the ledger's sums")]

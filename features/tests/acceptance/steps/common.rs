@@ -58,6 +58,22 @@ pub(crate) async fn platform_two_stacks(w: &mut Platform) {
     .await;
 }
 
+#[given(
+    "the platform is running on stacks of its own, the ledger's database apart, with an identity provider whose keys rotate"
+)]
+pub(crate) async fn platform_two_stacks_rotating(w: &mut Platform) {
+    let ledger = w.own_stack().await;
+    let consolidation = w.own_stack().await;
+    w.start_rotating(
+        Placement {
+            ledger,
+            consolidation,
+        },
+        10,
+    )
+    .await;
+}
+
 #[given(expr = "I am merchant {string}")]
 pub(crate) async fn i_am(w: &mut Platform, merchant: String) {
     w.merchant = merchant;

@@ -3,18 +3,22 @@
 use std::collections::{HashMap, HashSet};
 
 use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use cashflow_platform::auth::{Authenticated, Principal};
+use cashflow_platform::edge::{self, ApiError};
 use cashflow_platform::problem::Problem;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use crate::dlq::{self, DeadLetter};
-use crate::error::ApiError;
 
 /// Scope needed for the admin endpoints.
 pub const ADMIN: &str = "admin";
+/// Largest admin request body (a redrive names message ids; a reconcile request a range).
+pub const ADMIN_BODY_LIMIT: usize = 64 * 1024;
 
 fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     if principal.has_scope(ADMIN) {
@@ -77,10 +81,10 @@ pub async fn list(
     };
     let depth = dlq::depth(&state.sqs, &state.dlq_url)
         .await
-        .map_err(ApiError::sqs)?;
+        .map_err(|e| ApiError::unavailable("SQS", e))?;
     let messages = dlq::list(&state.sqs, &state.dlq_url, limit)
         .await
-        .map_err(ApiError::sqs)?;
+        .map_err(|e| ApiError::unavailable("SQS", e))?;
     Ok(Json(DlqListing { depth, messages }))
 }
 
@@ -95,27 +99,18 @@ pub async fn list(
 pub async fn redrive(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    body: axum::body::Bytes,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RedriveResult>, ApiError> {
     require_admin(&principal)?;
     // No body, an empty one or `null`: redrive everything.
-    let request: RedriveRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RedriveRequest::default()
-    } else {
-        // An object (or null), not the array form serde would also take for a struct.
-        match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(serde_json::Value::Null) => RedriveRequest::default(),
-            Ok(value @ serde_json::Value::Object(_)) => serde_json::from_value(value)
-                .map_err(|e| ApiError::parameter("body", e.to_string()))?,
-            Ok(_) => return Err(ApiError::parameter("body", "must be a JSON object")),
-            Err(e) => return Err(ApiError::parameter("body", e.to_string())),
-        }
-    };
+    let body = edge::json_body(&headers, body, ADMIN_BODY_LIMIT)?;
+    let request: RedriveRequest = edge::optional_json_object(&body)?;
     let only: Option<HashSet<String>> =
         (!request.message_ids.is_empty()).then(|| request.message_ids.into_iter().collect());
     let redriven = dlq::redrive(&state.sqs, &state.dlq_url, &state.queue_url, only.as_ref())
         .await
-        .map_err(ApiError::sqs)?;
+        .map_err(|e| ApiError::unavailable("SQS", e))?;
     tracing::info!(redriven, subject = %principal.subject, "DLQ redrive");
     Ok(Json(RedriveResult { redriven }))
 }
@@ -150,18 +145,13 @@ pub struct ReconcileRequest {
 pub async fn reconcile(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    body: axum::body::Bytes,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<crate::reconcile::ReconcileReport>, ApiError> {
     use crate::reconcile::ReconcileError;
     require_admin(&principal)?;
-    // An object, not the array form serde would also take for a struct.
-    let request: ReconcileRequest = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(value @ serde_json::Value::Object(_)) => {
-            serde_json::from_value(value).map_err(|e| ApiError::parameter("body", e.to_string()))?
-        }
-        Ok(_) => return Err(ApiError::parameter("body", "must be a JSON object")),
-        Err(e) => return Err(ApiError::parameter("body", e.to_string())),
-    };
+    let body = edge::json_body(&headers, body, ADMIN_BODY_LIMIT)?;
+    let request: ReconcileRequest = edge::json_object(&body)?;
     let parse = |field: &str, value: &str| {
         cashflow_contracts::business_date::parse(value).map_err(|e| ApiError::parameter(field, e))
     };
@@ -202,10 +192,7 @@ pub async fn reconcile(
                 ReconcileError::Ledger(_) => "the ledger",
                 _ => "the consolidation database",
             };
-            Err(ApiError::Unavailable {
-                what,
-                cause: anyhow::anyhow!(e.to_string()),
-            })
+            Err(ApiError::unavailable(what, e))
         }
     }
 }

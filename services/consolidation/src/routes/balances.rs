@@ -7,23 +7,15 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use cashflow_contracts::{MerchantId, business_date};
 use cashflow_platform::auth::Authenticated;
+use cashflow_platform::edge::{ApiError, merchant_id};
 use time::Date;
 
 use super::AppState;
 use crate::balances::{self, DayBalance, Report};
 use crate::cache::{Cache, Lookup};
-use crate::error::ApiError;
 
 /// Scope needed to read balances.
 pub const READ: &str = "balances:read";
-
-fn merchant_id(merchant: &str) -> Result<MerchantId, ApiError> {
-    merchant
-        .parse()
-        .map_err(|e: cashflow_contracts::InvalidMerchantId| {
-            ApiError::parameter("merchant", e.to_string())
-        })
-}
 
 fn date(field: &str, value: &str) -> Result<Date, ApiError> {
     business_date::parse(value).map_err(|e| ApiError::parameter(field, e))

@@ -1,7 +1,12 @@
-//! The consolidation under network faults, each through a fault proxy of the test's own: with
-//! Redis hanging, the circuit breaker opens and reads go to PostgreSQL at its own latency; with
-//! PostgreSQL or SQS unreachable, the consumer retries with backoff and, once healed, every
-//! event is counted exactly once.
+//! The consolidation's fault matrix: each link (→ PostgreSQL, → Redis, → SQS) under each network
+//! fault (200 ms of latency, blackhole, reset, refuse), through a fault proxy of the test's own.
+//! Each cell is a test stating its expected outcome:
+//!
+//! | link       | latency 200 ms | blackhole, reset, refuse |
+//! |------------|----------------|--------------------------|
+//! | PostgreSQL | reads 200; events applied | reads of uncached days 503 + Retry-After, never 500; the consumer retries with backoff; once healed every event counted once |
+//! | Redis      | reads 200 | the breaker opens; reads 200 at PostgreSQL latency, never waiting for Redis; it closes once healed |
+//! | SQS        | events applied | reads unaffected; once healed every event counted once |
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +16,7 @@ use consolidation::breaker::BreakerState;
 use consolidation::config::RedisConfig;
 use harness::{FaultProxy, NetFault, ScopeOptions};
 
-use crate::helpers::{TestApp, date, event};
+use crate::helpers::{TestApp, date, day, event};
 
 fn short_deadlines() -> Deadlines {
     Deadlines {
@@ -24,21 +29,102 @@ fn short_deadlines() -> Deadlines {
     }
 }
 
-#[tokio::test]
-async fn with_redis_blackholed_the_breaker_opens_and_reads_cost_only_postgres() {
-    let stack = harness::shared().await.expect("stack");
-    let proxy = FaultProxy::for_url(&stack.endpoints().redis_url)
-        .await
-        .expect("proxy");
-    let redis = RedisConfig {
+fn latency_200ms() -> NetFault {
+    NetFault::Latency {
+        latency: Duration::from_millis(200),
+        jitter: Duration::from_millis(20),
+    }
+}
+
+/// One test per cell of the matrix: `cell!(name, check, fault)` runs `check(fault)`.
+macro_rules! cell {
+    ($name:ident, $check:ident, $fault:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            $check($fault).await;
+        }
+    };
+}
+
+cell!(
+    postgres_latency_200ms_reads_and_applies,
+    postgres_slow,
+    latency_200ms()
+);
+cell!(
+    postgres_blackhole_503_then_nothing_lost_or_doubled,
+    postgres_unreachable,
+    NetFault::Blackhole
+);
+cell!(
+    postgres_reset_503_then_nothing_lost_or_doubled,
+    postgres_unreachable,
+    NetFault::Reset
+);
+cell!(
+    postgres_refuse_503_then_nothing_lost_or_doubled,
+    postgres_unreachable,
+    NetFault::Refuse
+);
+cell!(
+    redis_latency_200ms_reads_answer,
+    redis_slow,
+    latency_200ms()
+);
+cell!(
+    redis_blackhole_breaker_opens_reads_cost_only_postgres,
+    redis_unreachable,
+    NetFault::Blackhole
+);
+cell!(
+    redis_reset_breaker_opens_reads_cost_only_postgres,
+    redis_unreachable,
+    NetFault::Reset
+);
+cell!(
+    redis_refuse_breaker_opens_reads_cost_only_postgres,
+    redis_unreachable,
+    NetFault::Refuse
+);
+cell!(
+    sqs_latency_200ms_events_applied,
+    sqs_faulty,
+    latency_200ms()
+);
+cell!(
+    sqs_blackhole_drains_everything_once_healed,
+    sqs_faulty,
+    NetFault::Blackhole
+);
+cell!(
+    sqs_reset_drains_everything_once_healed,
+    sqs_faulty,
+    NetFault::Reset
+);
+cell!(
+    sqs_refuse_drains_everything_once_healed,
+    sqs_faulty,
+    NetFault::Refuse
+);
+
+/// The breaker settings of the Redis cells: it opens after 3 failures of 250 ms each.
+fn redis_config() -> RedisConfig {
+    RedisConfig {
         command_timeout: Duration::from_millis(250),
         breaker_failures: 3,
         breaker_cooldown: Duration::from_secs(3),
         ..RedisConfig::default()
-    };
+    }
+}
+
+async fn redis_proxied() -> (FaultProxy, TestApp) {
+    let stack = harness::shared().await.expect("stack");
+    let proxy = FaultProxy::for_url(&stack.endpoints().redis_url)
+        .await
+        .expect("proxy");
     let app = TestApp::spawn_on(stack, ScopeOptions::default(), |config| {
         config.redis_url = proxy.url(&config.redis_url);
-        config.redis = redis;
+        config.redis = redis_config();
         config.deadlines = short_deadlines();
     })
     .await;
@@ -49,10 +135,32 @@ async fn with_redis_blackholed_the_breaker_opens_and_reads_cost_only_postgres() 
     }
     assert!(app.metrics.cache.hits.get() >= 1, "Redis was in use");
     assert_eq!(app.metrics.cache.breaker_state.get(), 0, "closed");
+    (proxy, app)
+}
 
-    proxy.inject(NetFault::Blackhole);
+/// Slow Redis: reads answer 200, right, within the request deadline (through Redis, or past it
+/// once the breaker opens on commands slower than their timeout).
+async fn redis_slow(fault: NetFault) {
+    let (proxy, app) = redis_proxied().await;
+    proxy.inject(fault);
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        assert_eq!(app.balance("m1", date(0)).await["closing_balance"], "42.00");
+        slowest = slowest.max(started.elapsed());
+    }
+    eprintln!("slowest balance read with Redis {fault:?}: {slowest:?}");
+    assert!(slowest < short_deadlines().request, "{slowest:?}");
+    proxy.inject(NetFault::Heal);
+}
+
+/// Unreachable Redis: the breaker opens, reads keep answering from PostgreSQL without waiting
+/// for Redis, and once healed the breaker closes and reads go through Redis again.
+async fn redis_unreachable(fault: NetFault) {
+    let (proxy, app) = redis_proxied().await;
+    proxy.inject(fault);
     harness::eventually(Duration::from_secs(10), "the breaker open", || async {
-        // Reads keep succeeding while Redis times out.
+        // Reads keep succeeding while Redis fails.
         assert_eq!(app.balance("m1", date(0)).await["closing_balance"], "42.00");
         (app.metrics.cache.breaker_state.get() == BreakerState::Open.gauge_value()).then_some(())
     })
@@ -63,9 +171,9 @@ async fn with_redis_blackholed_the_breaker_opens_and_reads_cost_only_postgres() 
         assert_eq!(app.balance("m1", date(0)).await["closing_balance"], "42.00");
         slowest = slowest.max(started.elapsed());
     }
-    eprintln!("slowest balance read with the breaker open: {slowest:?}");
+    eprintln!("slowest balance read with Redis {fault:?} and the breaker open: {slowest:?}");
     assert!(
-        slowest < redis.command_timeout,
+        slowest < redis_config().command_timeout,
         "reads do not wait for Redis once the breaker is open ({slowest:?})"
     );
 
@@ -83,7 +191,7 @@ async fn with_redis_blackholed_the_breaker_opens_and_reads_cost_only_postgres() 
     .await;
 }
 
-/// Sends `n` credits of 1.00 and `n` debits of 0.10 for m1 on day 0; returns them.
+/// Sends `n` credits of 1.00 and `n` debits of 0.10 for m1 on day 0.
 async fn send_pairs(app: &TestApp, n: usize) {
     for _ in 0..n {
         app.send(&event("m1", Credit, 100, date(0))).await;
@@ -101,8 +209,28 @@ async fn processed(app: &TestApp) -> i64 {
     count
 }
 
-#[tokio::test]
-async fn with_postgres_partitioned_the_consumer_retries_and_nothing_is_lost_or_doubled() {
+/// Every event sent so far (`pairs` pairs) counted exactly once, through the API and in the
+/// dedup table.
+async fn counted_once(app: &TestApp, pairs: usize) {
+    let events = u64::try_from(2 * pairs).expect("small");
+    app.wait_applied(events, Duration::from_secs(60)).await;
+    let balance = app.balance("m1", date(0)).await;
+    assert_eq!(balance["credits"], format!("{pairs}.00"));
+    assert_eq!(balance["debits"], format!("{}.{}0", pairs / 10, pairs % 10));
+    assert_eq!(balance["entry_count"], 2 * pairs);
+    assert_eq!(
+        processed(app).await,
+        i64::try_from(2 * pairs).expect("small"),
+        "each event recorded once"
+    );
+    assert_eq!(
+        app.metrics.consumer.applied.get(),
+        events,
+        "nothing counted twice"
+    );
+}
+
+async fn postgres_proxied() -> (FaultProxy, TestApp) {
     let stack = harness::shared().await.expect("stack");
     let proxy = FaultProxy::for_url(&stack.endpoints().postgres_url)
         .await
@@ -118,42 +246,73 @@ async fn with_postgres_partitioned_the_consumer_retries_and_nothing_is_lost_or_d
     .await;
     send_pairs(&app, 5).await;
     app.wait_applied(10, Duration::from_secs(30)).await;
+    (proxy, app)
+}
 
-    proxy.inject(NetFault::Blackhole);
+/// Slow PostgreSQL: reads answer 200 and events keep being applied.
+async fn postgres_slow(fault: NetFault) {
+    let (proxy, app) = postgres_proxied().await;
+    proxy.inject(fault);
+    send_pairs(&app, 5).await;
+    let started = Instant::now();
+    let (status, _) = app
+        .get("m1", &format!("/v1/merchants/m1/balances/{}", day(date(1))))
+        .await;
+    eprintln!(
+        "uncached balance read with PostgreSQL {fault:?}: {status} in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 200);
+    counted_once(&app, 10).await;
+    proxy.inject(NetFault::Heal);
+}
+
+/// Unreachable PostgreSQL: reads that need it are 503 with Retry-After, never 500; the consumer
+/// retries with backoff; once healed every event is counted exactly once.
+async fn postgres_unreachable(fault: NetFault) {
+    let (proxy, app) = postgres_proxied().await;
+    proxy.inject(fault);
     send_pairs(&app, 5).await;
     harness::eventually(Duration::from_secs(20), "retries with backoff", || async {
         (app.metrics.consumer.retried.get() >= 1).then_some(())
     })
     .await;
-    let (status, _) = app
-        .get(
-            "m1",
-            &format!("/v1/merchants/m1/balances/{}", crate::helpers::day(date(0))),
-        )
-        .await;
-    assert!(status == 503 || status == 200, "never a 500 ({status})");
-    proxy.inject(NetFault::Heal);
-
-    app.wait_applied(20, Duration::from_secs(60)).await;
-    let balance = app.balance("m1", date(0)).await;
-    assert_eq!(balance["credits"], "10.00");
-    assert_eq!(balance["debits"], "1.00");
-    assert_eq!(balance["entry_count"], 20);
-    assert_eq!(processed(&app).await, 20, "each event recorded once");
-    assert_eq!(
-        app.metrics.consumer.applied.get(),
-        20,
-        "nothing counted twice"
+    // A day no read has cached: only PostgreSQL can answer it.
+    let started = Instant::now();
+    let response = app
+        .http
+        .get(format!(
+            "{}/v1/merchants/m1/balances/{}",
+            app.address,
+            day(date(1))
+        ))
+        .bearer_auth(app.token("m1"))
+        .send()
+        .await
+        .expect("request");
+    let took = started.elapsed();
+    eprintln!(
+        "uncached balance read with PostgreSQL {fault:?}: {} in {took:?}",
+        response.status()
     );
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert!(
+        took <= short_deadlines().request + Duration::from_millis(300),
+        "{took:?}"
+    );
+    proxy.inject(NetFault::Heal);
+    counted_once(&app, 10).await;
 }
 
-#[tokio::test]
-async fn with_sqs_partitioned_the_consumer_waits_and_drains_everything_once_healed() {
+/// SQS slow or unreachable: reads never depend on it; the events wait in the queue (or arrive
+/// slowly) and, once healed, every one is counted exactly once.
+async fn sqs_faulty(fault: NetFault) {
     let stack = harness::shared().await.expect("stack");
     let proxy = FaultProxy::for_url(&stack.endpoints().sqs_endpoint)
         .await
         .expect("proxy");
-    // Receives abandoned during the blackhole reach LocalStack when healed and hide their
+    // Receives abandoned during a blackhole reach the emulator when healed and hide their
     // messages for a visibility timeout: keep it short.
     let options = ScopeOptions::default().with_visibility_timeout_secs(5);
     let app = TestApp::spawn_on(stack, options, |config| {
@@ -165,17 +324,24 @@ async fn with_sqs_partitioned_the_consumer_waits_and_drains_everything_once_heal
     send_pairs(&app, 3).await;
     app.wait_applied(6, Duration::from_secs(30)).await;
 
-    proxy.inject(NetFault::Blackhole);
+    proxy.inject(fault);
     // The test's own client goes to SQS directly: the events wait in the queue.
     send_pairs(&app, 3).await;
     // Reads do not depend on SQS.
-    assert_eq!(app.balance("m1", date(0)).await["entry_count"], 6);
+    let started = Instant::now();
+    let entries = app.balance("m1", date(0)).await["entry_count"].clone();
+    assert!(
+        entries == 6 || matches!(fault, NetFault::Latency { .. }),
+        "{entries}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    if !matches!(fault, NetFault::Latency { .. }) {
+        proxy.inject(NetFault::Heal);
+    }
+    counted_once(&app, 6).await;
     proxy.inject(NetFault::Heal);
-
-    app.wait_applied(12, Duration::from_secs(60)).await;
-    let balance = app.balance("m1", date(0)).await;
-    assert_eq!(balance["credits"], "6.00");
-    assert_eq!(balance["debits"], "0.60");
-    assert_eq!(processed(&app).await, 12);
-    assert_eq!(app.metrics.consumer.applied.get(), 12);
 }

@@ -8,19 +8,20 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cashflow_contracts::business_date;
 use cashflow_contracts::digest::DigestPage;
 use cashflow_platform::auth::{Authenticated, Principal};
-use cashflow_platform::problem::{FieldError, Problem};
+use cashflow_platform::edge::{self, ApiError};
+use cashflow_platform::problem::Problem;
 use serde::Deserialize;
 use time::Date;
 
 use super::AppState;
-use crate::error::ApiError;
 use crate::reconcile::{self, DayRange, ReplayOutcome};
 
 /// Scope of the reconciliation routes.
@@ -44,24 +45,17 @@ fn require_reconciler(principal: &Principal) -> Result<(), ApiError> {
     )
 }
 
-fn bad(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::BadParameter(FieldError {
-        field: field.into(),
-        message: message.into(),
-    })
-}
-
 fn parse_date(field: &str, value: Option<&String>) -> Result<Date, ApiError> {
-    let value = value.ok_or_else(|| bad(field, "is required (YYYY-MM-DD)"))?;
-    business_date::parse(value).map_err(|e| bad(field, e))
+    let value = value.ok_or_else(|| ApiError::parameter(field, "is required (YYYY-MM-DD)"))?;
+    business_date::parse(value).map_err(|e| ApiError::parameter(field, e))
 }
 
 fn check_range(from: Date, to: Date, max_days: u16) -> Result<(), ApiError> {
     if to < from {
-        return Err(bad("to", "must not be before from"));
+        return Err(ApiError::parameter("to", "must not be before from"));
     }
     if (to - from).whole_days() >= i64::from(max_days) {
-        return Err(bad(
+        return Err(ApiError::parameter(
             "to",
             format!("the range is longer than {max_days} days"),
         ));
@@ -102,14 +96,15 @@ pub async fn digests(
             .parse::<u16>()
             .ok()
             .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| bad("limit", format!("must be 1 to {MAX_LIMIT}")))?,
+            .ok_or_else(|| ApiError::parameter("limit", format!("must be 1 to {MAX_LIMIT}")))?,
     };
-    let after = match query.get("cursor") {
-        None => None,
-        Some(c) => Some(
-            decode_cursor(c).ok_or_else(|| bad("cursor", "is not a cursor this API returned"))?,
-        ),
-    };
+    let after =
+        match query.get("cursor") {
+            None => None,
+            Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+                ApiError::parameter("cursor", "is not a cursor this API returned")
+            })?),
+        };
     let range = DayRange {
         from,
         to,
@@ -157,19 +152,23 @@ pub struct ReplayRequest {
 pub async fn replay(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ReplayOutcome>, ApiError> {
     require_reconciler(&principal)?;
-    let request: ReplayRequest =
-        serde_json::from_slice(&body).map_err(|e| bad("body", e.to_string()))?;
-    let merchant: cashflow_contracts::MerchantId = request
-        .merchant_id
-        .parse()
-        .map_err(|e: cashflow_contracts::InvalidMerchantId| bad("merchant_id", e.to_string()))?;
-    let from = business_date::parse(&request.from).map_err(|e| bad("from", e))?;
+    let body = edge::json_body(&headers, body, state.max_body_bytes)?;
+    let request: ReplayRequest = edge::json_object(&body)?;
+    let merchant: cashflow_contracts::MerchantId =
+        request
+            .merchant_id
+            .parse()
+            .map_err(|e: cashflow_contracts::InvalidMerchantId| {
+                ApiError::parameter("merchant_id", e.to_string())
+            })?;
+    let from = business_date::parse(&request.from).map_err(|e| ApiError::parameter("from", e))?;
     let to = match &request.to {
         None => from,
-        Some(to) => business_date::parse(to).map_err(|e| bad("to", e))?,
+        Some(to) => business_date::parse(to).map_err(|e| ApiError::parameter("to", e))?,
     };
     check_range(from, to, state.replay.max_days)?;
     let outcome = reconcile::replay(
@@ -179,8 +178,7 @@ pub async fn replay(
         to,
         &state.replay.pacer,
     )
-    .await
-    .map_err(ApiError::Internal)?;
+    .await?;
     state.relay_wake.notify_one();
     tracing::info!(
         merchant = %merchant,

@@ -6,8 +6,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cashflow_contracts::{MerchantId, business_date};
+use cashflow_contracts::business_date;
 use cashflow_platform::auth::Authenticated;
+use cashflow_platform::edge::{self, ApiError};
 use cashflow_platform::problem::FieldError;
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, Transaction};
@@ -16,7 +17,6 @@ use uuid::Uuid;
 
 use super::AppState;
 use crate::entries::{self, Entry};
-use crate::error::ApiError;
 use crate::idempotency::{Claim, Idempotency};
 
 /// Scope needed to record and reverse.
@@ -66,43 +66,6 @@ pub struct EntryPage {
     pub items: Vec<Entry>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
-}
-
-fn merchant_id(merchant: &str) -> Result<MerchantId, ApiError> {
-    merchant
-        .parse()
-        .map_err(|e: cashflow_contracts::InvalidMerchantId| {
-            ApiError::BadParameter(FieldError {
-                field: "merchant".into(),
-                message: e.to_string(),
-            })
-        })
-}
-
-fn json_body(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(limit)
-        } else {
-            ApiError::MalformedJson(rejection.body_text())
-        }
-    })?;
-    if !json && !bytes.is_empty() {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    Ok(bytes)
 }
 
 /// The W3C trace context of the request, or a new one.
@@ -207,8 +170,8 @@ pub async fn record(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     principal.authorize(&merchant, WRITE)?;
-    let merchant_id = merchant_id(&merchant)?;
-    let body = json_body(&headers, body, state.max_body_bytes)?;
+    let merchant_id = edge::merchant_id(&merchant)?;
+    let body = edge::json_body(&headers, body, state.max_body_bytes)?;
     let new_entry = entries::parse_new_entry(
         merchant_id,
         &body,
@@ -253,34 +216,12 @@ pub async fn reverse(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     principal.authorize(&merchant, WRITE)?;
-    let merchant_id = merchant_id(&merchant)?;
+    let merchant_id = edge::merchant_id(&merchant)?;
     let id: Uuid = id
         .parse()
         .map_err(|_| ApiError::NotFound(format!("no entry {id}")))?;
-    let body = json_body(&headers, body, state.max_body_bytes)?;
-    // No body, an empty one or `null` all mean "no options".
-    let request: ReversalRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ReversalRequest::default()
-    } else {
-        // An object (or null), not the array form serde would also take for a struct.
-        let value: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-        match value {
-            serde_json::Value::Null => ReversalRequest::default(),
-            value @ serde_json::Value::Object(_) => serde_json::from_value(value).map_err(|e| {
-                ApiError::Validation(vec![FieldError {
-                    field: "body".into(),
-                    message: e.to_string(),
-                }])
-            })?,
-            _ => {
-                return Err(ApiError::Validation(vec![FieldError {
-                    field: "body".into(),
-                    message: "must be a JSON object".into(),
-                }]));
-            }
-        }
-    };
+    let body = edge::json_body(&headers, body, state.max_body_bytes)?;
+    let request: ReversalRequest = edge::optional_json_object(&body)?;
     let description = match &request.description {
         None => None,
         Some(text) => entries::check_text("description", text, entries::MAX_DESCRIPTION)
@@ -323,7 +264,7 @@ pub async fn get_one(
     Authenticated(principal): Authenticated,
 ) -> Result<Json<Entry>, ApiError> {
     principal.authorize(&merchant, READ)?;
-    let merchant_id = merchant_id(&merchant)?;
+    let merchant_id = edge::merchant_id(&merchant)?;
     let not_found = || ApiError::NotFound(format!("no entry {id} for merchant {merchant}"));
     let uuid: Uuid = id.parse().map_err(|_| not_found())?;
     entries::find(&state.pool, &merchant_id, uuid)
@@ -356,13 +297,8 @@ pub async fn list(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<EntryPage>, ApiError> {
     principal.authorize(&merchant, READ)?;
-    let merchant_id = merchant_id(&merchant)?;
-    let bad = |field: &str, message: String| {
-        ApiError::BadParameter(FieldError {
-            field: field.into(),
-            message,
-        })
-    };
+    let merchant_id = edge::merchant_id(&merchant)?;
+    let bad = |field: &str, message: String| ApiError::parameter(field, message);
     let date = query
         .get("date")
         .ok_or_else(|| bad("date", "is required (YYYY-MM-DD)".into()))

@@ -45,7 +45,7 @@ async fn retired_key_is_refused_within(
     bound: Duration,
 ) {
     let app = TestApp::spawn_with(|config| config.auth = auth(&identity, keys)).await;
-    let old = identity.signing().await;
+    let old = identity.signing();
     let old_token = token(&old).await;
     assert_eq!(post(&app, &old_token).await, 201);
 
@@ -108,7 +108,7 @@ async fn while_the_provider_is_down_the_last_good_keys_stay_in_use() {
         ..KeyPolicy::default()
     };
     let app = TestApp::spawn_with(|config| config.auth = auth(&identity, keys)).await;
-    let good = token(&identity.signing().await).await;
+    let good = token(&identity.signing()).await;
     assert_eq!(post(&app, &good).await, 201);
 
     identity.set_down(true).await.expect("down");
@@ -129,7 +129,6 @@ async fn while_the_provider_is_down_the_last_good_keys_stay_in_use() {
     // A kid it never saw is the caller's problem, not an outage.
     let unknown = identity
         .signing()
-        .await
         .token()
         .merchant("m1")
         .scope("entries:write")
