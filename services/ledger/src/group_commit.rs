@@ -37,9 +37,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WriteBatchConfig;
 use crate::entries::{self, KeyAnswer, NewEntry, PreparedEntry};
-use cashflow_platform::edge::ApiError;
 use crate::idempotency::{self, Claim, Idempotency};
 use crate::metrics::WriteMetrics;
+use cashflow_platform::edge::ApiError;
 
 /// What a recording request is answered: 201 and the entry, or the replay of a key's first
 /// answer.

@@ -150,6 +150,28 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
         .expect("count")
 }
 
+/// Asserts that every merchant-day's digest row equals its entries (the trigger maintaining
+/// them runs once per statement, so once per batch).
+async fn digests_match_the_entries(app: &TestApp) {
+    let differing = count(
+        app,
+        "SELECT count(*) FROM ( \
+           SELECT business_date, merchant_id, count(*) AS n, \
+             COALESCE(sum(amount_minor) FILTER (WHERE kind = 'credit'), 0) AS credits, \
+             COALESCE(sum(amount_minor) FILTER (WHERE kind = 'debit'), 0) AS debits, \
+             bit_xor(entry_id_hash(id)) AS checksum \
+           FROM entries GROUP BY business_date, merchant_id) e \
+         FULL JOIN day_digests d USING (business_date, merchant_id) \
+         WHERE e.n IS DISTINCT FROM d.entry_count OR e.credits IS DISTINCT FROM d.credits_minor \
+           OR e.debits IS DISTINCT FROM d.debits_minor OR e.checksum IS DISTINCT FROM d.checksum",
+    )
+    .await;
+    assert_eq!(
+        differing, 0,
+        "merchant-days whose digest differs from their entries"
+    );
+}
+
 #[tokio::test]
 async fn a_batch_the_database_refuses_fails_only_the_guilty_request_and_no_entry_lacks_its_event() {
     let app = one_batch_at_a_time(|_| {}).await;
@@ -211,6 +233,7 @@ async fn a_batch_the_database_refuses_fails_only_the_guilty_request_and_no_entry
         15,
         "each entry with its event"
     );
+    digests_match_the_entries(&app).await;
 }
 
 #[tokio::test]
@@ -342,6 +365,7 @@ async fn keys_repeated_within_one_batch_are_written_once_and_replayed() {
         0.0,
         "the repeated key never reached the database twice in one statement"
     );
+    digests_match_the_entries(&app).await;
 }
 
 #[tokio::test]
