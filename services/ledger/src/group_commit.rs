@@ -127,11 +127,11 @@ impl GroupCommit {
             what: "the ledger",
             cause: anyhow::anyhow!("the entry writer has stopped (shutting down)"),
         };
+        // Counted once queued (the writer may take it first: the gauge can dip below the truth
+        // for an instant, never drift), not before: a caller dropped while waiting for room in
+        // the queue must not leave a count behind.
+        self.queue.send(job).await.map_err(|_| stopped())?;
         self.queued.inc();
-        if self.queue.send(job).await.is_err() {
-            self.queued.dec();
-            return Err(stopped());
-        }
         answer.await.unwrap_or_else(|_| {
             // The batch's task died (a panic, logged where it happened) before answering:
             // whether it committed is unknown, hence no 503 inviting a blind retry.
