@@ -1,5 +1,6 @@
 # The two commands: `make up` runs the whole system locally; `make test` runs every test.
-# Both install what the machine lacks first (ci/install-deps.sh).
+# Both install what the machine lacks first (ci/install-deps.sh): Debian packages at once, the
+# venvs and container images in the background while cargo compiles; `ready` waits for them.
 
 CARGO ?= cargo
 
@@ -9,16 +10,20 @@ HARNESS_SESSION := make-$(shell cat /proc/sys/kernel/random/uuid)
 endif
 export HARNESS_SESSION
 
-.PHONY: up up-fresh down test test-native test-other test-moto nextest schemathesis compose-smoke load deps lint lint-infra fmt
+.PHONY: ready up up-fresh down test test-native test-other test-moto nextest schemathesis compose-smoke load deps lint lint-infra fmt
 
 # Data (PostgreSQL) is kept across runs; `up-fresh` starts from empty; `down` stops a running
 # `up` and removes what it keeps (data directory, Docker volume, stray containers).
+READY = @bash ci/install-deps.sh --wait
+
 up: deps
 	$(CARGO) build --quiet --workspace --bins
+	$(READY)
 	$(CARGO) run --quiet -p harness -- up
 
 up-fresh: deps
 	$(CARGO) build --quiet --workspace --bins
+	$(READY)
 	$(CARGO) run --quiet -p harness -- up --fresh
 
 down:
@@ -28,34 +33,43 @@ down:
 # Docker, compose.yaml is then checked end to end and no container may be left behind.
 test: deps
 	$(CARGO) build --quiet --workspace --bins
+	$(CARGO) test --quiet --workspace --no-run
+	$(READY)
 	$(CARGO) test --workspace --no-fail-fast
 	@bash ci/no-containers-left.sh
 	@if docker info >/dev/null 2>&1; then bash ci/compose-smoke.sh; fi
 
 # The harness self-tests and the acceptance suite on the other backend.
 test-native: deps
+	$(CARGO) test --quiet --no-run -p harness -p acceptance
+	$(READY)
 	HARNESS_BACKEND=native $(CARGO) test --no-fail-fast -p harness -p acceptance
 
 # Every test with moto instead of LocalStack (HARNESS_SQS=moto make test also works).
 test-moto: deps
+	$(CARGO) test --quiet --workspace --no-run
+	$(READY)
 	HARNESS_SQS=moto $(CARGO) test --workspace --no-fail-fast
 
 # CI's second pass: the other backend (native) and the other SQS emulator (moto), under
 # cargo nextest (one set of dependencies for the run; JUnit in target/nextest/ci/junit.xml).
 test-other: deps
 	$(CARGO) build --quiet --workspace --bins
+	$(READY)
 	HARNESS_BACKEND=native HARNESS_SQS=moto $(CARGO) nextest run --profile ci -p harness -p acceptance
 	@bash ci/no-containers-left.sh
 
 # Every test under cargo nextest.
 nextest: deps
 	$(CARGO) build --quiet --workspace --bins
+	$(READY)
 	$(CARGO) nextest run --workspace
 	@bash ci/no-containers-left.sh
 
 # Both OpenAPI documents fuzzed by schemathesis (--checks all) against running services.
 schemathesis: deps
 	$(CARGO) build --quiet --workspace --bins
+	$(READY)
 	bash ci/schemathesis.sh
 
 compose-smoke:
@@ -65,10 +79,15 @@ compose-smoke:
 # Every load scenario against the platform started in-process (release build), beside ceilings
 # measured in the same run. Reports: target/load/ (summary.json, goose HTML per run).
 load: deps
+	$(CARGO) build --release --quiet -p load
+	$(READY)
 	$(CARGO) run --release --quiet -p load -- all
 
 deps:
 	@bash ci/install-deps.sh
+
+ready:
+	$(READY)
 
 # Offline validators of the deployment: terraform fmt/validate + checkov, kustomize + Kubernetes
 # schemas, promtool, dashboards, workflows, and the consistency of names across all of them.

@@ -1,9 +1,69 @@
 #!/usr/bin/env bash
 # Installs what `make up` and `make test` need that this machine lacks. Idempotent: a machine
 # that has everything only sees the checks. Called by the Makefile; safe to run by hand.
+#
+#   ci/install-deps.sh          Debian packages now; the slow parts (the LocalStack and moto
+#                               venvs, the container images) started in the background, so that
+#                               they download and install while cargo compiles
+#   ci/install-deps.sh --wait   waits for those background jobs and fails if one failed (the
+#                               Makefile calls it after the build, before anything runs)
+#
+# The background jobs keep their log, pid and exit code in target/deps/; a second call while one
+# runs does not start it again.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 say() { printf 'deps: %s\n' "$*"; }
+jobs_dir=target/deps
+mkdir -p "$jobs_dir"
+
+# Starts `name` (a command) in the background unless it is running already.
+start_job() {
+  local name=$1
+  shift
+  local pid_file=$jobs_dir/$name.pid
+  if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    say "$name: already running (log $jobs_dir/$name.log)"
+    return
+  fi
+  rm -f "$jobs_dir/$name.rc"
+  # Its own output only: a caller reading ours until EOF (a pipe) must not wait for the job.
+  ( set +e; "$@" >"$jobs_dir/$name.log" 2>&1; echo $? >"$jobs_dir/$name.rc" ) </dev/null >/dev/null 2>&1 &
+  echo $! >"$pid_file"
+  say "$name: started in the background (log $jobs_dir/$name.log)"
+}
+
+# Waits for every job started by start_job; prints each one's result and fails if one failed.
+wait_jobs() {
+  local failed=0 f name rc
+  for f in "$jobs_dir"/*.pid; do
+    [ -f "$f" ] || continue
+    name=$(basename "$f" .pid)
+    if kill -0 "$(cat "$f")" 2>/dev/null; then
+      say "$name: waiting for it to finish (log $jobs_dir/$name.log)"
+      while kill -0 "$(cat "$f")" 2>/dev/null; do sleep 1; done
+    fi
+    # The job writes its exit code just before it ends.
+    for _ in $(seq 50); do [ -f "$jobs_dir/$name.rc" ] && break; sleep 0.1; done
+    rc=$(cat "$jobs_dir/$name.rc" 2>/dev/null || echo 1)
+    if [ "$rc" = 0 ]; then
+      say "$name: done"
+    elif [ "$name" = images ] && [ "$(id -u)" -ne 0 ]; then
+      say "images: building them failed (log in target/images/logs/); the harness falls back to native processes"
+    else
+      say "$name: FAILED (exit $rc); the end of $jobs_dir/$name.log:"
+      tail -n 30 "$jobs_dir/$name.log" | sed 's/^/    /'
+      failed=1
+    fi
+    rm -f "$f"
+  done
+  return $failed
+}
+
+if [ "${1:-}" = --wait ]; then
+  wait_jobs
+  exit $?
+fi
 
 missing_packages=()
 command -v redis-server >/dev/null 2>&1 || missing_packages+=(redis-server)
@@ -40,9 +100,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 # The LocalStack and moto venvs (pinned in localstack/ and moto/requirements.txt) are made by the
-# harness itself, so that tests run by plain `cargo test` make them the same way.
-say "checking the LocalStack and moto venvs"
-cargo run --quiet -p harness -- setup
+# harness itself, so that tests run by plain `cargo test` make them the same way. In the
+# background: cargo builds the harness first (holding the build lock, so a build started next
+# waits for it and then goes on), then pip works while the rest compiles.
+start_job venvs cargo run --quiet -p harness -- setup
 
 # The containers backend: where a Docker engine answers, its images must be present. Each is
 # pulled when missing; where pulling is impossible (no registry), ci/images/build.sh builds
@@ -65,11 +126,8 @@ if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
     fi
   done
   if [ "$build" = 1 ]; then
-    say "building the drop-in images from Debian's packages (ci/images/build.sh)"
-    if ! bash ci/images/build.sh; then
-      say "building the images failed (log in target/images/logs/); without them the harness falls back to native processes"
-      [ "$(id -u)" -ne 0 ] || exit 1
-    fi
+    say "building the drop-in images from Debian's packages (ci/images/build.sh; logs in target/images/logs/)"
+    start_job images bash ci/images/build.sh
   else
     say "container images present: ${images[*]}"
   fi

@@ -1,10 +1,15 @@
-//! Measures the harness's own costs: native stack start, and scope creation (database from a
-//! migrated template + queue pair), sequential and 8 at a time.
+//! Measures the harness's own costs: stack start, scope creation (database from a migrated
+//! template + queue pair), sequential and 8 at a time, and PostgreSQL's own write rate on the
+//! stack (pgbench's TPC-B-like script, 8 clients, 10 s), so that backends and data placements
+//! compare side by side.
 //!
-//! `cargo run -p harness --example stack_timings`
+//! `cargo run -p harness --example stack_timings [-- --in-memory]`: `--in-memory` keeps
+//! PostgreSQL's data on a tmpfs, as the shared test stacks do (`HARNESS_BACKEND` picks the
+//! backend).
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use harness::{ScopeOptions, Stack, StackOptions};
 
 static NOTES: sqlx::migrate::Migrator = sqlx::migrate!("tests/it/migrations");
@@ -23,9 +28,19 @@ fn summary(mut samples: Vec<Duration>) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let in_memory = std::env::args().any(|a| a == "--in-memory");
+    let mut native = harness::backend::native::NativeOptions::default();
+    if in_memory {
+        native = native.with_postgres_in_memory();
+    }
     let started = Instant::now();
-    let stack = Stack::start(StackOptions::default()).await?;
-    println!("stack ready: {:.2} s", started.elapsed().as_secs_f64());
+    let stack = Stack::start(StackOptions::default().with_native(native)).await?;
+    println!(
+        "stack ready ({}, PostgreSQL data {}): {:.2} s",
+        stack.backend().name(),
+        if in_memory { "in memory" } else { "on disk" },
+        started.elapsed().as_secs_f64()
+    );
 
     let options = ScopeOptions::default().with_migrations(&NOTES);
     let first = Instant::now();
@@ -91,6 +106,23 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!("scope, 8 at a time: {}", summary(parallel));
+
+    let scope = stack.scope().await?;
+    let pgbench = |args: &[&str]| {
+        std::process::Command::new("pgbench")
+            .args(args)
+            .arg(&scope.database_url)
+            .output()
+            .context("running pgbench (Debian's postgresql-client)")
+    };
+    pgbench(&["-i", "-q", "-s", "4"])?;
+    let run = pgbench(&["-c", "8", "-j", "2", "-T", "10", "-n"])?;
+    let report = String::from_utf8_lossy(&run.stdout);
+    let tps = report
+        .lines()
+        .find(|l| l.starts_with("tps"))
+        .unwrap_or("tps: not reported");
+    println!("pgbench TPC-B-like, 8 clients, 10 s: {tps}");
     stack.shutdown().await;
     Ok(())
 }

@@ -45,10 +45,13 @@ pub async fn shared() -> anyhow::Result<&'static Stack> {
     static SHARED: OnceCell<Stack> = OnceCell::const_new();
     SHARED
         .get_or_try_init(|| async {
+            // Nobody stops the shared stack's PostgreSQL: its data can live in memory.
             let options = match std::env::var_os(cli::LEASE_VAR) {
                 Some(lease) => StackOptions::default()
                     .with_external(cli::read_lease(std::path::Path::new(&lease))?),
-                None => StackOptions::default(),
+                None => StackOptions::default().with_native(
+                    backend::native::NativeOptions::default().with_postgres_in_memory(),
+                ),
             };
             Stack::start(options).await
         })

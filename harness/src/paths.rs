@@ -61,6 +61,32 @@ pub fn postgres_root() -> PathBuf {
     }
 }
 
+/// Where in-memory PostgreSQL data directories of native stacks live: a folder on `/dev/shm`
+/// (tmpfs) when it exists and has at least 2 GiB free, else `None` (they go to
+/// [`postgres_root`]). Runs left by dead processes are removed by the next start, as on disk.
+pub fn postgres_memory_root() -> Option<PathBuf> {
+    const LEAST_FREE: u64 = 2 << 30;
+    let shm = Path::new("/dev/shm");
+    let free = free_bytes(shm)?;
+    (free >= LEAST_FREE).then(|| shm.join("cashflow-harness-postgres"))
+}
+
+/// Free bytes of the file system holding `dir` (`df`: statvfs needs unsafe code, which the
+/// workspace denies).
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let output = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The PostgreSQL data directory `harness up` keeps across runs on the native backend.
 pub fn up_postgres_data() -> PathBuf {
     postgres_root().join("up-data")

@@ -134,7 +134,12 @@ async fn start(watch_pid: Option<u32>) -> anyhow::Result<()> {
 
 async fn serve(lease: &Path, watched: u32) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let stack = Stack::start(StackOptions::default()).await?;
+    // Tests that stop dependencies start stacks of their own: this one's data can live in memory.
+    let stack =
+        Stack::start(StackOptions::default().with_native(
+            crate::backend::native::NativeOptions::default().with_postgres_in_memory(),
+        ))
+        .await?;
     let text = serde_json::to_string_pretty(stack.endpoints())?;
     // Written whole, then renamed: a reader never sees half a lease.
     let partial = lease.with_extension("partial");

@@ -35,6 +35,12 @@ pub struct NativeOptions {
     /// Keep PostgreSQL's data in this folder across runs (`harness up`); `None` gives a fresh copy
     /// of the initialised data directory, removed by a later run.
     pub postgres_data: Option<PathBuf>,
+    /// Keep PostgreSQL's throwaway data in memory (tmpfs): database creation and writes cost no
+    /// disk work (on the containers backend the data directory otherwise sits on Docker's
+    /// storage driver, fuse-overlayfs here, at a third of native speed). A container's tmpfs does
+    /// not survive a stop, so such a stack refuses to stop, kill or restart PostgreSQL: only
+    /// stacks that never do (the shared one of a test process or of a nextest run) set it.
+    pub postgres_in_memory: bool,
 }
 
 impl NativeOptions {
@@ -61,6 +67,12 @@ impl NativeOptions {
         self.postgres_data = Some(dir.into());
         self
     }
+
+    /// Keeps PostgreSQL's throwaway data in memory ([`NativeOptions::postgres_in_memory`]).
+    pub fn with_postgres_in_memory(mut self) -> Self {
+        self.postgres_in_memory = true;
+        self
+    }
 }
 
 /// The running native dependencies.
@@ -83,7 +95,13 @@ impl Native {
         // Specs are prepared first: each step that can fail on a missing binary fails fast,
         // before anything was started.
         let postgres = Supervised::new(
-            postgres::prepare(postgres_port, options.postgres_data.as_deref(), &run).await?,
+            postgres::prepare(
+                postgres_port,
+                options.postgres_data.as_deref(),
+                options.postgres_in_memory,
+                &run,
+            )
+            .await?,
         );
         let redis = Supervised::new(redis::spec(redis_port, &run)?);
         // The SQS emulator (`HARNESS_SQS`): LocalStack, or moto.

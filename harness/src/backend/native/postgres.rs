@@ -19,11 +19,18 @@ const DEFAULT_BIN: &str = "/usr/lib/postgresql/15/bin";
 pub(super) async fn prepare(
     port: u16,
     persistent: Option<&Path>,
+    in_memory: bool,
     run: &str,
 ) -> anyhow::Result<ProcessSpec> {
     let bin = bin_dir()?;
     let user = server_user()?;
     let root = paths::postgres_root();
+    // A process restart keeps its data directory, in memory too: native stacks may restart
+    // PostgreSQL whatever its data is on.
+    let runs_root = match paths::postgres_memory_root() {
+        Some(memory) if in_memory => memory,
+        _ => root.clone(),
+    };
     let persistent = persistent.map(Path::to_path_buf);
     // Throwaway data skips fsync: tests never survive an OS crash anyway. synchronous_commit
     // stays on, so a commit reaches the kernel before it is acknowledged and survives a kill -9
@@ -44,7 +51,10 @@ pub(super) async fn prepare(
             }
             None => {
                 remove_stale_runs(&root);
-                let dir = root.join(format!("run-{run_owned}"));
+                if let Some(memory) = paths::postgres_memory_root() {
+                    remove_stale_runs(&memory);
+                }
+                let dir = runs_root.join(format!("run-{run_owned}"));
                 let _ = std::fs::remove_dir_all(&dir);
                 copy_dir(&golden, &dir)?;
                 Ok(dir)
