@@ -306,6 +306,7 @@ impl System {
             },
             deadlines: Default::default(),
             retention: Default::default(),
+            write_batch: Default::default(),
         };
         let app = ledger::Application::build(config).await?;
         let address = format!("http://{}", app.local_addr());

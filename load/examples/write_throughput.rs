@@ -2,6 +2,7 @@
 //! transaction (entry insert + outbox insert) on the same PostgreSQL, in one run.
 //!
 //! `cargo run --release -p load --example write_throughput [-- SECONDS]`
+//! (`WRITE_BATCH_MAX_SIZE=1` writes each request alone, as before group commit.)
 //!
 //! The relay is off in the ledger run so both sides do the same work: the request's own
 //! transaction. Everything (client, ledger, PostgreSQL, pgbench) shares this machine's cores.
@@ -56,6 +57,8 @@ async fn main() -> anyhow::Result<()> {
         relay: Default::default(),
         deadlines: Default::default(),
         retention: Default::default(),
+        // Group commit as the ledger binary reads it: WRITE_BATCH_* or the defaults.
+        write_batch: ledger::config::WriteBatchConfig::from_env(20)?,
     };
     config.relay.enabled = false;
     let app = ledger::Application::build(config).await?;

@@ -130,3 +130,29 @@ async fn the_token_endpoint_grants_client_credentials_to_registered_clients() ->
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_it_expires() -> anyhow::Result<()> {
+    let stack = harness::shared().await?;
+    let verifier = JwtVerifier::new(AuthConfig {
+        issuer: stack.identity().issuer().to_string(),
+        audience: stack.identity().audience().to_string(),
+        jwks_uri: Some(stack.identity().jwks_uri()),
+        leeway: Duration::ZERO,
+        keys: Default::default(),
+    });
+    let token = stack
+        .identity()
+        .token()
+        .merchant("m1")
+        .ttl(Duration::from_secs(2))
+        .mint()?;
+    // Verified, then answered from the verifier's memory.
+    verifier.verify(&token).await?;
+    verifier.verify(&token).await?;
+    harness::eventually(Duration::from_secs(10), "the token refused", || async {
+        matches!(verifier.verify(&token).await, Err(AuthError::Invalid(_))).then_some(())
+    })
+    .await;
+    Ok(())
+}

@@ -40,6 +40,71 @@ pub struct Config {
     pub replay: ReplayConfig,
     /// How long idempotency keys and published outbox rows are kept.
     pub retention: RetentionConfig,
+    /// Group commit of new entries.
+    pub write_batch: WriteBatchConfig,
+}
+
+/// Group commit of new entries ([`crate::group_commit`], ADR 0012): concurrent requests are
+/// written in one statement and one commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteBatchConfig {
+    /// Most entries written together (`WRITE_BATCH_MAX_SIZE`, default 128; 1 turns group commit
+    /// off: each request is written alone).
+    pub max_size: usize,
+    /// How long a batch waits for more requests while another batch is being written
+    /// (`WRITE_BATCH_MAX_WAIT_MS`, default 0: a batch takes what is queued and goes). A lone
+    /// request never waits: with no batch in flight, it is written at once.
+    pub max_wait: Duration,
+    /// Batches being written at once, each on its own connection (`WRITE_BATCH_MAX_IN_FLIGHT`,
+    /// default 2). Requests arriving meanwhile queue and form the next batch. At most
+    /// `DATABASE_MAX_CONNECTIONS`.
+    pub max_in_flight: usize,
+}
+
+impl Default for WriteBatchConfig {
+    fn default() -> Self {
+        Self {
+            max_size: 128,
+            max_wait: Duration::ZERO,
+            max_in_flight: 2,
+        }
+    }
+}
+
+impl WriteBatchConfig {
+    /// From the environment.
+    pub fn from_env(database_max_connections: u32) -> anyhow::Result<Self> {
+        let d = Self::default();
+        let config = Self {
+            max_size: or_default("WRITE_BATCH_MAX_SIZE", d.max_size)?,
+            max_wait: Duration::from_millis(or_default(
+                "WRITE_BATCH_MAX_WAIT_MS",
+                u64::try_from(d.max_wait.as_millis()).unwrap_or(0),
+            )?),
+            max_in_flight: or_default("WRITE_BATCH_MAX_IN_FLIGHT", d.max_in_flight)?,
+        };
+        config.check(database_max_connections)?;
+        Ok(config)
+    }
+
+    /// Refuses a size or concurrency of 0, more batches in flight than connections, and a
+    /// batch so large its statement's parameters could not be encoded comfortably.
+    pub fn check(&self, database_max_connections: u32) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.max_size),
+            "WRITE_BATCH_MAX_SIZE must be 1 to 10000"
+        );
+        anyhow::ensure!(
+            self.max_in_flight >= 1
+                && u32::try_from(self.max_in_flight).is_ok_and(|n| n <= database_max_connections),
+            "WRITE_BATCH_MAX_IN_FLIGHT must be 1 to DATABASE_MAX_CONNECTIONS ({database_max_connections})"
+        );
+        anyhow::ensure!(
+            self.max_wait <= Duration::from_secs(1),
+            "WRITE_BATCH_MAX_WAIT_MS must be at most 1000"
+        );
+        Ok(())
+    }
 }
 
 /// Retention windows of the ledger's bookkeeping tables (the entries themselves are kept
@@ -196,6 +261,7 @@ impl Config {
             )?),
         };
         check_retention(&retention, deadlines.request)?;
+        let database_max_connections = or_default("DATABASE_MAX_CONNECTIONS", 20)?;
         Ok(Self {
             listen: or_default("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
             internal_listen: or_default(
@@ -203,7 +269,7 @@ impl Config {
                 SocketAddr::from(([0, 0, 0, 0], 9081)),
             )?,
             database_url: required("DATABASE_URL")?,
-            database_max_connections: or_default("DATABASE_MAX_CONNECTIONS", 20)?,
+            database_max_connections,
             queue_url: required("ENTRIES_QUEUE_URL")?,
             sqs: SqsSettings::from_env(),
             auth: AuthConfig::from_env()?,
@@ -220,6 +286,7 @@ impl Config {
             },
             deadlines,
             retention,
+            write_batch: WriteBatchConfig::from_env(database_max_connections)?,
             replay: {
                 let events_per_second: u32 = or_default("REPLAY_EVENTS_PER_SECOND", 500)?;
                 anyhow::ensure!(

@@ -301,6 +301,14 @@ const INSERT_ENTRY_AND_EVENT: &str = "WITH entry AS ( \
        VALUES ($11, $12, $13, $14)) \
      SELECT * FROM entry";
 
+/// The time an entry is recorded at: now, truncated to the microseconds PostgreSQL keeps, so
+/// that the event, the answer and the row agree exactly.
+pub fn recording_time() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
+}
+
 /// Inserts the entry and its `entry.recorded.v1` event atomically, on a pool or inside the
 /// caller's transaction.
 pub async fn insert<'e>(
@@ -309,11 +317,7 @@ pub async fn insert<'e>(
     reverses: Option<Uuid>,
     traceparent: &str,
 ) -> Result<Entry, ApiError> {
-    // PostgreSQL keeps microseconds: truncate first, so the event and the row agree exactly.
-    let now = OffsetDateTime::now_utc();
-    let recorded_at = now
-        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now);
+    let recorded_at = recording_time();
     let event = EntryRecordedV1 {
         event_type: ENTRY_RECORDED.into(),
         event_id: Uuid::now_v7(),
@@ -352,6 +356,153 @@ pub async fn insert<'e>(
             _ => ApiError::from(e),
         })?;
     Ok(row.into())
+}
+
+/// A new entry made ready to be written together with others ([`insert_batch`]): its ids, its
+/// event and the answer its request gets, all decided before the write, so that the batch's
+/// statement needs no `RETURNING` and a retry alone writes exactly the same rows.
+#[derive(Debug, Clone)]
+pub struct PreparedEntry {
+    /// The answer (the entry as the API returns it, as it will read back).
+    pub entry: Entry,
+    checked: NewEntry,
+    event_id: Uuid,
+    recorded_at: OffsetDateTime,
+    payload: String,
+    traceparent: String,
+}
+
+impl PreparedEntry {
+    /// Gives `checked` its entry and event ids, recorded at `recorded_at` (see
+    /// [`recording_time`]).
+    pub fn new(
+        checked: NewEntry,
+        recorded_at: OffsetDateTime,
+        traceparent: String,
+    ) -> Result<Self, serde_json::Error> {
+        let event = EntryRecordedV1 {
+            event_type: ENTRY_RECORDED.into(),
+            event_id: Uuid::now_v7(),
+            entry_id: Uuid::now_v7(),
+            merchant_id: checked.merchant.clone(),
+            kind: checked.kind,
+            amount_minor: checked.amount.minor(),
+            currency: checked.currency,
+            business_date: checked.business_date,
+            recorded_at,
+            reverses_entry_id: None,
+        };
+        let payload = serde_json::to_string(&event)?;
+        let entry = Entry {
+            id: event.entry_id,
+            merchant_id: checked.merchant.as_str().to_string(),
+            kind: checked.kind.as_str().to_string(),
+            amount: cashflow_contracts::money::format_minor(checked.amount.minor()),
+            currency: checked.currency.code().to_string(),
+            business_date: business_date::format(checked.business_date),
+            description: checked.description.clone(),
+            category: checked.category.clone(),
+            reverses_entry_id: None,
+            recorded_at: cashflow_contracts::format_timestamp(recorded_at),
+        };
+        Ok(Self {
+            entry,
+            checked,
+            event_id: event.event_id,
+            recorded_at,
+            payload,
+            traceparent,
+        })
+    }
+
+    /// The merchant-day whose digest row the insert updates: batches write in this order, so
+    /// that two concurrent batches take those row locks in the same order and never deadlock.
+    pub fn lock_order(&self) -> (Date, &str) {
+        (self.checked.business_date, self.checked.merchant.as_str())
+    }
+}
+
+/// The first answer to an `Idempotency-Key`, stored by the statement that does the work.
+#[derive(Debug)]
+pub struct KeyAnswer<'a> {
+    /// The key's merchant.
+    pub merchant: &'a str,
+    /// The key.
+    pub key: &'a str,
+    /// The answer's status.
+    pub status: i16,
+    /// The answer's body (JSON).
+    pub body: String,
+}
+
+/// The statement that records a batch of entries with their events, and stores the answers of
+/// the batch's claimed `Idempotency-Key`s: one statement, so that each entry, its outbox row and
+/// its key's answer commit together (in autocommit, or in the caller's transaction), in one
+/// round trip whatever the batch's size. Rows go in in array order (`WITH ORDINALITY`), which
+/// the caller makes the digest rows' lock order.
+const INSERT_BATCH: &str = "WITH batch AS ( \
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], \
+         $6::date[], $7::text[], $8::text[], $9::uuid[], $10::text[], $11::text[], \
+         $12::timestamptz[]) \
+         WITH ORDINALITY AS b(id, merchant_id, kind, amount_minor, currency, business_date, \
+         description, category, event_id, payload, traceparent, recorded_at, n)), \
+     entry AS ( \
+       INSERT INTO entries (id, merchant_id, kind, amount_minor, currency, business_date, \
+         description, category, recorded_at, event_id) \
+       SELECT id, merchant_id, kind, amount_minor, currency, business_date, description, \
+         category, recorded_at, event_id FROM batch ORDER BY n), \
+     event AS ( \
+       INSERT INTO outbox (event_id, event_type, payload, traceparent) \
+       SELECT event_id, $13, payload::jsonb, traceparent FROM batch ORDER BY n), \
+     answer AS ( \
+       UPDATE idempotency_keys k SET response_status = a.status, response_body = a.body::jsonb \
+       FROM unnest($14::text[], $15::text[], $16::int2[], $17::text[]) \
+         AS a(merchant_id, idempotency_key, status, body) \
+       WHERE k.merchant_id = a.merchant_id AND k.idempotency_key = a.idempotency_key) \
+     SELECT count(*) FROM batch";
+
+/// Inserts `entries` (in this order) with their events, and stores `answers`, atomically.
+/// Returns the database's error as it is: the caller decides whether one row caused it.
+pub async fn insert_batch<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    entries: &[&PreparedEntry],
+    answers: &[KeyAnswer<'_>],
+) -> Result<(), sqlx::Error> {
+    let column = |f: fn(&PreparedEntry) -> &str| entries.iter().map(|e| f(e)).collect::<Vec<_>>();
+    let optional =
+        |f: fn(&PreparedEntry) -> Option<&str>| entries.iter().map(|e| f(e)).collect::<Vec<_>>();
+    let written: i64 = sqlx::query_scalar(INSERT_BATCH)
+        .bind(entries.iter().map(|e| e.entry.id).collect::<Vec<_>>())
+        .bind(column(|e| e.checked.merchant.as_str()))
+        .bind(column(|e| e.checked.kind.as_str()))
+        .bind(
+            entries
+                .iter()
+                .map(|e| e.checked.amount.minor())
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|e| e.checked.currency.code()))
+        .bind(
+            entries
+                .iter()
+                .map(|e| e.checked.business_date)
+                .collect::<Vec<_>>(),
+        )
+        .bind(optional(|e| e.checked.description.as_deref()))
+        .bind(optional(|e| e.checked.category.as_deref()))
+        .bind(entries.iter().map(|e| e.event_id).collect::<Vec<_>>())
+        .bind(column(|e| e.payload.as_str()))
+        .bind(column(|e| e.traceparent.as_str()))
+        .bind(entries.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+        .bind(ENTRY_RECORDED)
+        .bind(answers.iter().map(|a| a.merchant).collect::<Vec<_>>())
+        .bind(answers.iter().map(|a| a.key).collect::<Vec<_>>())
+        .bind(answers.iter().map(|a| a.status).collect::<Vec<_>>())
+        .bind(answers.iter().map(|a| a.body.as_str()).collect::<Vec<_>>())
+        .fetch_one(executor)
+        .await?;
+    debug_assert_eq!(usize::try_from(written).ok(), Some(entries.len()));
+    Ok(())
 }
 
 /// Reverses an entry: a new entry of the opposite kind and the same amount, booked today.

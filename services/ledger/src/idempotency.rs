@@ -106,18 +106,17 @@ impl Idempotency {
             .bind(&self.key)
             .fetch_one(&mut **tx)
             .await?;
-        if hash != self.request_hash {
-            return Err(ApiError::IdempotencyMismatch);
-        }
-        match (
-            status.and_then(|s| StatusCode::from_u16(u16::try_from(s).ok()?).ok()),
-            body,
-        ) {
-            (Some(status), Some(body)) => Ok(Claim::Replay(status, body)),
-            _ => Err(ApiError::Conflict(
-                "a request with this Idempotency-Key is in progress".into(),
-            )),
-        }
+        answer(&hash, status, body, self)
+    }
+
+    /// The key as the client sent it (trimmed).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Whether `other` is the same request (method, path and body) as this one.
+    pub fn same_request(&self, other: &Self) -> bool {
+        self.request_hash == other.request_hash
     }
 
     /// Stores the answer in the same transaction as the work.
@@ -139,5 +138,108 @@ impl Idempotency {
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+}
+
+/// Claims several keys at once inside `tx`, as [`Idempotency::claim`] does one: each claim is
+/// `New` (do the work, then store the answer in the same transaction), a `Replay`, or the
+/// request's error (another body: 422). A key held by another transaction makes the claim wait
+/// for it, as with one key. `keys` are distinct `(merchant, key)` pairs in the order their rows
+/// are locked: callers sort them, so that two batches claiming overlapping keys lock them in the
+/// same order and cannot deadlock. A database error is returned as it is.
+pub async fn claim_many(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: &[(&str, &Idempotency)],
+    window: Duration,
+) -> Result<Vec<Result<Claim, ApiError>>, sqlx::Error> {
+    let merchants: Vec<&str> = keys.iter().map(|(m, _)| *m).collect();
+    let names: Vec<&str> = keys.iter().map(|(_, k)| k.key.as_str()).collect();
+    let hashes: Vec<&str> = keys.iter().map(|(_, k)| k.request_hash.as_str()).collect();
+    let claimed: Vec<(String, String)> = sqlx::query_as(
+        "INSERT INTO idempotency_keys AS k (merchant_id, idempotency_key, request_hash) \
+         SELECT m, key, hash FROM unnest($1::text[], $2::text[], $3::text[]) \
+           WITH ORDINALITY AS r(m, key, hash, n) ORDER BY n \
+         ON CONFLICT (merchant_id, idempotency_key) DO UPDATE SET \
+           request_hash = EXCLUDED.request_hash, response_status = NULL, \
+           response_body = NULL, created_at = now() \
+         WHERE k.created_at < now() - make_interval(secs => $4) \
+         RETURNING merchant_id, idempotency_key",
+    )
+    .bind(&merchants)
+    .bind(&names)
+    .bind(&hashes)
+    .bind(window.as_secs_f64())
+    .fetch_all(&mut **tx)
+    .await?;
+    let is_claimed = |m: &str, k: &str| claimed.iter().any(|(cm, ck)| cm == m && ck == k);
+    let seen_before: Vec<(usize, &str, &str)> = keys
+        .iter()
+        .enumerate()
+        .filter(|(_, (m, k))| !is_claimed(m, &k.key))
+        .map(|(i, (m, k))| (i, *m, k.key.as_str()))
+        .collect();
+    let mut stored: Vec<StoredKey> = Vec::new();
+    if !seen_before.is_empty() {
+        // A statement of its own: in READ COMMITTED it sees what a transaction the claim
+        // waited for committed meanwhile, which the claim's own snapshot does not.
+        stored = sqlx::query_as(
+            "SELECT merchant_id, idempotency_key, request_hash, response_status, response_body \
+             FROM idempotency_keys \
+             WHERE (merchant_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+        )
+        .bind(seen_before.iter().map(|(_, m, _)| *m).collect::<Vec<_>>())
+        .bind(seen_before.iter().map(|(_, _, k)| *k).collect::<Vec<_>>())
+        .fetch_all(&mut **tx)
+        .await?;
+    }
+    Ok(keys
+        .iter()
+        .map(|(merchant, key)| {
+            if is_claimed(merchant, &key.key) {
+                return Ok(Claim::New);
+            }
+            let row = stored
+                .iter_mut()
+                .find(|(m, k, ..)| m == merchant && *k == key.key)
+                .map(|(_, _, hash, status, body)| (hash.clone(), *status, body.take()));
+            match row {
+                Some((hash, status, body)) => answer(&hash, status, body, key),
+                // Not claimed and not there: pruned between the two statements. Rare; the
+                // client's retry claims it afresh.
+                None => Err(ApiError::Conflict(
+                    "the Idempotency-Key expired while this request ran; retry".into(),
+                )),
+            }
+        })
+        .collect())
+}
+
+/// A stored key: merchant, key, request hash, answer status and body.
+type StoredKey = (
+    String,
+    String,
+    String,
+    Option<i16>,
+    Option<serde_json::Value>,
+);
+
+/// What a stored key means for `request`.
+fn answer(
+    hash: &str,
+    status: Option<i16>,
+    body: Option<serde_json::Value>,
+    request: &Idempotency,
+) -> Result<Claim, ApiError> {
+    if hash != request.request_hash {
+        return Err(ApiError::IdempotencyMismatch);
+    }
+    match (
+        status.and_then(|s| StatusCode::from_u16(u16::try_from(s).ok()?).ok()),
+        body,
+    ) {
+        (Some(status), Some(body)) => Ok(Claim::Replay(status, body)),
+        _ => Err(ApiError::Conflict(
+            "a request with this Idempotency-Key is in progress".into(),
+        )),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod entries;
+pub mod group_commit;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicU64;
 use cashflow_platform::telemetry::HttpMetrics;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Outbox figures.
@@ -21,6 +22,34 @@ pub struct OutboxMetrics {
     pub publish_failures: Counter,
 }
 
+/// Group commit of new entries.
+#[derive(Debug, Clone)]
+pub struct WriteMetrics {
+    /// Entries per write (a batch; 1 for a request written alone).
+    pub batch_size: Histogram,
+    /// Batches the database refused, whose requests were then written one by one.
+    pub retried_alone: Counter,
+    /// Requests not written because their caller had left (deadline passed, client gone)
+    /// before their batch started.
+    pub abandoned: Counter,
+    /// Requests waiting for a batch.
+    pub queued: Gauge,
+}
+
+impl Default for WriteMetrics {
+    fn default() -> Self {
+        Self {
+            // 1, 2, 4, ... 1024.
+            batch_size: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                1.0, 2.0, 11,
+            )),
+            retried_alone: Counter::default(),
+            abandoned: Counter::default(),
+            queued: Gauge::default(),
+        }
+    }
+}
+
 /// Every metric of one ledger instance.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -32,6 +61,8 @@ pub struct Metrics {
     pub tasks: cashflow_platform::supervise::TaskMetrics,
     /// The outbox.
     pub outbox: OutboxMetrics,
+    /// Group commit.
+    pub writes: WriteMetrics,
     /// Rows pruned and table sizes.
     pub retention: cashflow_platform::retention::RetentionMetrics,
 }
@@ -64,11 +95,33 @@ impl Metrics {
             "Failed attempts to publish outbox events",
             outbox.publish_failures.clone(),
         );
+        let writes = WriteMetrics::default();
+        registry.register(
+            "write_batch_size",
+            "Entries written per statement and commit (group commit)",
+            writes.batch_size.clone(),
+        );
+        registry.register(
+            "write_batches_retried_alone",
+            "Batches of entries the database refused, then written one request at a time",
+            writes.retried_alone.clone(),
+        );
+        registry.register(
+            "write_requests_abandoned",
+            "Entries not written because their caller left before their batch started",
+            writes.abandoned.clone(),
+        );
+        registry.register(
+            "write_queued",
+            "Requests waiting for a batch of entries to take them",
+            writes.queued.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             http,
             tasks,
             outbox,
+            writes,
             retention,
         }
     }

@@ -39,6 +39,8 @@ pub struct AppState {
     pub replay: Arc<ReplaySettings>,
     /// How long an Idempotency-Key is remembered.
     pub idempotency_window: std::time::Duration,
+    /// Writes new entries in batches (group commit).
+    pub writer: crate::group_commit::GroupCommit,
 }
 
 /// What the reconciliation routes share.

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::group_commit::{GroupCommit, Writer};
 use crate::metrics::Metrics;
 use crate::outbox::{self, Relay};
 use crate::routes::{self, AppState};
@@ -28,6 +29,7 @@ pub struct Application {
     internal_router: axum::Router,
     pool: PgPool,
     relay: Option<Relay>,
+    writer: Writer,
     metrics: Metrics,
     drain_deadline: Duration,
     supervisor: Supervisor,
@@ -40,6 +42,8 @@ pub const RELAY_TASK: &str = "outbox-relay";
 pub const BACKLOG_TASK: &str = "outbox-backlog";
 /// The supervised pruning of expired idempotency keys and published outbox rows.
 pub const RETENTION_TASK: &str = "retention";
+/// The supervised task writing new entries in batches (group commit).
+pub const WRITER_TASK: &str = "entry-writer";
 
 /// What expires in the ledger's database, and after how long.
 pub fn retention_rules(
@@ -72,6 +76,7 @@ impl Application {
         )
         .await?;
         crate::config::check_retention(&config.retention, config.deadlines.request)?;
+        config.write_batch.check(config.database_max_connections)?;
         let metrics = Metrics::new();
         let relay_wake = Arc::new(Notify::new());
         let relay = if config.relay.enabled {
@@ -90,6 +95,13 @@ impl Application {
         } else {
             None
         };
+        let (group_commit, writer) = GroupCommit::new(
+            config.write_batch,
+            pool.clone(),
+            config.retention.idempotency_keys,
+            Arc::clone(&relay_wake),
+            metrics.writes.clone(),
+        );
         let state = AppState {
             pool: pool.clone(),
             verifier: Arc::new(JwtVerifier::new(config.auth.clone())),
@@ -101,6 +113,7 @@ impl Application {
                 max_days: config.replay.max_days,
             }),
             idempotency_window: config.retention.idempotency_keys,
+            writer: group_commit,
         };
         let supervisor = Supervisor::default().with_metrics(metrics.tasks.clone());
         let router = routes::router(
@@ -125,6 +138,7 @@ impl Application {
             internal_router,
             pool,
             relay,
+            writer,
             metrics,
             drain_deadline: config.deadlines.shutdown_drain,
             supervisor,
@@ -176,6 +190,13 @@ impl Application {
                 }
             });
         }
+        // After the requests, like the relay: a request in flight is waiting for its batch, and
+        // the writer writes what is queued before it returns.
+        let writer = self.writer.clone();
+        run.task(WRITER_TASK, Stops::AfterRequests, move |stop| {
+            let writer = writer.clone();
+            async move { writer.run(stop).await }
+        });
         let (pool, metrics) = (self.pool.clone(), self.metrics.outbox.clone());
         run.task(BACKLOG_TASK, Stops::AfterRequests, move |stop| {
             let sampled = outbox::sample_backlog(pool.clone(), metrics.clone(), stop);

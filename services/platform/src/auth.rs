@@ -10,9 +10,15 @@
 //! [`KeyPolicy::min_refetch_interval`], so that a flood of forged kids cannot hammer the
 //! provider. When a fetch fails, the last good keys stay in use: a provider outage does not
 //! become our outage. Only when no key was ever fetched is that a 503.
+//!
+//! Verified tokens are remembered, keyed by the whole token string, so that a client reusing its
+//! token (as clients do until it expires) costs a lookup instead of an RSA verification. A
+//! remembered token is trusted no longer than its `exp` (plus the leeway) and no longer than the
+//! key set it was verified with stays fresh, and all are forgotten when the keys are refetched:
+//! expiry and key retirement hold exactly as without the cache. Only successes are remembered.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -148,6 +154,8 @@ pub enum AuthError {
 
 #[derive(Debug, Deserialize)]
 struct TokenClaims {
+    /// Expiry (seconds since the epoch); required and checked by the validation.
+    exp: u64,
     sub: Option<String>,
     #[serde(default)]
     merchants: Option<Vec<String>>,
@@ -177,11 +185,49 @@ impl KeySet {
     }
 }
 
+/// Most tokens remembered at once; past it, expired ones are dropped, and if none is, all.
+const VERIFIED_CAPACITY: usize = 10_000;
+
+/// Tokens verified recently, each with the instant it stops being trusted.
+#[derive(Default)]
+struct Verified {
+    tokens: std::sync::Mutex<HashMap<String, (Principal, Instant)>>,
+}
+
+impl Verified {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Principal, Instant)>> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, token: &str) -> Option<Principal> {
+        let tokens = self.lock();
+        let (principal, until) = tokens.get(token)?;
+        (Instant::now() < *until).then(|| principal.clone())
+    }
+
+    fn insert(&self, token: &str, principal: &Principal, until: Instant) {
+        let mut tokens = self.lock();
+        if tokens.len() >= VERIFIED_CAPACITY {
+            let now = Instant::now();
+            tokens.retain(|_, (_, until)| *until > now);
+            if tokens.len() >= VERIFIED_CAPACITY {
+                tokens.clear();
+            }
+        }
+        tokens.insert(token.to_string(), (principal.clone(), until));
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
 /// Verifies bearer tokens. Cheap to share behind an `Arc`.
 pub struct JwtVerifier {
     config: AuthConfig,
     http: reqwest::Client,
     keys: RwLock<KeySet>,
+    verified: Verified,
     /// When a fetch was last attempted, successful or not; held while fetching, so that one
     /// request fetches and the others wait for its result.
     last_attempt: Mutex<Option<Instant>>,
@@ -207,12 +253,16 @@ impl JwtVerifier {
             config,
             http,
             keys: RwLock::default(),
+            verified: Verified::default(),
             last_attempt: Mutex::default(),
         }
     }
 
     /// Checks a token and returns who it is for.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if let Some(principal) = self.verified.get(token) {
+            return Ok(principal);
+        }
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         if header.alg != Algorithm::RS256 {
@@ -221,7 +271,7 @@ impl JwtVerifier {
         let kid = header
             .kid
             .ok_or_else(|| AuthError::Malformed("no kid".into()))?;
-        let key = self.key(&kid).await?;
+        let (key, keys_fresh_until) = self.key(&kid).await?;
 
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[&self.config.issuer]);
@@ -232,6 +282,20 @@ impl JwtVerifier {
         let data = jsonwebtoken::decode::<TokenClaims>(token, &key, &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let claims = data.claims;
+        // Trusted until it expires (as the validation counts: `exp` plus the leeway), and no
+        // longer than its key is known to be current.
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let left = claims
+            .exp
+            .saturating_add(self.config.leeway.as_secs())
+            .saturating_sub(now);
+        let mut until = Instant::now() + Duration::from_secs(left);
+        if let Some(fresh) = keys_fresh_until {
+            until = until.min(fresh);
+        }
         // A user's token must name its merchants; a service's client-credentials token names
         // none, and may act for no merchant (only service routes accept it).
         let merchants = match (
@@ -242,7 +306,7 @@ impl JwtVerifier {
             (None, Some(client)) if claims.sub.as_deref() == Some(client.as_str()) => Vec::new(),
             (None, _) => return Err(AuthError::NoMerchant),
         };
-        Ok(Principal {
+        let principal = Principal {
             subject: claims.sub.unwrap_or_default(),
             merchants,
             scopes: claims
@@ -251,17 +315,20 @@ impl JwtVerifier {
                 .split_whitespace()
                 .map(str::to_string)
                 .collect(),
-        })
+        };
+        self.verified.insert(token, &principal, until);
+        Ok(principal)
     }
 
-    /// The key named `kid`, refetching the set when it is stale or lacks `kid`.
-    async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
+    /// The key named `kid`, refetching the set when it is stale or lacks `kid`, and until when
+    /// the set it came from is fresh.
+    async fn key(&self, kid: &str) -> Result<(DecodingKey, Option<Instant>), AuthError> {
         {
             let set = self.keys.read().await;
             if !set.is_stale()
                 && let Some(key) = set.keys.get(kid)
             {
-                return Ok(key.clone());
+                return Ok((key.clone(), set.refresh_at));
             }
         }
         let mut last = self.last_attempt.lock().await;
@@ -287,6 +354,8 @@ impl JwtVerifier {
                         keys,
                         refresh_at: Some(Instant::now() + ttl),
                     };
+                    // A key may have been retired: verify every token again.
+                    self.verified.clear();
                 }
                 Err(e) if have_keys => {
                     tracing::warn!(error = %e, "refreshing the identity provider's keys failed; \
@@ -300,12 +369,11 @@ impl JwtVerifier {
             ));
         }
         drop(last);
-        self.keys
-            .read()
-            .await
-            .keys
+        let set = self.keys.read().await;
+        set.keys
             .get(kid)
             .cloned()
+            .map(|key| (key, set.refresh_at))
             .ok_or(AuthError::UnknownKey)
     }
 

@@ -181,20 +181,12 @@ pub async fn record(
     let path = format!("/v1/merchants/{merchant}/entries");
     let idempotency = Idempotency::from_request(&headers, "POST", &path, &body)?;
 
-    let traceparent = traceparent(&headers);
-    let Some(idempotency) = idempotency else {
-        // No key: the one statement is its own transaction.
-        let entry = entries::insert(&state.pool, &new_entry, None, &traceparent).await?;
-        let body = serde_json::to_value(&entry).map_err(anyhow::Error::from)?;
-        state.relay_wake.notify_one();
-        return Ok(created(body, StatusCode::CREATED, &merchant));
-    };
-    let mut tx = match begin(&state, &merchant, Some(&idempotency)).await? {
-        Begun::Fresh(tx) => tx,
-        Begun::Replay(response) => return Ok(response),
-    };
-    let entry = entries::insert(&mut *tx, &new_entry, None, &traceparent).await?;
-    commit_created(&state, tx, &merchant, Some(&idempotency), &entry).await
+    // Written with concurrent requests in one statement and one commit; answered after it.
+    let answer = state
+        .writer
+        .record(new_entry, idempotency, traceparent(&headers))
+        .await?;
+    Ok(created(answer.body, answer.status, &merchant))
 }
 
 /// Reverse an entry (once; a reversal cannot be reversed). The reversal is a new entry of the

@@ -54,6 +54,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
         },
         deadlines: Default::default(),
         retention: Default::default(),
+        write_batch: Default::default(),
     }
 }
 

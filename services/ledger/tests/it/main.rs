@@ -3,6 +3,7 @@
 
 mod auth;
 mod faults;
+mod group_commit;
 mod helpers;
 mod idempotency;
 mod keys;

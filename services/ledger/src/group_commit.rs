@@ -1,0 +1,443 @@
+//! Group commit of new entries: concurrent `POST .../entries` requests are written together, in
+//! one multi-row statement (entries, their outbox rows and their `Idempotency-Key` answers) and
+//! one commit, and each caller is answered only after that commit (ADR 0012).
+//!
+//! A handler hands its checked entry to [`GroupCommit::record`] and waits for its answer. The
+//! [`Writer`] (a supervised background task) takes the first waiting request, adds every other
+//! one already queued (up to `WRITE_BATCH_MAX_SIZE`) and writes them at once. A lone request is
+//! written at once: batches form only from requests that queued while earlier batches were
+//! being written (`WRITE_BATCH_MAX_IN_FLIGHT` at a time), or within `WRITE_BATCH_MAX_WAIT_MS`
+//! when another batch is in flight.
+//!
+//! Invariants:
+//! - **201 only after commit.** An answer is sent once the statement (no key in the batch,
+//!   autocommit) or the transaction (keys in the batch) has committed.
+//! - **Idempotency is exact.** Keys are claimed in the batch's transaction, as one request
+//!   claims its key ([`crate::idempotency`]). Two requests of one batch with the same key are
+//!   never both written: the later waits for the first's outcome and gets its answer (same
+//!   body) or 422 (another body).
+//! - **The outbox row is in the same transaction** as its entry: one statement writes both.
+//! - **A batch failure fails no innocent request.** When the database refuses a batch, each of
+//!   its requests is written again alone, so that only the guilty one gets its error. A lost
+//!   connection or pool timeout is everyone's: all get the 503.
+//! - **Deadlines hold.** A caller waits under the request deadline; a request whose caller has
+//!   given up (deadline passed, client gone) before its batch started is not written.
+//! - **Shutdown drains.** The writer stops after the HTTP server has drained, and writes what
+//!   is still queued before it returns.
+//! - **No deadlocks between batches.** Rows are written in (business date, merchant) order,
+//!   the order of the digest rows they lock, and keys are claimed in (merchant, key) order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use sqlx::PgPool;
+use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WriteBatchConfig;
+use crate::entries::{self, KeyAnswer, NewEntry, PreparedEntry};
+use crate::idempotency::{self, Claim, Idempotency};
+use crate::metrics::WriteMetrics;
+use cashflow_platform::edge::ApiError;
+
+/// What a recording request is answered: 201 and the entry, or the replay of a key's first
+/// answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// 201, or the replayed status.
+    pub status: StatusCode,
+    /// The entry (JSON).
+    pub body: serde_json::Value,
+}
+
+/// One request waiting for its batch.
+#[derive(Debug)]
+struct Job {
+    entry: PreparedEntry,
+    idempotency: Option<Idempotency>,
+    reply: oneshot::Sender<Result<Answer, ApiError>>,
+}
+
+impl Job {
+    fn merchant(&self) -> &str {
+        &self.entry.entry.merchant_id
+    }
+
+    /// Whether this job and `other` carry the same key of the same merchant.
+    fn same_key(&self, other: &Self) -> bool {
+        match (&self.idempotency, &other.idempotency) {
+            (Some(a), Some(b)) => a.key() == b.key() && self.merchant() == other.merchant(),
+            _ => false,
+        }
+    }
+}
+
+/// The handlers' side: queues a request for the writer and waits for its answer. Cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct GroupCommit {
+    queue: mpsc::Sender<Job>,
+    /// Requests queued and not yet taken by a batch (the writer decrements it).
+    queued: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl GroupCommit {
+    /// A queue and the writer that serves it (to run with [`Writer::run`]).
+    pub fn new(
+        config: WriteBatchConfig,
+        pool: PgPool,
+        idempotency_window: Duration,
+        relay_wake: Arc<Notify>,
+        metrics: WriteMetrics,
+    ) -> (Self, Writer) {
+        // Bounded: past this, handlers wait to queue (under their request deadline).
+        let (queue, receiver) = mpsc::channel(config.max_size * config.max_in_flight * 4);
+        let queued = metrics.queued.clone();
+        let writer = Writer {
+            receiver: Arc::new(Mutex::new(receiver)),
+            slots: Arc::new(Semaphore::new(config.max_in_flight)),
+            shared: Arc::new(Shared {
+                pool,
+                idempotency_window,
+                relay_wake,
+                metrics,
+            }),
+            config,
+        };
+        (Self { queue, queued }, writer)
+    }
+
+    /// Records `entry` with its batch and answers once the batch has committed.
+    pub async fn record(
+        &self,
+        entry: NewEntry,
+        idempotency: Option<Idempotency>,
+        traceparent: String,
+    ) -> Result<Answer, ApiError> {
+        let entry = PreparedEntry::new(entry, entries::recording_time(), traceparent)
+            .map_err(anyhow::Error::from)?;
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            entry,
+            idempotency,
+            reply,
+        };
+        let stopped = || ApiError::Unavailable {
+            what: "the ledger",
+            cause: anyhow::anyhow!("the entry writer has stopped (shutting down)"),
+        };
+        // Counted once queued (the writer may take it first: the gauge can dip below the truth
+        // for an instant, never drift), not before: a caller dropped while waiting for room in
+        // the queue must not leave a count behind.
+        self.queue.send(job).await.map_err(|_| stopped())?;
+        self.queued.inc();
+        answer.await.unwrap_or_else(|_| {
+            // The batch's task died (a panic, logged where it happened) before answering:
+            // whether it committed is unknown, hence no 503 inviting a blind retry.
+            Err(ApiError::Internal(anyhow::anyhow!(
+                "the entry writer stopped before answering"
+            )))
+        })
+    }
+}
+
+/// What every batch needs.
+#[derive(Debug)]
+struct Shared {
+    pool: PgPool,
+    idempotency_window: Duration,
+    relay_wake: Arc<Notify>,
+    metrics: WriteMetrics,
+}
+
+/// The background task forming and writing batches. Cheap to clone; clones share the queue, so
+/// a restarted writer (after a panic) carries on with what is queued.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    /// One permit per batch in flight.
+    slots: Arc<Semaphore>,
+    shared: Arc<Shared>,
+    config: WriteBatchConfig,
+}
+
+impl Writer {
+    /// Writes batches until `stop` is cancelled, then writes whatever is still queued and waits
+    /// for the batches in flight. Cancel `stop` only once no request can queue any more (the
+    /// HTTP server has drained); a request queued later is answered 503.
+    pub async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
+        let mut receiver = self.receiver.lock().await;
+        loop {
+            let slot = tokio::select! {
+                slot = Arc::clone(&self.slots).acquire_owned() => slot?,
+                () = stop.cancelled() => break,
+            };
+            let first = tokio::select! {
+                job = receiver.recv() => job,
+                () = stop.cancelled() => break,
+            };
+            let Some(first) = first else { break };
+            let batch = self.collect(&mut receiver, first, true).await;
+            self.spawn(batch, slot);
+        }
+        receiver.close();
+        while let Some(first) = receiver.recv().await {
+            let slot = Arc::clone(&self.slots).acquire_owned().await?;
+            let batch = self.collect(&mut receiver, first, false).await;
+            self.spawn(batch, slot);
+        }
+        let all = u32::try_from(self.config.max_in_flight).unwrap_or(u32::MAX);
+        drop(self.slots.acquire_many(all).await?);
+        Ok(())
+    }
+
+    /// `first` and what else is queued, up to the batch size. Waits up to the configured
+    /// time for more only when another batch is in flight (then there is load; a lone request
+    /// never waits).
+    async fn collect(
+        &self,
+        receiver: &mut mpsc::Receiver<Job>,
+        first: Job,
+        may_wait: bool,
+    ) -> Vec<Job> {
+        let max = self.config.max_size;
+        let mut batch = Vec::with_capacity(max.min(128));
+        batch.push(first);
+        while batch.len() < max {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let others_in_flight = self.slots.available_permits() + 1 < self.config.max_in_flight;
+        if may_wait && batch.len() < max && !self.config.max_wait.is_zero() && others_in_flight {
+            let until = tokio::time::Instant::now() + self.config.max_wait;
+            while batch.len() < max {
+                match tokio::time::timeout_at(until, receiver.recv()).await {
+                    Ok(Some(job)) => batch.push(job),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        self.shared
+            .metrics
+            .queued
+            .dec_by(i64::try_from(batch.len()).unwrap_or(i64::MAX));
+        batch
+    }
+
+    /// Writes `batch` in a task of its own, holding `slot` until it is answered. A panic there
+    /// is logged; its callers get a 500.
+    fn spawn(&self, batch: Vec<Job>, slot: OwnedSemaphorePermit) {
+        let shared = Arc::clone(&self.shared);
+        let write = tokio::spawn(async move { shared.write(batch).await });
+        tokio::spawn(async move {
+            if let Err(e) = write.await {
+                tracing::error!(error = %e, "a batch of entries failed before answering");
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// How one request of a batch ends: answered, or to be written again alone.
+enum Outcome {
+    Done(Result<Answer, ApiError>),
+    Again,
+}
+
+impl Shared {
+    /// Writes a batch and answers each of its callers.
+    async fn write(&self, mut jobs: Vec<Job>) {
+        let before = jobs.len();
+        jobs.retain(|job| !job.reply.is_closed());
+        self.metrics.abandoned.inc_by((before - jobs.len()) as u64);
+        if jobs.is_empty() {
+            return;
+        }
+        // Lock order (see the module's invariants); stable, so a merchant-day's entries keep
+        // their arrival order.
+        jobs.sort_by(|a, b| a.entry.lock_order().cmp(&b.entry.lock_order()));
+        // A request repeating the key of an earlier one in this batch waits for that one.
+        let (jobs, repeats): (Vec<Job>, Vec<Job>) = {
+            let mut firsts: Vec<Job> = Vec::with_capacity(jobs.len());
+            let mut repeats = Vec::new();
+            for job in jobs {
+                if firsts.iter().any(|first| first.same_key(&job)) {
+                    repeats.push(job);
+                } else {
+                    firsts.push(job);
+                }
+            }
+            (firsts, repeats)
+        };
+        self.metrics.batch_size.observe(jobs.len() as f64);
+        let outcomes = match self.attempt(&jobs).await {
+            Ok(outcomes) => outcomes,
+            Err(e) if jobs.len() > 1 && caused_by_a_row(&e) => {
+                tracing::warn!(error = %e, size = jobs.len(),
+                    "a batch of entries failed; writing each alone");
+                self.metrics.retried_alone.inc();
+                jobs.iter().map(|_| Outcome::Again).collect()
+            }
+            Err(e) => everyones(&e, jobs.len()),
+        };
+        let mut answered: Vec<(Job, Result<Answer, ApiError>)> = Vec::with_capacity(jobs.len());
+        for (job, outcome) in jobs.into_iter().zip(outcomes) {
+            let result = match outcome {
+                Outcome::Done(result) => result,
+                Outcome::Again => self.alone(&job).await,
+            };
+            answered.push((job, result));
+        }
+        for repeat in repeats {
+            let first = answered
+                .iter()
+                .find(|(first, _)| first.same_key(&repeat))
+                .map(|(first, result)| (first.idempotency.as_ref(), result.as_ref().ok()));
+            let result = match first {
+                Some((Some(key), Some(answer))) => match repeat.idempotency.as_ref() {
+                    Some(repeated) if repeated.same_request(key) => Ok(answer.clone()),
+                    _ => Err(ApiError::IdempotencyMismatch),
+                },
+                // The first failed: the key is free again; this one is a request of its own.
+                _ => self.alone(&repeat).await,
+            };
+            let _ = repeat.reply.send(result);
+        }
+        for (job, result) in answered {
+            // The caller may have left meanwhile; its entry is committed regardless, like a
+            // request whose client disconnects after the commit.
+            let _ = job.reply.send(result);
+        }
+    }
+
+    /// One request written on its own (after its batch failed).
+    async fn alone(&self, job: &Job) -> Result<Answer, ApiError> {
+        if job.reply.is_closed() {
+            return Err(ApiError::Internal(anyhow::anyhow!("the caller left")));
+        }
+        self.metrics.batch_size.observe(1.0);
+        match self.attempt(std::slice::from_ref(job)).await {
+            Ok(mut outcomes) => match outcomes.pop() {
+                Some(Outcome::Done(result)) => result,
+                _ => Err(ApiError::Internal(anyhow::anyhow!(
+                    "no outcome for an entry"
+                ))),
+            },
+            Err(e) => Err(ApiError::from(e)),
+        }
+    }
+
+    /// Writes `jobs` in one statement (no keys) or one transaction (keys claimed first).
+    /// `Err` means nothing was written.
+    async fn attempt(&self, jobs: &[Job]) -> Result<Vec<Outcome>, sqlx::Error> {
+        let keyed: Vec<usize> = (0..jobs.len())
+            .filter(|&i| jobs[i].idempotency.is_some())
+            .collect();
+        let created = |job: &Job| -> Result<Answer, ApiError> {
+            Ok(Answer {
+                status: StatusCode::CREATED,
+                body: serde_json::to_value(&job.entry.entry).map_err(anyhow::Error::from)?,
+            })
+        };
+        if keyed.is_empty() {
+            let rows: Vec<&PreparedEntry> = jobs.iter().map(|job| &job.entry).collect();
+            entries::insert_batch(&self.pool, &rows, &[]).await?;
+            self.relay_wake.notify_one();
+            return Ok(jobs.iter().map(|job| Outcome::Done(created(job))).collect());
+        }
+        let mut tx = self.pool.begin().await?;
+        // Claimed in (merchant, key) order.
+        let mut order = keyed.clone();
+        order.sort_by(|&a, &b| {
+            (
+                jobs[a].merchant(),
+                jobs[a].idempotency.as_ref().map(Idempotency::key),
+            )
+                .cmp(&(
+                    jobs[b].merchant(),
+                    jobs[b].idempotency.as_ref().map(Idempotency::key),
+                ))
+        });
+        let keys: Vec<(&str, &Idempotency)> = order
+            .iter()
+            .filter_map(|&i| Some((jobs[i].merchant(), jobs[i].idempotency.as_ref()?)))
+            .collect();
+        let claims = idempotency::claim_many(&mut tx, &keys, self.idempotency_window).await?;
+        let mut outcomes: Vec<Option<Result<Answer, ApiError>>> =
+            jobs.iter().map(|_| None).collect();
+        for (&i, claim) in order.iter().zip(claims) {
+            match claim {
+                Ok(Claim::New) => {}
+                Ok(Claim::Replay(status, body)) => {
+                    outcomes[i] = Some(Ok(Answer { status, body }));
+                }
+                Err(refused) => outcomes[i] = Some(Err(refused)),
+            }
+        }
+        let mut rows = Vec::with_capacity(jobs.len());
+        let mut answers = Vec::with_capacity(keyed.len());
+        for (i, job) in jobs.iter().enumerate() {
+            if outcomes[i].is_some() {
+                continue;
+            }
+            let answer = created(job);
+            if let (Some(key), Ok(answer)) = (&job.idempotency, &answer) {
+                answers.push(KeyAnswer {
+                    merchant: job.merchant(),
+                    key: key.key(),
+                    status: i16::try_from(answer.status.as_u16()).unwrap_or(201),
+                    body: answer.body.to_string(),
+                });
+            }
+            if answer.is_ok() {
+                rows.push(&job.entry);
+            }
+            outcomes[i] = Some(answer);
+        }
+        if !rows.is_empty() {
+            entries::insert_batch(&mut *tx, &rows, &answers).await?;
+        }
+        tx.commit().await?;
+        if !rows.is_empty() {
+            self.relay_wake.notify_one();
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| {
+                Outcome::Done(o.unwrap_or_else(|| {
+                    Err(ApiError::Internal(anyhow::anyhow!(
+                        "no outcome for an entry"
+                    )))
+                }))
+            })
+            .collect())
+    }
+}
+
+/// Whether PostgreSQL refused the batch's statement (a constraint, a trigger, a deadlock, a
+/// timeout: possibly because of one row) rather than being unreachable (then everyone's
+/// request would fail alone too).
+fn caused_by_a_row(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(_))
+}
+
+/// The same failure for each of `n` requests (each answer logs it, as a request alone would).
+fn everyones(error: &sqlx::Error, n: usize) -> Vec<Outcome> {
+    let unavailable = cashflow_platform::deadline::is_unavailable(error);
+    (0..n)
+        .map(|_| {
+            let cause = anyhow::anyhow!("writing a batch of entries: {error}");
+            Outcome::Done(Err(if unavailable {
+                ApiError::Unavailable {
+                    what: "the ledger database",
+                    cause,
+                }
+            } else {
+                ApiError::Internal(cause)
+            }))
+        })
+        .collect()
+}
