@@ -10,7 +10,7 @@ HARNESS_SESSION := make-$(shell cat /proc/sys/kernel/random/uuid)
 endif
 export HARNESS_SESSION
 
-.PHONY: ready up up-fresh down test test-native test-other test-moto nextest schemathesis compose-smoke load deps lint lint-infra fmt
+.PHONY: ready up up-fresh down test test-other schemathesis compose-smoke load deps lint lint-infra fmt
 
 # Data (PostgreSQL) is kept across runs; `up-fresh` starts from empty; `down` stops a running
 # `up` and removes what it keeps (data directory, Docker volume, stray containers).
@@ -29,41 +29,25 @@ up-fresh: deps
 down:
 	$(CARGO) run --quiet -p harness -- down
 
-# The harness picks containers when a Docker engine answers (native processes otherwise); with
-# Docker, compose.yaml is then checked end to end and no container may be left behind.
+# Every test, under cargo nextest: one set of dependencies serves the whole run (its setup
+# script, .config/nextest.toml), tests of every crate run side by side. The harness picks
+# containers when a Docker engine answers (native processes otherwise; HARNESS_BACKEND and
+# HARNESS_SQS=localstack|moto choose); no container of the run may be left behind.
+# NEXTEST_PROFILE=ci adds JUnit (target/nextest/ci/junit.xml).
 test: deps
 	$(CARGO) build --quiet --workspace --bins
 	$(CARGO) test --quiet --workspace --no-run
 	$(READY)
-	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) nextest run --workspace
 	@bash ci/no-containers-left.sh
-	@if docker info >/dev/null 2>&1; then bash ci/compose-smoke.sh; fi
 
-# The harness self-tests and the acceptance suite on the other backend.
-test-native: deps
+# CI's second pass: the other runner (cargo test: a stack per test binary), the other backend
+# (native processes) and the other SQS emulator (moto), on the harness self-tests and the
+# acceptance suite.
+test-other: deps
 	$(CARGO) test --quiet --no-run -p harness -p acceptance
 	$(READY)
-	HARNESS_BACKEND=native $(CARGO) test --no-fail-fast -p harness -p acceptance
-
-# Every test with moto instead of LocalStack (HARNESS_SQS=moto make test also works).
-test-moto: deps
-	$(CARGO) test --quiet --workspace --no-run
-	$(READY)
-	HARNESS_SQS=moto $(CARGO) test --workspace --no-fail-fast
-
-# CI's second pass: the other backend (native) and the other SQS emulator (moto), under
-# cargo nextest (one set of dependencies for the run; JUnit in target/nextest/ci/junit.xml).
-test-other: deps
-	$(CARGO) build --quiet --workspace --bins
-	$(READY)
-	HARNESS_BACKEND=native HARNESS_SQS=moto $(CARGO) nextest run --profile ci -p harness -p acceptance
-	@bash ci/no-containers-left.sh
-
-# Every test under cargo nextest.
-nextest: deps
-	$(CARGO) build --quiet --workspace --bins
-	$(READY)
-	$(CARGO) nextest run --workspace
+	HARNESS_BACKEND=native HARNESS_SQS=moto $(CARGO) test --no-fail-fast -p harness -p acceptance
 	@bash ci/no-containers-left.sh
 
 # Both OpenAPI documents fuzzed by schemathesis (--checks all) against running services.
@@ -72,8 +56,10 @@ schemathesis: deps
 	$(READY)
 	bash ci/schemathesis.sh
 
-compose-smoke:
+# compose.yaml end to end (needs Docker): images, up, an entry and its balance, down.
+compose-smoke: deps
 	$(CARGO) build --quiet --workspace --bins
+	$(READY)
 	bash ci/compose-smoke.sh
 
 # Every load scenario against the platform started in-process (release build), beside ceilings
