@@ -30,7 +30,7 @@ pub struct Application {
     drain_deadline: Duration,
     supervisor: Supervisor,
     reconcile_periodically: bool,
-    retention_days: u16,
+    processed_events_retention: Duration,
     retention_interval: Duration,
 }
 
@@ -85,8 +85,11 @@ impl Application {
             ))
         });
         crate::config::check_retention(
-            config.processed_events_retention_days,
-            config.reconcile.window_days,
+            config.processed_events_retention,
+            config
+                .reconcile
+                .replays_possible()
+                .then_some(config.reconcile.window_days),
             config.retention.sqs,
         )?;
         // Built whenever the ledger is configured, so the on-demand API works; periodic only
@@ -113,6 +116,7 @@ impl Application {
             dlq_url: config.dlq_url.clone(),
             report_max_days: config.report_max_days,
             default_currency: config.default_currency,
+            opening_read: config.opening_read,
         };
         let supervisor = Supervisor::default().with_metrics(metrics.tasks.clone());
         let router = routes::router(
@@ -134,7 +138,7 @@ impl Application {
             drain_deadline: config.deadlines.shutdown_drain,
             supervisor,
             reconcile_periodically: config.reconcile.enabled,
-            retention_days: config.processed_events_retention_days,
+            processed_events_retention: config.processed_events_retention,
             retention_interval: config.retention.interval,
         })
     }
@@ -208,9 +212,9 @@ impl Application {
                     }
                 });
         }
-        let (pool, retention_days, idle, stop, metrics) = (
+        let (pool, dedup_window, idle, stop, metrics) = (
             self.state.pool.clone(),
-            self.retention_days,
+            self.processed_events_retention,
             self.retention_interval,
             shutdown.clone(),
             self.metrics.retention.clone(),
@@ -220,7 +224,7 @@ impl Application {
                 let (pool, stop) = (pool.clone(), stop.clone());
                 let pruned = cashflow_platform::retention::run(
                     pool,
-                    vec![crate::retention::rule(retention_days)],
+                    vec![crate::retention::rule(dedup_window)],
                     idle,
                     metrics.clone(),
                     stop,
