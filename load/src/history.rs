@@ -10,25 +10,28 @@
 //! off" has its Redis at a port nothing listens on: after three refused connections its breaker
 //! opens and every read goes to PostgreSQL (the breaker's probe every 5 s is a refused connect,
 //! well under a millisecond). Each "cache on" instance has a Redis key prefix of its own, so
-//! neither answers from the other's cache. Runs of the two designs alternate (same length, same
-//! read, one after the other), so that a burst of load from elsewhere on the machine is less
-//! likely to favour one.
+//! neither answers from the other's cache. One goose attack per read (balance,
+//! report) and cache setting sends every request to a random (length, design) pair, each named
+//! apart so that goose keeps its percentiles: the six pairs share the machine's moments, and a
+//! burst of load from elsewhere cannot favour one length or one design.
 //!
 //! It also writes `EXPLAIN (ANALYZE, BUFFERS)` of every query of a read, for each design and
 //! length, to `target/load/history-explain.txt`, and reports the buffers each read touches.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use consolidation::balances::{self, OpeningRead};
 use goose::prelude::*;
+use rand::Rng;
 use sqlx::Row;
 use sqlx::postgres::{PgArguments, Postgres};
 use tokio_util::sync::CancellationToken;
 
 use crate::report::{self, Figure};
-use crate::scenarios::{attack, read_balance, read_report};
+use crate::scenarios::attack_metrics;
 use crate::target::Target;
 
 /// History lengths measured, in days.
@@ -41,8 +44,8 @@ const DESIGNS: [(&str, OpeningRead); 2] = [
     ("new", OpeningRead::PeriodTotals),
 ];
 
-/// Runs the scenario: for each cache setting, length and read (balance, report), one run of
-/// `seconds` at `rate` requests/s per design.
+/// Runs the scenario: for each cache setting and read (balance, report), one attack of
+/// `seconds` per (length, design) pair at `rate` requests/s, the pairs mixed request by request.
 pub async fn history(target: &Target, rate: usize, seconds: usize) -> anyhow::Result<Vec<Figure>> {
     let local = target.local.as_ref().ok_or_else(|| {
         anyhow::anyhow!("history seeds the database: it needs the local platform")
@@ -83,84 +86,77 @@ pub async fn history(target: &Target, rate: usize, seconds: usize) -> anyhow::Re
         }
     }
 
-    let mut p99 = HashMap::new();
-    for cache in ["off", "on"] {
+    let mut tokens = HashMap::new();
+    {
+        let system = local.system.lock().await;
         for length in LENGTHS {
-            let merchants: Vec<String> = (0..MERCHANTS).map(|i| merchant(length, i)).collect();
-            let tokens = {
-                let system = local.system.lock().await;
-                merchants
-                    .iter()
-                    .map(|m| system.full_token(m))
-                    .collect::<anyhow::Result<Vec<_>>>()?
-            };
-            for what in ["balance", "report"] {
-                for (design, _) in DESIGNS {
-                    let url = &urls[&(design, cache)];
-                    let reads = Target {
-                        consolidation_url: url.clone(),
-                        merchants: merchants.clone(),
-                        tokens: tokens.clone(),
-                        days: 7,
-                        ..target.clone()
-                    };
-                    let scenario = if what == "balance" {
-                        scenario!("history-balance")
-                            .register_transaction(transaction!(read_balance))
-                    } else {
-                        scenario!("history-report").register_transaction(transaction!(read_report))
-                    };
-                    let report = format!("history-{what}-{length}d-cache-{cache}-{design}");
-                    // A short unmeasured run first: connections, JWKS and plans warm.
-                    attack(&reads, scenario.clone(), url, 8, rate, 2, "history-warm-up").await?;
-                    let run = attack(&reads, scenario, url, 8, rate, seconds, &report).await?;
-                    let name = format!("{what}, {length} d, cache {cache}, {design} read");
-                    figures.push(Figure::new(
-                        "history",
-                        &format!("{name}: p50"),
-                        run.p50,
-                        "ms",
-                    ));
-                    figures.push(Figure::new(
-                        "history",
-                        &format!("{name}: p99"),
-                        run.p99,
-                        "ms",
-                    ));
-                    figures.push(
-                        Figure::new(
-                            "history",
-                            &format!("{name}: failures"),
-                            run.failure_ratio() * 100.0,
-                            "%",
-                        )
-                        .bound(run.failures == 0),
-                    );
-                    p99.insert((cache, what, length, design), run.p99);
-                }
+            for i in 0..MERCHANTS {
+                let m = merchant(length, i);
+                tokens.insert(m.clone(), system.full_token(&m)?);
             }
         }
     }
+    let mut p99 = HashMap::new();
     for cache in ["off", "on"] {
         for what in ["balance", "report"] {
-            for (design, _) in DESIGNS {
-                let (short, long) = (
-                    p99[&(cache, what, 7, design)],
-                    p99[&(cache, what, 1095, design)],
-                );
-                let ratio = if short > 0.0 { long / short } else { 0.0 };
-                let mut figure = Figure::new(
-                    "history",
-                    &format!("{what} p99 1095 d / 7 d, cache {cache}, {design} read"),
-                    ratio,
-                    "x",
-                );
-                // The goal (at most 1.2, cache off) is the new design's; the old design's ratio
-                // is the one to beat.
-                if cache == "off" && design == "new" {
-                    figure = figure.bound(ratio <= 1.2);
+            *MIX.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Mix {
+                what,
+                urls: DESIGNS.map(|(design, _)| urls[&(design, cache)].clone()),
+                tokens: tokens.clone(),
+            }));
+            let scenario = scenario!("history").register_transaction(transaction!(mixed_read));
+            // Every (length, design) pair in one attack, request by request at random: all
+            // six see the same machine at the same moments. As many requests per pair as one
+            // run of `seconds` at `rate` would make.
+            let pairs = LENGTHS.len() * DESIGNS.len();
+            let host = urls[&("new", cache)].clone();
+            attack_metrics(
+                target,
+                scenario.clone(),
+                &host,
+                8,
+                rate,
+                2,
+                "history-warm-up",
+            )
+            .await?;
+            let report = format!("history-{what}-cache-{cache}");
+            let metrics =
+                attack_metrics(target, scenario, &host, 8, rate, seconds * pairs, &report).await?;
+            for length in LENGTHS {
+                for (design, _) in DESIGNS {
+                    let name = request_name(what, length, design);
+                    let Some(aggregate) =
+                        metrics.requests.values().find(|a| metrics_name(a) == name)
+                    else {
+                        anyhow::bail!("goose measured no {name}");
+                    };
+                    let at = |q: f32| aggregate.raw_data.percentile_us(q) as f64 / 1000.0;
+                    let label = format!("{what}, {length} d, cache {cache}, {design} read");
+                    figures.push(Figure::new(
+                        "history",
+                        &format!("{label}: p50"),
+                        at(0.5),
+                        "ms",
+                    ));
+                    figures.push(Figure::new(
+                        "history",
+                        &format!("{label}: p99"),
+                        at(0.99),
+                        "ms",
+                    ));
+                    let requests = aggregate.success_count + aggregate.fail_count;
+                    figures.push(
+                        Figure::new(
+                            "history",
+                            &format!("{label}: requests (failed)"),
+                            requests as f64,
+                            &format!("({})", aggregate.fail_count),
+                        )
+                        .bound(aggregate.fail_count == 0),
+                    );
+                    p99.insert((cache, what, length, design), at(0.99));
                 }
-                figures.push(figure);
             }
         }
     }
@@ -171,6 +167,76 @@ pub async fn history(target: &Target, rate: usize, seconds: usize) -> anyhow::Re
     }
     pool.close().await;
     Ok(figures)
+}
+
+/// What the mixed reads of one attack go to.
+struct Mix {
+    /// `balance` or `report`.
+    what: &'static str,
+    /// The consolidation of each design (same order as [`DESIGNS`]).
+    urls: [String; 2],
+    /// A token per merchant.
+    tokens: HashMap<String, String>,
+}
+
+static MIX: RwLock<Option<Arc<Mix>>> = RwLock::new(None);
+
+/// goose's name of a read, which keeps its own percentiles.
+fn request_name(what: &str, length: i64, design: &str) -> String {
+    format!("{what} {length}d {design}")
+}
+
+/// The request name of an aggregate (goose keeps it as the aggregate's `path`).
+fn metrics_name(aggregate: &goose::metrics::GooseRequestMetricAggregate) -> &str {
+    aggregate.path.as_str()
+}
+
+/// One read of a random merchant of a random length through a random design: a day's balance
+/// (one of the last 7 days) or the report of the last 7 days.
+async fn mixed_read(user: &mut GooseUser) -> TransactionResult {
+    let mix = MIX
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .expect("mix set before the attack");
+    let (length, design, i, back) = {
+        let mut rng = rand::thread_rng();
+        (
+            LENGTHS[rng.gen_range(0..LENGTHS.len())],
+            rng.gen_range(0..DESIGNS.len()),
+            rng.gen_range(0..MERCHANTS),
+            rng.gen_range(0..7),
+        )
+    };
+    let m = merchant(length, i);
+    let today = Target::today();
+    let day =
+        |back: i64| cashflow_contracts::business_date::format(today - time::Duration::days(back));
+    let url = if mix.what == "balance" {
+        format!(
+            "{}/v1/merchants/{m}/balances/{}",
+            mix.urls[design],
+            day(back)
+        )
+    } else {
+        format!(
+            "{}/v1/merchants/{m}/balances?from={}&to={}",
+            mix.urls[design],
+            day(6),
+            day(0)
+        )
+    };
+    let builder = user
+        .get_request_builder(&GooseMethod::Get, &url)?
+        .bearer_auth(&mix.tokens[&m]);
+    user.request(
+        GooseRequest::builder()
+            .set_request_builder(builder)
+            .name(request_name(mix.what, length, DESIGNS[design].0).as_str())
+            .build(),
+    )
+    .await?;
+    Ok(())
 }
 
 fn merchant(length: i64, i: usize) -> String {
