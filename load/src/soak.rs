@@ -628,6 +628,15 @@ fn human(value: f64, unit: Unit) -> String {
     }
 }
 
+/// A growth as a signed percentage; "from 0" when the middle third's median was 0.
+fn percent(growth: f64) -> String {
+    if growth.is_finite() {
+        format!("{:+.1} %", growth * 100.0)
+    } else {
+        "from 0".to_string()
+    }
+}
+
 /// Where a series goes in the tables and the plot: each process's figures, Redis, the backlogs,
 /// then the tables of each database.
 fn rank(name: &str) -> (u8, String) {
@@ -694,14 +703,14 @@ fn plot(
         };
         let (verdict, colour) = match &s.verdict {
             Some(Verdict::Drawn { note, growth, .. }) => {
-                (format!("{note} ({:+.1} %)", growth * 100.0), BLACK.mix(0.5))
+                (format!("{note} ({})", percent(*growth)), BLACK.mix(0.5))
             }
             Some(Verdict::NotJudged { .. }) | None => ("not judged".to_string(), BLACK.mix(0.5)),
             Some(Verdict::Flat { growth, .. }) => {
-                (format!("flat ({:+.1} %)", growth * 100.0), BLUE.mix(1.0))
+                (format!("flat ({})", percent(*growth)), BLUE.mix(1.0))
             }
             Some(Verdict::Growing { growth, .. }) => {
-                (format!("GROWING ({:+.1} %)", growth * 100.0), RED.mix(1.0))
+                (format!("GROWING ({})", percent(*growth)), RED.mix(1.0))
             }
         };
         let unit = s.unit;
@@ -1277,11 +1286,11 @@ fn print_verdicts(ordered: &[&Series]) -> (Vec<String>, Vec<String>) {
                 last,
                 growth,
             }) => println!(
-                "{:<44} {:>14} {:>14} {:>8.1}%  flat",
+                "{:<44} {:>14} {:>14} {:>9}  flat",
                 s.name,
                 human(*middle, s.unit),
                 human(*last, s.unit),
-                growth * 100.0
+                percent(*growth)
             ),
             Some(Verdict::Growing {
                 middle,
@@ -1289,11 +1298,11 @@ fn print_verdicts(ordered: &[&Series]) -> (Vec<String>, Vec<String>) {
                 growth,
             }) => {
                 println!(
-                    "{:<44} {:>14} {:>14} {:>8.1}%  GROWING",
+                    "{:<44} {:>14} {:>14} {:>9}  GROWING",
                     s.name,
                     human(*middle, s.unit),
                     human(*last, s.unit),
-                    growth * 100.0
+                    percent(*growth)
                 );
                 growing.push(s.name.clone());
             }
@@ -1303,11 +1312,11 @@ fn print_verdicts(ordered: &[&Series]) -> (Vec<String>, Vec<String>) {
                 last,
                 growth,
             }) => println!(
-                "{:<44} {:>14} {:>14} {:>8.1}%  {note}",
+                "{:<44} {:>14} {:>14} {:>9}  {note}",
                 s.name,
                 human(*middle, s.unit),
                 human(*last, s.unit),
-                growth * 100.0
+                percent(*growth)
             ),
             Some(Verdict::NotJudged { reason }) => {
                 println!("{:<44} not judged: {reason}", s.name);
