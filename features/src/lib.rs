@@ -358,7 +358,8 @@ impl System {
             default_currency: cashflow_contracts::Currency::BRL,
             deadlines: Default::default(),
             reconcile: self.reconcile_config(),
-            processed_events_retention_days: 45,
+            processed_events_retention: consolidation::config::DEFAULT_PROCESSED_EVENTS_RETENTION,
+            opening_read: Default::default(),
             retention: Default::default(),
         };
         // The old listener may take a moment to be released.

@@ -23,6 +23,7 @@ pub mod paths;
 pub mod process;
 pub mod rotation;
 pub mod scope;
+pub mod services;
 pub mod sqs;
 pub mod stack;
 pub mod wait;

@@ -10,6 +10,7 @@ pub mod ceilings;
 pub mod history;
 pub mod report;
 pub mod scenarios;
+pub mod soak;
 pub mod target;
 
 pub use report::Figure;

@@ -185,6 +185,20 @@ pub async fn attack(
     seconds: usize,
     report: &str,
 ) -> anyhow::Result<Run> {
+    let metrics = attack_metrics(target, scenario, host, users, rate, seconds, report).await?;
+    Ok(summarize(&metrics))
+}
+
+/// [`attack`], returning goose's metrics (per request name) instead of a summary.
+pub async fn attack_metrics(
+    target: &Target,
+    scenario: Scenario,
+    host: &str,
+    users: usize,
+    rate: usize,
+    seconds: usize,
+    report: &str,
+) -> anyhow::Result<GooseMetrics> {
     *TARGET.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(target.clone()));
     let html = report::dir().join(format!("{report}.html"));
     let mut attack = GooseAttack::initialize_with_config(GooseConfiguration::default())?
@@ -206,8 +220,7 @@ pub async fn attack(
     if rate > 0 {
         attack = attack.set_default(GooseDefault::ThrottleRequests, rate)?;
     }
-    let metrics = attack.execute().await.context("running goose")?;
-    Ok(summarize(&metrics))
+    attack.execute().await.context("running goose")
 }
 
 fn reads() -> anyhow::Result<Scenario> {

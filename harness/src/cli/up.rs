@@ -461,83 +461,38 @@ impl ServiceSpec {
         }
     }
 
-    /// The supervised process, or `None` when the binary is not built.
+    /// The supervised process, or `None` when the binary is not built. Every dependency is
+    /// reached through its fault proxy.
     fn process(
         &self,
         stack: &Stack,
         queues: &QueuePair,
         faults: &super::fault::FaultControl,
     ) -> anyhow::Result<Option<Supervised>> {
-        let exe = std::env::current_exe().context("locating the harness binary")?;
-        let program = exe.with_file_name(self.name);
-        if !program.is_file() {
-            return Ok(None);
-        }
         let endpoints = stack.endpoints();
         let service: crate::netfault::Service = self.name.parse()?;
         let through = |dependency, url: &str| faults.url(service, dependency, url);
-        // The consolidation calls the ledger as itself (client credentials).
-        let client = stack.identity().register_client(
-            "consolidation",
-            &["ledger:reconcile"],
-            std::time::Duration::from_secs(300),
-        );
-        let env = [
-            (
-                "INTERNAL_LISTEN_ADDR",
-                format!("127.0.0.1:{}", self.internal_port),
+        crate::services::ServiceProcess {
+            service: self.name,
+            label: self.label(),
+            port: self.port,
+            internal_port: self.internal_port,
+            ledger_internal_url: format!("http://127.0.0.1:{}", self.ledger_internal_port),
+            database_url: through(
+                Dependency::Postgres,
+                &database_url(&endpoints.postgres_url, self.database),
             ),
-            (
-                "LEDGER_URL",
-                format!("http://127.0.0.1:{}", self.ledger_internal_port),
-            ),
-            ("OAUTH_TOKEN_URL", client.token_url),
-            ("OAUTH_CLIENT_ID", client.client_id),
-            ("OAUTH_CLIENT_SECRET", client.client_secret),
-            ("LISTEN_ADDR", format!("127.0.0.1:{}", self.port)),
-            (
-                "DATABASE_URL",
-                through(
-                    Dependency::Postgres,
-                    &database_url(&endpoints.postgres_url, self.database),
-                ),
-            ),
-            (
-                "REDIS_URL",
-                through(Dependency::Redis, &endpoints.redis_url),
-            ),
-            ("ENTRIES_QUEUE_URL", queues.url.clone()),
-            ("ENTRIES_DLQ_URL", queues.dlq_url.clone()),
-            (
-                "AWS_ENDPOINT_URL",
-                through(Dependency::LocalStack, &endpoints.sqs_endpoint),
-            ),
-            ("AWS_REGION", endpoints.aws_region.clone()),
-            ("AUTH_ISSUER", stack.identity().issuer().to_string()),
-            ("AUTH_AUDIENCE", stack.identity().audience().to_string()),
-            ("AUTH_JWKS_URI", stack.identity().jwks_uri()),
-            (
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            ),
-        ]
-        .map(|(k, v)| (k.to_string(), v))
-        .to_vec();
-        Ok(Some(Supervised::new(ProcessSpec {
-            name: self.label(),
-            program,
-            args: Vec::new(),
-            env,
-            cwd: None,
-            user: None,
-            ready_line: "listening".into(),
-            stop_signal: libc::SIGTERM,
+            redis_url: through(Dependency::Redis, &endpoints.redis_url),
+            sqs_endpoint: through(Dependency::LocalStack, &endpoints.sqs_endpoint),
+            queues: queues.clone(),
+            extra_env: Vec::new(),
             log_file: paths::logs_dir().join(format!(
                 "{}-{}.log",
                 self.label(),
                 std::process::id()
             )),
-        })))
+        }
+        .supervised(stack)
     }
 }
 

@@ -45,11 +45,14 @@ pub struct Config {
     /// Reconciliation with the ledger.
     pub reconcile: ReconcileConfig,
     /// How long dedup records (`processed_events`) are kept
-    /// (`PROCESSED_EVENTS_RETENTION_DAYS`, default 45). Must outlive the replay window and every
-    /// copy of an event SQS may still deliver.
-    pub processed_events_retention_days: u16,
+    /// (`PROCESSED_EVENTS_RETENTION_SECONDS`, default 3888000: 45 days). Must outlive the replay
+    /// window and every copy of an event SQS may still deliver ([`check_retention`]).
+    pub processed_events_retention: Duration,
     /// How long SQS may keep a message, and how often the pruner looks.
     pub retention: RetentionConfig,
+    /// How reads find opening balances: ADR 0010's period totals; never read from the
+    /// environment (ADR 3's old read exists for the `history` load scenario's comparison only).
+    pub opening_read: crate::balances::OpeningRead,
 }
 
 /// What the dedup window is checked against, and the pruner's pace.
@@ -205,38 +208,65 @@ impl RedisConfig {
     }
 }
 
-/// Refuses settings under which a replay could count an event twice: a replay re-delivers every
-/// event of a day up to `window_days` old, and the consumer only recognises it as a duplicate
-/// while its dedup record exists. A record is written when the event is processed, which is no
-/// earlier than its business date, so records kept more than `window_days + 1` days (the extra
-/// day absorbs time zones) outlive every replay.
+/// Default of `PROCESSED_EVENTS_RETENTION_SECONDS`: 45 days.
+pub const DEFAULT_PROCESSED_EVENTS_RETENTION: Duration = Duration::from_secs(45 * 86_400);
+
+/// What [`check_retention`] allows for the difference between the clocks that age a message
+/// (SQS's) and a dedup record (PostgreSQL's `now()`). NTP keeps two servers' clocks within
+/// milliseconds of each other; a minute is three orders of magnitude more.
+pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(60);
+
+impl ReconcileConfig {
+    /// Whether this process may ask the ledger for replays: periodically when enabled, on
+    /// demand (`POST /v1/admin/reconcile`, `consolidation reconcile`) whenever the ledger's URL
+    /// is configured.
+    pub fn replays_possible(&self) -> bool {
+        self.enabled || !self.ledger_url.is_empty()
+    }
+}
+
+/// Refuses settings under which an event could be counted twice.
+///
+/// Replays: a replay re-delivers every event of a day up to `replay_window_days` old (`None`
+/// when this deployment never asks for one: no reconciler and no ledger URL), and the consumer
+/// only recognises it as a duplicate while its dedup record exists. A record is written when the
+/// event is processed, which is no earlier than its business date, so records kept more than
+/// `replay_window_days + 1` days (the extra day absorbs time zones) outlive every replay.
 ///
 /// Redelivery by SQS is the other way an event comes back: a message processed but not deleted
 /// (the delete failed) is received again, possibly after a trip through the DLQ and a redrive,
 /// which re-sends it as a new message. Every copy was sent no later than the first processing;
-/// a copy in the DLQ expires by its original enqueue time plus the DLQ's retention, and a
-/// redriven copy by its redrive time plus the queue's retention. So records kept longer than
-/// both retentions together (plus a day for the processing itself) outlive every copy.
+/// a copy in the DLQ expires by its original enqueue time plus the DLQ's retention (standard
+/// queues keep the enqueue time across the move), and a redriven copy by its redrive time plus
+/// the queue's retention. So records kept longer than both retentions together outlive every
+/// copy; [`CLOCK_SKEW_MARGIN`] covers the two clocks involved.
 pub fn check_retention(
-    retention_days: u16,
-    window_days: u16,
+    retention: Duration,
+    replay_window_days: Option<u16>,
     sqs: SqsRetention,
 ) -> anyhow::Result<()> {
+    if let Some(window_days) = replay_window_days {
+        let replayed = Duration::from_secs((u64::from(window_days) + 1) * 86_400);
+        anyhow::ensure!(
+            retention > replayed,
+            "PROCESSED_EVENTS_RETENTION_SECONDS ({}) must exceed RECONCILE_WINDOW_DAYS \
+             ({window_days}) plus a day ({} s): dedup records that expire before a replayed day \
+             leaves the replay window would let the replay count its events twice (a deployment \
+             that never replays sets RECONCILE_ENABLED=false and no LEDGER_URL)",
+            retention.as_secs(),
+            replayed.as_secs()
+        );
+    }
+    let longest_copy = sqs.queue + sqs.dlq + CLOCK_SKEW_MARGIN;
     anyhow::ensure!(
-        u32::from(retention_days) > u32::from(window_days) + 1,
-        "PROCESSED_EVENTS_RETENTION_DAYS ({retention_days}) must exceed RECONCILE_WINDOW_DAYS \
-         ({window_days}) by at least 2 days: dedup records that expire before a replayed day \
-         leaves the replay window would let the replay count its events twice"
-    );
-    let kept = Duration::from_secs(u64::from(retention_days) * 86_400);
-    let longest_copy = sqs.queue + sqs.dlq + Duration::from_secs(86_400);
-    anyhow::ensure!(
-        kept > longest_copy,
-        "PROCESSED_EVENTS_RETENTION_DAYS ({retention_days}) must be longer than \
-         SQS_MESSAGE_RETENTION_SECONDS ({}) plus SQS_DLQ_RETENTION_SECONDS ({}) plus a day: a \
-         message SQS redelivers after its dedup record expired would be counted twice",
+        retention > longest_copy,
+        "PROCESSED_EVENTS_RETENTION_SECONDS ({}) must be longer than \
+         SQS_MESSAGE_RETENTION_SECONDS ({}) plus SQS_DLQ_RETENTION_SECONDS ({}) plus {} s of clock \
+         margin: a message SQS redelivers after its dedup record expired would be counted twice",
+        retention.as_secs(),
         sqs.queue.as_secs(),
-        sqs.dlq.as_secs()
+        sqs.dlq.as_secs(),
+        CLOCK_SKEW_MARGIN.as_secs()
     );
     Ok(())
 }
@@ -323,8 +353,17 @@ impl Config {
             "RECONCILE_WINDOW_DAYS must be 1 to 60 (a pass covers it plus today and tomorrow, \
              within the ledger's REPLAY_MAX_DAYS of 62)"
         );
-        let processed_events_retention_days: u16 =
-            or_default("PROCESSED_EVENTS_RETENTION_DAYS", 45)?;
+        // Renamed when windows shorter than a day became useful (the soak test): a value left
+        // under the old name must not be silently ignored.
+        anyhow::ensure!(
+            cashflow_platform::config::optional("PROCESSED_EVENTS_RETENTION_DAYS").is_none(),
+            "PROCESSED_EVENTS_RETENTION_DAYS was replaced by PROCESSED_EVENTS_RETENTION_SECONDS \
+             (days × 86400)"
+        );
+        let processed_events_retention = Duration::from_secs(or_default(
+            "PROCESSED_EVENTS_RETENTION_SECONDS",
+            DEFAULT_PROCESSED_EVENTS_RETENTION.as_secs(),
+        )?);
         let d = SqsRetention::default();
         let sqs_retention = SqsRetention {
             queue: Duration::from_secs(or_default(
@@ -334,8 +373,10 @@ impl Config {
             dlq: Duration::from_secs(or_default("SQS_DLQ_RETENTION_SECONDS", d.dlq.as_secs())?),
         };
         check_retention(
-            processed_events_retention_days,
-            reconcile.window_days,
+            processed_events_retention,
+            reconcile
+                .replays_possible()
+                .then_some(reconcile.window_days),
             sqs_retention,
         )?;
         let retention_interval: u64 = or_default("RETENTION_INTERVAL_SECONDS", 60)?;
@@ -366,11 +407,12 @@ impl Config {
             default_currency: or_default("MERCHANT_CURRENCY", Currency::BRL)?,
             deadlines: Deadlines::from_env()?,
             reconcile,
-            processed_events_retention_days,
+            processed_events_retention,
             retention: RetentionConfig {
                 sqs: sqs_retention,
                 interval: Duration::from_secs(retention_interval),
             },
+            opening_read: crate::balances::OpeningRead::PeriodTotals,
         })
     }
 }
@@ -381,28 +423,59 @@ mod tests {
 
     #[test]
     fn retention_shorter_than_the_replay_window_is_refused_naming_both_settings() {
+        let days = |d: u64| Duration::from_secs(d * 86_400);
         let sqs = SqsRetention {
-            queue: Duration::from_secs(4 * 86_400),
-            dlq: Duration::from_secs(14 * 86_400),
+            queue: days(4),
+            dlq: days(14),
         };
-        let error = check_retention(31, 31, sqs)
+        let error = check_retention(days(31), Some(31), sqs)
             .expect_err("refused")
             .to_string();
-        assert!(error.contains("PROCESSED_EVENTS_RETENTION_DAYS"), "{error}");
+        assert!(
+            error.contains("PROCESSED_EVENTS_RETENTION_SECONDS"),
+            "{error}"
+        );
         assert!(error.contains("RECONCILE_WINDOW_DAYS"), "{error}");
-        assert!(check_retention(32, 31, sqs).is_err());
-        assert!(check_retention(33, 31, sqs).is_ok());
-        assert!(check_retention(45, 31, SqsRetention::default()).is_ok());
+        assert!(check_retention(days(32), Some(31), sqs).is_err());
+        assert!(check_retention(days(32) + Duration::from_secs(1), Some(31), sqs).is_ok());
+        assert!(check_retention(days(45), Some(31), SqsRetention::default()).is_ok());
     }
 
     #[test]
     fn retention_shorter_than_sqs_can_keep_a_message_is_refused_naming_both_settings() {
-        // 14 + 14 days of SQS retention and a day of margin: 29 days is not enough, 30 is.
-        let error = check_retention(29, 7, SqsRetention::default())
+        // 14 + 14 days of SQS retention and the clock margin.
+        let limit = Duration::from_secs(28 * 86_400) + CLOCK_SKEW_MARGIN;
+        let error = check_retention(limit, Some(7), SqsRetention::default())
             .expect_err("refused")
             .to_string();
-        assert!(error.contains("PROCESSED_EVENTS_RETENTION_DAYS"), "{error}");
+        assert!(
+            error.contains("PROCESSED_EVENTS_RETENTION_SECONDS"),
+            "{error}"
+        );
         assert!(error.contains("SQS_MESSAGE_RETENTION_SECONDS"), "{error}");
-        assert!(check_retention(30, 7, SqsRetention::default()).is_ok());
+        assert!(
+            check_retention(
+                limit + Duration::from_secs(1),
+                Some(7),
+                SqsRetention::default()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn without_replays_only_sqs_bounds_the_dedup_window() {
+        // The soak's settings: one-minute queues, no reconciler.
+        let sqs = SqsRetention {
+            queue: Duration::from_secs(60),
+            dlq: Duration::from_secs(60),
+        };
+        let three_minutes = Duration::from_secs(181);
+        assert!(check_retention(three_minutes, None, sqs).is_ok());
+        let error = check_retention(three_minutes, Some(1), sqs)
+            .expect_err("a replay could reach past three minutes")
+            .to_string();
+        assert!(error.contains("RECONCILE_WINDOW_DAYS"), "{error}");
+        assert!(check_retention(Duration::from_secs(180), None, sqs).is_err());
     }
 }

@@ -80,9 +80,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Reconcile { merchant, from, to } => {
             let config = consolidation::Config::from_env().context("reading the configuration")?;
+            // This command replays: the replay window always applies.
             consolidation::config::check_retention(
-                config.processed_events_retention_days,
-                config.reconcile.window_days,
+                config.processed_events_retention,
+                Some(config.reconcile.window_days),
                 config.retention.sqs,
             )?;
             let parse = |d: &str| {

@@ -31,7 +31,7 @@ pub struct Application {
     drain_deadline: Duration,
     supervisor: Supervisor,
     reconcile_periodically: bool,
-    retention_days: u16,
+    processed_events_retention: Duration,
     retention_interval: Duration,
 }
 
@@ -86,8 +86,11 @@ impl Application {
             ))
         });
         crate::config::check_retention(
-            config.processed_events_retention_days,
-            config.reconcile.window_days,
+            config.processed_events_retention,
+            config
+                .reconcile
+                .replays_possible()
+                .then_some(config.reconcile.window_days),
             config.retention.sqs,
         )?;
         // Built whenever the ledger is configured, so the on-demand API works; periodic only
@@ -114,6 +117,7 @@ impl Application {
             dlq_url: config.dlq_url.clone(),
             report_max_days: config.report_max_days,
             default_currency: config.default_currency,
+            opening_read: config.opening_read,
         };
         let supervisor = Supervisor::default().with_metrics(metrics.tasks.clone());
         let router = routes::router(
@@ -135,7 +139,7 @@ impl Application {
             drain_deadline: config.deadlines.shutdown_drain,
             supervisor,
             reconcile_periodically: config.reconcile.enabled,
-            retention_days: config.processed_events_retention_days,
+            processed_events_retention: config.processed_events_retention,
             retention_interval: config.retention.interval,
         })
     }
@@ -208,7 +212,7 @@ impl Application {
         run.prune(
             RETENTION_TASK,
             &self.state.pool,
-            vec![crate::retention::rule(self.retention_days)],
+            vec![crate::retention::rule(self.processed_events_retention)],
             self.retention_interval,
             self.metrics.retention.clone(),
         );

@@ -43,7 +43,15 @@ async fn cached(
     if let Lookup::Hit(body) = lookup {
         return Ok(body);
     }
-    let report = balances::report(&state.pool, merchant, from, to, state.default_currency).await?;
+    let report = balances::report_with(
+        &state.pool,
+        merchant,
+        from,
+        to,
+        state.default_currency,
+        state.opening_read,
+    )
+    .await?;
     let body = if from == to {
         serde_json::to_string(&report.days[0])
     } else {

@@ -65,7 +65,8 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
         default_currency: Currency::BRL,
         deadlines: Default::default(),
         reconcile: consolidation::config::ReconcileConfig::default(),
-        processed_events_retention_days: 45,
+        processed_events_retention: consolidation::config::DEFAULT_PROCESSED_EVENTS_RETENTION,
+        opening_read: Default::default(),
         retention: Default::default(),
     }
 }

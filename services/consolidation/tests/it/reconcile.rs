@@ -161,9 +161,12 @@ async fn dedup_records_older_than_the_retention_are_pruned_and_newer_kept() {
     .execute(&pool)
     .await
     .expect("insert");
-    let deleted = consolidation::retention::prune_once(&pool, 45)
-        .await
-        .expect("prune");
+    let deleted = consolidation::retention::prune_once(
+        &pool,
+        consolidation::config::DEFAULT_PROCESSED_EVENTS_RETENTION,
+    )
+    .await
+    .expect("prune");
     assert_eq!(deleted, 1);
     let left: Vec<uuid::Uuid> =
         sqlx::query_scalar("SELECT event_id FROM processed_events WHERE event_id IN ($1, $2)")
@@ -285,14 +288,14 @@ async fn the_reconcile_cli_prints_its_report_and_refuses_a_short_retention() {
     assert_eq!(report["compared"], 0);
 
     let output = run(vec![(
-        "PROCESSED_EVENTS_RETENTION_DAYS".into(),
-        "20".into(),
+        "PROCESSED_EVENTS_RETENTION_SECONDS".into(),
+        (20 * 86_400).to_string(),
     )])
     .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        stderr.contains("PROCESSED_EVENTS_RETENTION_DAYS")
+        stderr.contains("PROCESSED_EVENTS_RETENTION_SECONDS")
             && stderr.contains("RECONCILE_WINDOW_DAYS"),
         "{stderr}"
     );

@@ -16,7 +16,7 @@ async fn a_redelivery_inside_the_dedup_window_is_counted_once_while_expired_reco
     })
     .await;
     let pool = app.scope.pg_pool().await.expect("pool");
-    // An old record (past PROCESSED_EVENTS_RETENTION_DAYS) that the running pruner must remove.
+    // An old record (past PROCESSED_EVENTS_RETENTION_SECONDS) that the running pruner must remove.
     let expired = uuid::Uuid::now_v7();
     sqlx::query(
         "INSERT INTO processed_events (event_id, merchant_id, processed_at) \
@@ -85,12 +85,15 @@ async fn a_dedup_window_sqs_could_outlive_is_refused_at_start_naming_both_settin
     let mut config = config_for(stack, &scope);
     // 14 days in the queue after 14 in the DLQ: 20 days of dedup records would let a
     // redriven copy be counted again.
-    config.processed_events_retention_days = 20;
+    config.processed_events_retention = Duration::from_secs(20 * 86_400);
     config.reconcile.window_days = 7;
     let error = consolidation::Application::build(config)
         .await
         .expect_err("refused")
         .to_string();
-    assert!(error.contains("PROCESSED_EVENTS_RETENTION_DAYS"), "{error}");
+    assert!(
+        error.contains("PROCESSED_EVENTS_RETENTION_SECONDS"),
+        "{error}"
+    );
     assert!(error.contains("SQS_MESSAGE_RETENTION_SECONDS"), "{error}");
 }

@@ -1,0 +1,110 @@
+//! The platform's services as child processes, the way `harness up` runs them: the release or
+//! debug binaries built next to the running executable, configured through their environment
+//! like in a deployment. Anything that needs a service's own process (its RSS, its file
+//! descriptors, a SIGKILL) starts it from here; the soak test does.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::Stack;
+use crate::process::{ProcessSpec, Supervised};
+use crate::sqs::QueuePair;
+
+/// Where and how one service process runs.
+#[derive(Debug, Clone)]
+pub struct ServiceProcess {
+    /// `ledger` or `consolidation` (also the binary's name).
+    pub service: &'static str,
+    /// Name in logs and errors (`ledger`, `ledger-2`, ...).
+    pub label: String,
+    /// The public HTTP port.
+    pub port: u16,
+    /// The ledger's internal listener (digests and replays).
+    pub internal_port: u16,
+    /// The ledger's internal URL the consolidation's reconciler calls.
+    pub ledger_internal_url: String,
+    /// The service's database.
+    pub database_url: String,
+    /// Redis (the consolidation's cache).
+    pub redis_url: String,
+    /// The SQS endpoint.
+    pub sqs_endpoint: String,
+    /// The entries queue and its DLQ.
+    pub queues: QueuePair,
+    /// Settings added after (and overriding) the ones above, e.g. shortened retention windows.
+    pub extra_env: Vec<(String, String)>,
+    /// Where the output goes.
+    pub log_file: PathBuf,
+}
+
+/// The binary of `service` next to the running executable (`target/<profile>/<service>`), when
+/// it is built.
+pub fn binary(service: &str) -> anyhow::Result<Option<PathBuf>> {
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    // A test or example binary lives one level deeper (`deps/`, `examples/`).
+    let candidates = [
+        exe.with_file_name(service),
+        exe.parent()
+            .and_then(|dir| dir.parent())
+            .map_or_else(PathBuf::new, |dir| dir.join(service)),
+    ];
+    Ok(candidates.into_iter().find(|path| path.is_file()))
+}
+
+impl ServiceProcess {
+    /// The supervised process (not started), or `None` when the binary is not built.
+    pub fn supervised(&self, stack: &Stack) -> anyhow::Result<Option<Supervised>> {
+        let Some(program) = binary(self.service)? else {
+            return Ok(None);
+        };
+        // The consolidation calls the ledger as itself (client credentials).
+        let client = stack.identity().register_client(
+            "consolidation",
+            &["ledger:reconcile"],
+            std::time::Duration::from_secs(300),
+        );
+        let endpoints = stack.endpoints();
+        let mut env: Vec<(String, String)> = [
+            (
+                "INTERNAL_LISTEN_ADDR",
+                format!("127.0.0.1:{}", self.internal_port),
+            ),
+            ("LEDGER_URL", self.ledger_internal_url.clone()),
+            ("OAUTH_TOKEN_URL", client.token_url),
+            ("OAUTH_CLIENT_ID", client.client_id),
+            ("OAUTH_CLIENT_SECRET", client.client_secret),
+            ("LISTEN_ADDR", format!("127.0.0.1:{}", self.port)),
+            ("DATABASE_URL", self.database_url.clone()),
+            ("REDIS_URL", self.redis_url.clone()),
+            ("ENTRIES_QUEUE_URL", self.queues.url.clone()),
+            ("ENTRIES_DLQ_URL", self.queues.dlq_url.clone()),
+            ("AWS_ENDPOINT_URL", self.sqs_endpoint.clone()),
+            ("AWS_REGION", endpoints.aws_region.clone()),
+            ("AUTH_ISSUER", stack.identity().issuer().to_string()),
+            ("AUTH_AUDIENCE", stack.identity().audience().to_string()),
+            ("AUTH_JWKS_URI", stack.identity().jwks_uri()),
+            (
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            ),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .to_vec();
+        for (key, value) in &self.extra_env {
+            env.retain(|(k, _)| k != key);
+            env.push((key.clone(), value.clone()));
+        }
+        Ok(Some(Supervised::new(ProcessSpec {
+            name: self.label.clone(),
+            program,
+            args: Vec::new(),
+            env,
+            cwd: None,
+            user: None,
+            ready_line: "listening".into(),
+            stop_signal: libc::SIGTERM,
+            log_file: self.log_file.clone(),
+        })))
+    }
+}
