@@ -3,9 +3,14 @@
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
 use anyhow::Context;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::QueueAttributeName;
+use backon::Retryable;
+use cashflow_platform::backoff::Backoff;
 
 /// An SQS client for `endpoint` with LocalStack's dummy credentials.
 pub fn client(endpoint: &str, region: &str) -> aws_sdk_sqs::Client {
@@ -48,38 +53,72 @@ pub struct QueuePair {
     pub max_receive_count: u32,
 }
 
+/// An emulator that has just started can answer a request with a 5xx while its SQS provider
+/// loads (LocalStack loads it on first use; on a busy machine that takes a while), or not
+/// answer in time: such failures are retried, with the platform's backoff, for up to about
+/// 10 s. Client errors (a queue that exists with other attributes) are not.
+fn transient<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
+    match error {
+        SdkError::ServiceError(e) => e.err().code().is_none_or(|code| {
+            matches!(
+                code,
+                "InternalError" | "InternalFailure" | "ServiceUnavailable"
+            ) || code.contains("Throttl")
+        }),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        _ => false,
+    }
+}
+
+fn retrying() -> backon::ExponentialBuilder {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(2)).retrying(8)
+}
+
 impl QueuePairSpec {
     /// Creates the DLQ, then the main queue with a redrive policy to it. Creating an existing
-    /// queue with the same attributes is a no-op in SQS, so this is idempotent.
+    /// queue with the same attributes is a no-op in SQS, so this is idempotent; a transient
+    /// failure of the emulator is retried ([`transient`]).
     pub async fn create(&self, sqs: &aws_sdk_sqs::Client) -> anyhow::Result<QueuePair> {
         let dlq_name = format!("{}-dlq", self.name);
-        let dlq_url = sqs
-            .create_queue()
-            .queue_name(&dlq_name)
-            .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
-            .send()
-            .await
-            .with_context(|| format!("creating queue {dlq_name}"))?
-            .queue_url
-            .context("CreateQueue returned no URL")?;
+        let dlq_url = (|| async {
+            sqs.create_queue()
+                .queue_name(&dlq_name)
+                .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+                .send()
+                .await
+        })
+        .retry(retrying())
+        .when(transient)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+        .with_context(|| format!("creating queue {dlq_name}"))?
+        .queue_url
+        .context("CreateQueue returned no URL")?;
         let dlq_arn = queue_arn(sqs, &dlq_url).await?;
         let redrive = serde_json::json!({
             "deadLetterTargetArn": dlq_arn,
             "maxReceiveCount": self.max_receive_count.to_string(),
         });
-        let url = sqs
-            .create_queue()
-            .queue_name(&self.name)
-            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-            .attributes(
-                QueueAttributeName::VisibilityTimeout,
-                self.visibility_timeout_secs.to_string(),
-            )
-            .send()
-            .await
-            .with_context(|| format!("creating queue {}", self.name))?
-            .queue_url
-            .context("CreateQueue returned no URL")?;
+        let url = (|| async {
+            sqs.create_queue()
+                .queue_name(&self.name)
+                .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+                .attributes(
+                    QueueAttributeName::VisibilityTimeout,
+                    self.visibility_timeout_secs.to_string(),
+                )
+                .send()
+                .await
+        })
+        .retry(retrying())
+        .when(transient)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+        .with_context(|| format!("creating queue {}", self.name))?
+        .queue_url
+        .context("CreateQueue returned no URL")?;
         let arn = queue_arn(sqs, &url).await?;
         Ok(QueuePair {
             name: self.name.clone(),
@@ -94,15 +133,20 @@ impl QueuePairSpec {
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<String> {
-    let attributes: HashMap<QueueAttributeName, String> = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .with_context(|| format!("reading the ARN of {url}"))?
-        .attributes
-        .unwrap_or_default();
+    let attributes: HashMap<QueueAttributeName, String> = (|| async {
+        sqs.get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+    })
+    .retry(retrying())
+    .when(transient)
+    .await
+    .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+    .with_context(|| format!("reading the ARN of {url}"))?
+    .attributes
+    .unwrap_or_default();
     attributes
         .get(&QueueAttributeName::QueueArn)
         .cloned()

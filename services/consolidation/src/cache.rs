@@ -45,6 +45,9 @@ pub struct CacheMetrics {
     pub fallbacks: Counter,
     /// The Redis circuit breaker: 0 closed, 1 open, 2 half-open.
     pub breaker_state: Gauge,
+    /// Redis connects and calls that failed or passed their deadline (each one a read that
+    /// waited for Redis in vain; none while the breaker is open).
+    pub redis_failures: Counter,
 }
 
 /// What a lookup found.
@@ -192,11 +195,13 @@ impl Cache {
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "Redis is unavailable; reading from PostgreSQL");
+                self.metrics.redis_failures.inc();
                 self.breaker.failure();
                 None
             }
             Err(_) => {
                 tracing::warn!("connecting to Redis timed out; reading from PostgreSQL");
+                self.metrics.redis_failures.inc();
                 self.breaker.failure();
                 None
             }
@@ -217,7 +222,10 @@ impl Cache {
         };
         match &result {
             Ok(_) => self.breaker.success(),
-            Err(_) => self.breaker.failure(),
+            Err(_) => {
+                self.metrics.redis_failures.inc();
+                self.breaker.failure();
+            }
         }
         result
     }
@@ -286,15 +294,23 @@ impl Cache {
 
     /// Forgets every cached answer of `merchant` that covers `from` or later.
     pub async fn invalidate_from(&self, merchant: &str, from: Date) {
+        self.invalidate(std::iter::once((merchant, from))).await;
+    }
+
+    /// Forgets, for each merchant, every cached answer that covers its date or later: one
+    /// Redis round trip for all of them (a consumer batch touches up to ten merchants).
+    pub async fn invalidate<'a>(&self, changes: impl IntoIterator<Item = (&'a str, Date)>) {
         {
             let mut pending = self.pending.lock().await;
-            let earliest = pending.entry(merchant.to_string()).or_insert(from);
-            *earliest = (*earliest).min(from);
+            for (merchant, from) in changes {
+                let earliest = pending.entry(merchant.to_string()).or_insert(from);
+                *earliest = (*earliest).min(from);
+            }
         }
         self.flush_pending().await;
     }
 
-    /// Sends the invalidations that are waiting for Redis.
+    /// Sends the invalidations that are waiting for Redis, all in one pipeline.
     pub async fn flush_pending(&self) {
         let waiting: Vec<(String, Date)> = {
             let pending = self.pending.lock().await;
@@ -306,31 +322,35 @@ impl Cache {
         let Some(mut redis) = self.connection().await else {
             return;
         };
-        for (merchant, from) in waiting {
-            let (version_key, index_key, answers) = self.keys(&merchant);
-            let done: redis::RedisResult<i32> = self
-                .call(
-                    Script::new(INVALIDATE)
-                        .key(&version_key)
-                        .key(&index_key)
-                        .arg(business_date::format(from))
-                        .arg(self.ttl.as_secs() * 2)
-                        .arg(&answers)
-                        .invoke_async(&mut redis),
-                )
-                .await;
-            match done {
-                Ok(_) => {
-                    let mut pending = self.pending.lock().await;
+        let script = Script::new(INVALIDATE);
+        let mut pipeline = redis::pipe();
+        // Loads the script in the same round trip, so that the EVALSHAs below never meet a
+        // Redis that lost it (a restart, a failover).
+        pipeline.load_script(&script).ignore();
+        for (merchant, from) in &waiting {
+            let (version_key, index_key, answers) = self.keys(merchant);
+            pipeline.invoke_script(
+                script
+                    .key(&version_key)
+                    .key(&index_key)
+                    .arg(business_date::format(*from))
+                    .arg(self.ttl.as_secs() * 2)
+                    .arg(&answers),
+            );
+        }
+        let done: redis::RedisResult<Vec<i32>> = self.call(pipeline.query_async(&mut redis)).await;
+        match done {
+            Ok(_) => {
+                let mut pending = self.pending.lock().await;
+                for (merchant, from) in waiting {
                     // A later change may have lowered the date meanwhile: keep that one.
                     if pending.get(&merchant) == Some(&from) {
                         pending.remove(&merchant);
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, %merchant, "cache invalidation failed; will retry");
-                    return;
-                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, merchants = waiting.len(), "cache invalidation failed; will retry");
             }
         }
     }

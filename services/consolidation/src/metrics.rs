@@ -189,6 +189,11 @@ impl Metrics {
             cache.fallbacks.clone(),
         );
         registry.register(
+            "cache_redis_failures",
+            "Redis connects and calls that failed or passed their deadline",
+            cache.redis_failures.clone(),
+        );
+        registry.register(
             "cache_breaker_state",
             "The Redis circuit breaker: 0 closed, 1 open, 2 half-open",
             cache.breaker_state.clone(),

@@ -120,8 +120,10 @@ async fn postgres_unavailable(fault: NetFault) {
             response.headers()["content-type"],
             "application/problem+json"
         );
+        // Bounded by the deadline (a generous margin for a busy machine), not hanging on the
+        // dependency.
         assert!(
-            took <= deadline + Duration::from_millis(300),
+            took <= deadline * 2,
             "answered within the request deadline ({took:?})"
         );
         eprintln!("POST with PostgreSQL {fault:?}: 503 after {took:?}");
@@ -143,21 +145,24 @@ async fn sqs_faulty(fault: NetFault) {
         .await
         .expect("proxy");
     proxy.inject(fault);
+    // An SQS call may take 10 s, far past the request deadline: a POST that waited for SQS
+    // would be a 503. So a 201 proves recording does not wait for it, whatever the machine's
+    // speed; the latency is reported, not judged (the load suite measures it).
+    let deadlines = Deadlines {
+        sqs_attempt: Duration::from_secs(10),
+        ..short_deadlines()
+    };
     let app = TestApp::spawn_on(stack, |config| {
         let endpoint = config.sqs.endpoint_url.clone().expect("endpoint");
         config.sqs.endpoint_url = Some(proxy.url(&endpoint));
-        config.deadlines = short_deadlines();
+        config.deadlines = deadlines;
         config.relay.max_backoff = Duration::from_millis(500);
     })
     .await;
     for _ in 0..5 {
         let started = Instant::now();
         assert_eq!(app.post_entry("m1", &credit("1.00")).await.status(), 201);
-        assert!(
-            started.elapsed() < Duration::from_millis(500),
-            "recording does not wait for SQS ({:?})",
-            started.elapsed()
-        );
+        eprintln!("POST with SQS {fault:?}: 201 in {:?}", started.elapsed());
     }
     if !matches!(fault, NetFault::Latency { .. }) {
         assert_eq!(app.outbox_backlog().await, 5, "the backlog grows");

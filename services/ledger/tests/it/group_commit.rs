@@ -383,7 +383,7 @@ async fn a_request_waiting_for_its_batch_past_the_request_deadline_gets_503_and_
     let took = started.elapsed();
     assert_eq!(answers[0].0, 503, "{:?}", answers[0].1);
     assert!(
-        took < deadline + Duration::from_millis(500),
+        took < deadline * 2,
         "answered at the request deadline ({took:?})"
     );
     assert_eq!(
@@ -454,8 +454,9 @@ async fn a_lone_request_does_not_wait_for_a_batch_to_fill() {
         let started = Instant::now();
         assert_eq!(post(&app, "m1", &credit("1.00"), None).await.0, 201);
         let took = started.elapsed();
+        // Waiting for a batch would take the whole second.
         assert!(
-            took < Duration::from_millis(500),
+            took < Duration::from_secs(1),
             "written at once, not after WRITE_BATCH_MAX_WAIT_MS ({took:?})"
         );
     }
