@@ -7,7 +7,11 @@
 //! - routes by path to an upstream per service (round robin over its replicas); paths that are
 //!   not routed are 404 problem+json, as API Gateway answers an unknown route;
 //! - passive health checks: a replica that fails a connection or times out is left out for
-//!   `fail_timeout`, and the request goes to another replica (`proxy_next_upstream`). nginx
+//!   `fail_timeout`, and the request goes to another replica (`proxy_next_upstream`). A
+//!   service's own 503 (its database is down, say) goes to the client as it is, with the
+//!   service's `Retry-After`, and is not resent: every replica shares that dependency, so
+//!   another one would only make the client wait a second dependency deadline, add load to the
+//!   dependency that is struggling, and leave out a replica that is itself healthy. nginx
 //!   never passes a POST to a second replica once it was sent to one; a POST to a route that
 //!   honours `Idempotency-Key` and carries one is retried anyway, since the ledger replays the
 //!   first answer for the same key and body (a retry cannot record twice);
@@ -205,9 +209,10 @@ pub fn render(config: &GatewayConfig) -> anyhow::Result<String> {
          \x20   proxy_set_header X-Request-Id $gateway_request_id;\n\
          \x20   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
          \x20   proxy_connect_timeout {};\n    proxy_send_timeout {};\n    proxy_read_timeout {};\n\
-         \x20   # Another replica on a failed connection, a timeout or a 502/503/504; nginx itself\n\
-         \x20   # never resends a POST that reached a replica (see the idempotent locations).\n\
-         \x20   proxy_next_upstream error timeout http_502 http_503 http_504;\n\
+         \x20   # Another replica on a failed connection, a timeout or a 502/504; a service's own\n\
+         \x20   # 503 is its answer (a shared dependency is down). nginx itself never resends a\n\
+         \x20   # POST that reached a replica (see the idempotent locations).\n\
+         \x20   proxy_next_upstream error timeout http_502 http_504;\n\
          \x20   proxy_next_upstream_timeout {};\n",
         config.access_log.display(),
         config.rate_limit,
@@ -274,7 +279,7 @@ pub fn render(config: &GatewayConfig) -> anyhow::Result<String> {
             out,
             "        location ^~ /_idempotent/{service}/ {{\n            internal;\n\
              \x20           rewrite ^/_idempotent/{service}(/.*)$ $1 break;\n\
-             \x20           proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;\n\
+             \x20           proxy_next_upstream error timeout http_502 http_504 non_idempotent;\n\
              \x20           proxy_next_upstream_tries {};\n            proxy_pass http://{service};\n        }}",
             tries(service)
         )?;

@@ -318,7 +318,7 @@ async fn seed(pool: &sqlx::PgPool, length: i64, today: time::Date) -> anyhow::Re
 
 /// A consolidation on the scope's database that does not consume: Redis on (with a key prefix
 /// of its own) or refused at once (nothing listens on port 1).
-fn consolidation_config(
+pub(crate) fn consolidation_config(
     stack: &harness::Stack,
     scope: &harness::Scope,
     cache: bool,

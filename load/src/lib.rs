@@ -7,6 +7,7 @@
 //! rate. Both the raw and the mitigated p99 are reported.
 
 pub mod ceilings;
+pub mod drain;
 pub mod history;
 pub mod report;
 pub mod scenarios;

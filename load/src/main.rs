@@ -1,6 +1,7 @@
 //! `load`: runs the load scenarios and prints their figures beside the ceilings measured in the
 //! same run. `make load` runs them all against the platform started in this process.
 
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use load::report::{self, Figure};
 use load::{Target, ceilings, scenarios};
@@ -62,6 +63,9 @@ enum Scenario {
     Capacity,
     LedgerWrites,
     E2eLag,
+    /// The consolidation draining a pre-filled queue, beside the emulator's own receive+delete
+    /// rate measured in the same run (goal: 0.8x).
+    ConsumerDrain,
     /// A replay of --replay-events events while POSTs go on (not part of `all`).
     Replay,
     /// Reads for merchants with 7, 365 and 1,095 days of history, cache off and on, at
@@ -91,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Sla,
             Scenario::Capacity,
             Scenario::E2eLag,
+            Scenario::ConsumerDrain,
             Scenario::LedgerWrites,
         ];
     }
@@ -197,6 +202,14 @@ async fn main() -> anyhow::Result<()> {
                     )
                     .await?,
                 );
+            }
+            Scenario::ConsumerDrain => {
+                eprintln!("load: consumer-drain");
+                let local = target
+                    .local
+                    .as_ref()
+                    .context("consumer-drain needs the platform started by this process")?;
+                figures.extend(load::drain::consumer_drain(local.stack, 10_000, 4).await?);
             }
             Scenario::Replay => {
                 eprintln!("load: replay");

@@ -244,6 +244,101 @@ async fn a_post_that_reached_a_dying_replica_is_resent_only_with_an_idempotency_
     Ok(())
 }
 
+/// A replica whose dependency is down: it answers every request with its own 503
+/// problem+json (`Retry-After: 7`), and counts the requests it got in `received`.
+async fn unavailable_upstream(
+    received: std::sync::Arc<std::sync::atomic::AtomicU32>,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let received = received.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    request.clear();
+                    received.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = r#"{"status":503,"title":"Service Unavailable","detail":"from the replica"}"#;
+                    let answer = format!(
+                        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
+                         retry-after: 7\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[tokio::test]
+async fn a_replicas_own_503_reaches_the_client_and_is_not_resent() -> anyhow::Result<()> {
+    let nginx = nginx_binary().expect("nginx is installed (bash ci/install-deps.sh)");
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("gateway-test-{}", uuid::Uuid::new_v4()));
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let config = GatewayConfig {
+        listen: format!("127.0.0.1:{port}"),
+        upstreams: BTreeMap::from([
+            (
+                "ledger".to_string(),
+                vec![echo_upstream().await?.to_string()],
+            ),
+            (
+                "consolidation".to_string(),
+                vec![
+                    unavailable_upstream(received.clone()).await?.to_string(),
+                    unavailable_upstream(received.clone()).await?.to_string(),
+                ],
+            ),
+        ]),
+        rate_limit: 1000,
+        burst_limit: 1000,
+        access_log: dir.join("access.log"),
+        dir: dir.clone(),
+    };
+    let gateway = harness::gateway::process(&config, &nginx, dir.join("gateway.log"))?;
+    gateway.start(Duration::from_secs(10)).await?;
+    let url = format!("http://127.0.0.1:{port}/v1/merchants/m1/balances/2026-01-01");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+
+    for attempt in 1..=3 {
+        let answer = client.get(&url).send().await?;
+        assert_eq!(answer.status(), 503);
+        assert_eq!(
+            answer.headers()["retry-after"], "7",
+            "the replica's own Retry-After, not the gateway's"
+        );
+        let body: serde_json::Value = answer.json().await?;
+        assert_eq!(body["detail"], "from the replica", "{body}");
+        // Every replica shares the dependency that is down: resending to another one would
+        // double the client's wait and the load on that dependency, and mark every replica
+        // down for the fail timeout.
+        assert_eq!(
+            received.load(std::sync::atomic::Ordering::SeqCst),
+            attempt,
+            "one request to one replica"
+        );
+    }
+
+    gateway.stop(Duration::from_secs(5)).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 #[derive(serde::Deserialize)]
 struct Replica {
     service: String,

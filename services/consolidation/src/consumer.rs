@@ -159,6 +159,9 @@ impl Consumer {
 
     async fn poll(&self, shutdown: CancellationToken) {
         let mut failures = 0u32;
+        // Messages whose batch committed, deleted while the next receive waits: the delete's
+        // round trip overlaps the receive's instead of adding to every batch.
+        let mut handled: Vec<Message> = Vec::new();
         while !shutdown.is_cancelled() {
             let receive = self
                 .sqs
@@ -170,17 +173,21 @@ impl Consumer {
                 .message_attribute_names("All")
                 .send();
             // A poll cut short by shutdown leaves its messages invisible until their
-            // visibility timeout; nothing is lost.
-            let received = tokio::select! {
-                received = receive => received,
-                () = shutdown.cancelled() => break,
+            // visibility timeout; nothing is lost. The delete always runs to its end.
+            let receive = async {
+                tokio::select! {
+                    received = receive => Some(received),
+                    () = shutdown.cancelled() => None,
+                }
             };
+            let (received, ()) = tokio::join!(receive, self.delete(handled.drain(..)));
+            let Some(received) = received else { break };
             match received {
                 Ok(output) => {
                     failures = 0;
                     let messages = output.messages.unwrap_or_default();
                     if !messages.is_empty() {
-                        self.handle(messages).await;
+                        handled = self.apply(messages).await;
                     }
                 }
                 Err(e) => {
@@ -196,10 +203,13 @@ impl Consumer {
                 }
             }
         }
+        self.delete(handled.drain(..)).await;
     }
 
-    /// Handles one received batch.
-    pub async fn handle(&self, messages: Vec<Message>) {
+    /// Applies one received batch and returns the messages it settled (committed, or counted
+    /// as duplicates), which the caller deletes. Retried and dead-lettered messages are dealt
+    /// with here.
+    async fn apply(&self, messages: Vec<Message>) -> Vec<Message> {
         self.metrics.received.inc_by(messages.len() as u64);
         let mut valid = Vec::with_capacity(messages.len());
         for message in messages {
@@ -209,7 +219,7 @@ impl Consumer {
             }
         }
         if valid.is_empty() {
-            return;
+            return Vec::new();
         }
         let events: Vec<EntryRecordedV1> = valid.iter().map(|(_, e)| e.clone()).collect();
         let started = Instant::now();
@@ -219,45 +229,54 @@ impl Consumer {
                     .apply_seconds
                     .observe(started.elapsed().as_secs_f64());
                 self.settle(&valid, applied).await;
+                valid.into_iter().map(|(message, _)| message).collect()
             }
             Err(e) if is_transient(&e) => {
                 tracing::warn!(error = %e, messages = valid.len(), "applying a batch failed; retrying with backoff");
                 for (message, _) in &valid {
                     self.retry(message).await;
                 }
+                Vec::new()
             }
             Err(e) => {
                 // Something in the batch is refused: find it by applying one at a time.
                 tracing::warn!(error = %e, "a batch was refused; applying its events one by one");
-                for (message, event) in &valid {
-                    match balances::apply(&self.pool, std::slice::from_ref(event)).await {
+                let mut settled = Vec::new();
+                for (message, event) in valid {
+                    match balances::apply(&self.pool, std::slice::from_ref(&event)).await {
                         Ok(applied) => {
-                            self.settle(
-                                std::slice::from_ref(&(message.clone(), event.clone())),
-                                applied,
-                            )
-                            .await
+                            let one = [(message, event)];
+                            self.settle(&one, applied).await;
+                            let [(message, _)] = one;
+                            settled.push(message);
                         }
-                        Err(e) if is_transient(&e) => self.retry(message).await,
+                        Err(e) if is_transient(&e) => self.retry(&message).await,
                         Err(e) => {
                             let poison = Poison {
                                 reason: "rejected",
                                 detail: e.to_string(),
                             };
-                            self.dead_letter(message, &poison).await;
+                            self.dead_letter(&message, &poison).await;
                         }
                     }
                 }
+                settled
             }
         }
     }
 
     /// After commit: invalidate the cache (first, so that whoever sees the event counted — in
-    /// the metrics or a balance — never then reads a stale cached one), metrics, delete.
+    /// the metrics or a balance — never then reads a stale cached one), then metrics. The
+    /// caller deletes the messages.
     async fn settle(&self, handled: &[(Message, EntryRecordedV1)], applied: balances::Applied) {
-        for (merchant, from) in &applied.earliest_change {
-            self.cache.invalidate_from(merchant.as_str(), *from).await;
-        }
+        self.cache
+            .invalidate(
+                applied
+                    .earliest_change
+                    .iter()
+                    .map(|(merchant, from)| (merchant.as_str(), *from)),
+            )
+            .await;
         self.metrics.applied.inc_by(applied.applied.len() as u64);
         self.metrics
             .duplicates
@@ -270,10 +289,9 @@ impl Consumer {
                     .observe((now - event.recorded_at).as_seconds_f64().max(0.0));
             }
         }
-        self.delete(handled.iter().map(|(m, _)| m)).await;
     }
 
-    async fn delete<'a>(&self, messages: impl Iterator<Item = &'a Message>) {
+    async fn delete(&self, messages: impl Iterator<Item = Message>) {
         let entries: Vec<DeleteMessageBatchRequestEntry> = messages
             .enumerate()
             .filter_map(|(i, m)| {
@@ -365,7 +383,7 @@ impl Consumer {
         match sent {
             Ok(_) => {
                 self.metrics.dead_lettered.inc();
-                self.delete(std::iter::once(message)).await;
+                self.delete(std::iter::once(message.clone())).await;
             }
             // Left in the queue: it comes back and is dead-lettered then.
             Err(e) => tracing::error!(error = ?e, "sending to the DLQ failed"),

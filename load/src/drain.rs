@@ -1,0 +1,144 @@
+//! `consumer-drain`: how fast the consolidation applies events, beside what the SQS emulator
+//! itself allows. A queue is filled with `events` real `EntryRecorded` events, then an
+//! in-process consolidation with `pollers` poll loops drains it; the ceiling is the emulator's
+//! own batch receive + delete rate over the same number of messages with the same number of
+//! loops (`ceilings::localstack`), measured just before, in the same run. The e2e-lag scenario
+//! cannot show this: its apply rate is bounded by the POST rate it is fed.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use cashflow_contracts::{Currency, ENTRY_RECORDED, EntryKind, EntryRecordedV1};
+use harness::{ScopeOptions, Stack};
+
+use crate::report::Figure;
+
+/// The share of the emulator's ceiling the consumer must reach (issue 15).
+pub const GOAL: f64 = 0.8;
+const MERCHANTS: usize = 50;
+
+/// Sends `events` events (over 50 merchants and 7 days) to `queue`, 16 batches in flight.
+pub async fn fill(sqs: &aws_sdk_sqs::Client, queue: &str, events: usize) -> anyhow::Result<()> {
+    let today = time::OffsetDateTime::now_utc().date();
+    let bodies: Vec<String> = (0..events)
+        .map(|i| {
+            serde_json::to_string(&EntryRecordedV1 {
+                event_type: ENTRY_RECORDED.into(),
+                event_id: uuid::Uuid::now_v7(),
+                entry_id: uuid::Uuid::now_v7(),
+                merchant_id: format!("drain-{}", i % MERCHANTS).parse()?,
+                kind: if i % 3 == 0 {
+                    EntryKind::Debit
+                } else {
+                    EntryKind::Credit
+                },
+                amount_minor: 100 + i as i64,
+                currency: Currency::BRL,
+                business_date: today - time::Duration::days((i % 7) as i64),
+                recorded_at: time::OffsetDateTime::now_utc(),
+                reverses_entry_id: None,
+            })
+            .map_err(anyhow::Error::from)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut sends = tokio::task::JoinSet::new();
+    for chunk in bodies.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (sqs, queue) = (sqs.clone(), queue.to_string());
+        sends.spawn(async move {
+            sqs.send_message_batch()
+                .queue_url(queue)
+                .set_entries(Some(entries))
+                .send()
+                .await
+        });
+        while sends.len() >= 16 {
+            if let Some(sent) = sends.join_next().await {
+                sent??;
+            }
+        }
+    }
+    while let Some(sent) = sends.join_next().await {
+        sent??;
+    }
+    Ok(())
+}
+
+/// Runs the scenario on `stack`: the emulator's ceiling (better of two rounds, it warms up),
+/// then the consolidation's drain of as many events with as many poll loops.
+pub async fn consumer_drain(
+    stack: &Stack,
+    events: usize,
+    pollers: u16,
+) -> anyhow::Result<Vec<Figure>> {
+    let ceiling_scope = stack.scope().await?;
+    let mut ceiling: f64 = 0.0;
+    for _ in 0..2 {
+        ceiling = ceiling.max(
+            crate::ceilings::localstack(
+                &ceiling_scope.sqs(),
+                &ceiling_scope.queues.url,
+                events,
+                usize::from(pollers),
+            )
+            .await?,
+        );
+    }
+
+    let scope = stack
+        .scope_with(ScopeOptions::default().with_migrations(&consolidation::MIGRATOR))
+        .await?;
+    fill(&scope.sqs(), &scope.queues.url, events).await?;
+    let mut config = crate::history::consolidation_config(stack, &scope, true, "drain");
+    config.database_max_connections = 20;
+    config.consumer = consolidation::config::ConsumerConfig {
+        concurrency: pollers,
+        wait_seconds: 1,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let app = consolidation::Application::build(config).await?;
+    let metrics = app.metrics().clone();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let deadline = started + Duration::from_secs(600);
+    while metrics.consumer.applied.get() < events as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let drained = metrics.consumer.applied.get() >= events as u64;
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    server.await??;
+    anyhow::ensure!(
+        drained,
+        "the consolidation applied {} of {events} events in {elapsed:?}",
+        metrics.consumer.applied.get()
+    );
+    let rate = events as f64 / elapsed.as_secs_f64();
+    let ratio = rate / ceiling;
+    Ok(vec![
+        Figure::new(
+            "consumer-drain",
+            &format!("emulator receive+delete, {pollers} loops, best of 2"),
+            ceiling,
+            "msg/s",
+        ),
+        Figure::new(
+            "consumer-drain",
+            &format!("apply rate draining {events} events, {pollers} pollers (goal {GOAL}x)"),
+            rate,
+            "events/s",
+        )
+        .against("emulator receive+delete", ceiling)
+        .bound(ratio >= GOAL),
+    ])
+}
