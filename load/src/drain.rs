@@ -2,8 +2,9 @@
 //! itself allows. A queue is filled with `events` real `EntryRecorded` events, then an
 //! in-process consolidation with `pollers` poll loops drains it; the ceiling is the emulator's
 //! own batch receive + delete rate over the same number of messages with the same number of
-//! loops (`ceilings::localstack`), measured just before, in the same run. The e2e-lag scenario
-//! cannot show this: its apply rate is bounded by the POST rate it is fed.
+//! loops (`ceilings::localstack`), measured just before, in the same run (best of two rounds of
+//! each). The e2e-lag scenario cannot show this: its apply rate is bounded by the POST rate it
+//! is fed.
 
 use std::time::{Duration, Instant};
 
@@ -73,27 +74,52 @@ pub async fn fill(sqs: &aws_sdk_sqs::Client, queue: &str, events: usize) -> anyh
     Ok(())
 }
 
-/// Runs the scenario on `stack`: the emulator's ceiling (better of two rounds, it warms up),
-/// then the consolidation's drain of as many events with as many poll loops.
+/// Runs the scenario on `stack`: two rounds, each the emulator's ceiling then the
+/// consolidation's drain of as many events with as many poll loops; the best of each (the
+/// emulator warms up, and the machine is shared: a round can be slowed by something else).
 pub async fn consumer_drain(
     stack: &Stack,
     events: usize,
     pollers: u16,
 ) -> anyhow::Result<Vec<Figure>> {
-    let ceiling_scope = stack.scope().await?;
-    let mut ceiling: f64 = 0.0;
+    let (mut ceiling, mut rate): (f64, f64) = (0.0, 0.0);
     for _ in 0..2 {
+        let scope = stack.scope().await?;
         ceiling = ceiling.max(
             crate::ceilings::localstack(
-                &ceiling_scope.sqs(),
-                &ceiling_scope.queues.url,
+                &scope.sqs(),
+                &scope.queues.url,
                 events,
                 usize::from(pollers),
             )
             .await?,
         );
+        rate = rate.max(drain(stack, events, pollers).await?);
     }
+    let ratio = rate / ceiling;
+    Ok(vec![
+        Figure::new(
+            "consumer-drain",
+            &format!("emulator receive+delete, {pollers} loops, best of 2"),
+            ceiling,
+            "msg/s",
+        ),
+        Figure::new(
+            "consumer-drain",
+            &format!(
+                "apply rate draining {events} events, {pollers} pollers, best of 2 (goal {GOAL}x)"
+            ),
+            rate,
+            "events/s",
+        )
+        .against("emulator receive+delete", ceiling)
+        .bound(ratio >= GOAL),
+    ])
+}
 
+/// One drain: a fresh queue filled with `events` events, a consolidation started on it; the
+/// rate from the moment it runs to the last event applied.
+async fn drain(stack: &Stack, events: usize, pollers: u16) -> anyhow::Result<f64> {
     let scope = stack
         .scope_with(ScopeOptions::default().with_migrations(&consolidation::MIGRATOR))
         .await?;
@@ -105,40 +131,22 @@ pub async fn consumer_drain(
         wait_seconds: 1,
         ..Default::default()
     };
-    let started = Instant::now();
     let app = consolidation::Application::build(config).await?;
     let metrics = app.metrics().clone();
     let shutdown = tokio_util::sync::CancellationToken::new();
+    let started = Instant::now();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let deadline = started + Duration::from_secs(600);
     while metrics.consumer.applied.get() < events as u64 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let drained = metrics.consumer.applied.get() >= events as u64;
     let elapsed = started.elapsed();
     shutdown.cancel();
     server.await??;
+    let applied = metrics.consumer.applied.get();
     anyhow::ensure!(
-        drained,
-        "the consolidation applied {} of {events} events in {elapsed:?}",
-        metrics.consumer.applied.get()
+        applied >= events as u64,
+        "the consolidation applied {applied} of {events} events in {elapsed:?}"
     );
-    let rate = events as f64 / elapsed.as_secs_f64();
-    let ratio = rate / ceiling;
-    Ok(vec![
-        Figure::new(
-            "consumer-drain",
-            &format!("emulator receive+delete, {pollers} loops, best of 2"),
-            ceiling,
-            "msg/s",
-        ),
-        Figure::new(
-            "consumer-drain",
-            &format!("apply rate draining {events} events, {pollers} pollers (goal {GOAL}x)"),
-            rate,
-            "events/s",
-        )
-        .against("emulator receive+delete", ceiling)
-        .bound(ratio >= GOAL),
-    ])
+    Ok(events as f64 / elapsed.as_secs_f64())
 }

@@ -319,7 +319,8 @@ async fn a_replicas_own_503_reaches_the_client_and_is_not_resent() -> anyhow::Re
         let answer = client.get(&url).send().await?;
         assert_eq!(answer.status(), 503);
         assert_eq!(
-            answer.headers()["retry-after"], "7",
+            answer.headers()["retry-after"],
+            "7",
             "the replica's own Retry-After, not the gateway's"
         );
         let body: serde_json::Value = answer.json().await?;

@@ -157,10 +157,14 @@ impl Consumer {
         tracing::info!("consumer stopped");
     }
 
+    /// One poll loop, pipelined: while a batch is applied (and the one before it deleted, its
+    /// transaction having committed), the next receive is already waiting on SQS. A loop's
+    /// cycle is the longest of the three calls rather than their sum.
     async fn poll(&self, shutdown: CancellationToken) {
         let mut failures = 0u32;
-        // Messages whose batch committed, deleted while the next receive waits: the delete's
-        // round trip overlaps the receive's instead of adding to every batch.
+        // Received, not applied yet.
+        let mut received: Vec<Message> = Vec::new();
+        // Applied and committed (or counted as duplicates), not deleted yet.
         let mut handled: Vec<Message> = Vec::new();
         while !shutdown.is_cancelled() {
             let receive = self
@@ -173,24 +177,30 @@ impl Consumer {
                 .message_attribute_names("All")
                 .send();
             // A poll cut short by shutdown leaves its messages invisible until their
-            // visibility timeout; nothing is lost. The delete always runs to its end.
+            // visibility timeout; nothing is lost. The apply and the delete run to their end.
             let receive = async {
                 tokio::select! {
-                    received = receive => Some(received),
+                    outcome = receive => Some(outcome),
                     () = shutdown.cancelled() => None,
                 }
             };
-            let (received, ()) = tokio::join!(receive, self.delete(handled.drain(..)));
-            let Some(received) = received else { break };
-            match received {
-                Ok(output) => {
+            let batch = std::mem::take(&mut received);
+            let work = async {
+                let (applied, ()) = tokio::join!(
+                    self.apply(batch),
+                    self.delete(std::mem::take(&mut handled).into_iter())
+                );
+                applied
+            };
+            let (applied, outcome) = tokio::join!(work, receive);
+            handled = applied;
+            match outcome {
+                None => break,
+                Some(Ok(output)) => {
                     failures = 0;
-                    let messages = output.messages.unwrap_or_default();
-                    if !messages.is_empty() {
-                        handled = self.apply(messages).await;
-                    }
+                    received = output.messages.unwrap_or_default();
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     failures = failures.saturating_add(1);
                     let delay = Duration::from_millis(200)
                         .saturating_mul(1 << failures.min(5))
@@ -198,18 +208,25 @@ impl Consumer {
                     tracing::warn!(error = ?e, retry_in = ?delay, "receiving from SQS failed");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        () = shutdown.cancelled() => break,
+                        () = shutdown.cancelled() => {}
                     }
                 }
             }
         }
-        self.delete(handled.drain(..)).await;
+        // Batches in flight finish: the last one received is applied, then everything settled
+        // is deleted.
+        let applied = self.apply(received).await;
+        handled.extend(applied);
+        self.delete(handled.into_iter()).await;
     }
 
     /// Applies one received batch and returns the messages it settled (committed, or counted
     /// as duplicates), which the caller deletes. Retried and dead-lettered messages are dealt
     /// with here.
     async fn apply(&self, messages: Vec<Message>) -> Vec<Message> {
+        if messages.is_empty() {
+            return Vec::new();
+        }
         self.metrics.received.inc_by(messages.len() as u64);
         let mut valid = Vec::with_capacity(messages.len());
         for message in messages {
@@ -291,6 +308,7 @@ impl Consumer {
         }
     }
 
+    /// Deletes settled messages, ten per call (SQS's batch limit).
     async fn delete(&self, messages: impl Iterator<Item = Message>) {
         let entries: Vec<DeleteMessageBatchRequestEntry> = messages
             .enumerate()
@@ -302,24 +320,23 @@ impl Consumer {
                     .ok()
             })
             .collect();
-        if entries.is_empty() {
-            return;
-        }
-        // A message whose delete fails comes back and is counted as a duplicate: harmless.
-        match self
-            .sqs
-            .delete_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            Ok(output) => {
-                for failed in output.failed {
-                    tracing::warn!(code = %failed.code, "deleting a handled message failed");
+        for batch in entries.chunks(10) {
+            // A message whose delete fails comes back and is counted as a duplicate: harmless.
+            match self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(batch.to_vec()))
+                .send()
+                .await
+            {
+                Ok(output) => {
+                    for failed in output.failed {
+                        tracing::warn!(code = %failed.code, "deleting a handled message failed");
+                    }
                 }
+                Err(e) => tracing::warn!(error = ?e, "deleting handled messages failed"),
             }
-            Err(e) => tracing::warn!(error = ?e, "deleting handled messages failed"),
         }
     }
 
