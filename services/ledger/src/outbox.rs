@@ -1,8 +1,9 @@
 //! The outbox relay: publishes events written by request transactions to SQS in batches.
 //!
 //! Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas share the work without
-//! publishing a row twice, and marked published only after SQS accepted them. While SQS fails the
-//! relay backs off exponentially (capped); the outbox just grows, and recording goes on.
+//! publishing a row twice (so do the several publish loops of one relay), and marked published
+//! only after SQS accepted them. While SQS fails the relay backs off exponentially (capped);
+//! the outbox just grows, and recording goes on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,8 +58,26 @@ impl Relay {
         }
     }
 
-    /// Publishes until `shutdown`; an in-flight batch finishes first.
+    /// Publishes with `concurrency` loops until `shutdown`; in-flight batches finish first.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut loops = tokio::task::JoinSet::new();
+        for _ in 0..self.config.concurrency.max(1) {
+            loops.spawn(self.clone().publish_loop(shutdown.clone()));
+        }
+        while let Some(joined) = loops.join_next().await {
+            // A loop that panicked takes the relay with it (the others are aborted as the set
+            // drops), for its supervisor to log and restart.
+            if let Err(e) = joined
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// One publish loop: batches while there are rows, then waits for a wake-up or the poll.
+    async fn publish_loop(self, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
         while !shutdown.is_cancelled() {
             match self.publish_batch().await {
@@ -83,7 +102,6 @@ impl Relay {
                 }
             }
         }
-        tracing::info!("outbox relay stopped");
     }
 
     /// Publishes one batch; returns how many events SQS accepted.
