@@ -7,11 +7,14 @@
 //! rate. Both the raw and the mitigated p99 are reported.
 
 pub mod ceilings;
+pub mod fire;
 pub mod history;
+pub mod latency;
 pub mod report;
 pub mod scenarios;
 pub mod soak;
 pub mod target;
+pub mod writer;
 
 pub use report::Figure;
 pub use target::Target;
