@@ -359,7 +359,7 @@ pub async fn capacity(
         p99_mitigated: 0.0,
     });
     let summary = crate::writer::WriteSummary::of(&writes);
-    Ok(vec![
+    let mut figures = vec![
         Figure::new(
             "capacity",
             &format!("highest passing read rate, writes {write_rate}/s (goal 10 000)"),
@@ -369,6 +369,11 @@ pub async fn capacity(
         .against("trivial axum handler", axum_ceiling)
         .bound(best.rate >= 10_000.0),
         Figure::new("capacity", "p99 at that rate", best.p99, "ms"),
+    ];
+    if write_rate == 0 {
+        return Ok(figures);
+    }
+    figures.extend([
         Figure::new(
             "capacity",
             &format!("background writes accepted (asked {write_rate}/s)"),
@@ -382,7 +387,8 @@ pub async fn capacity(
             "POSTs",
         ),
         Figure::new("capacity", "background write p99", summary.p99_ms, "ms"),
-    ])
+    ]);
+    Ok(figures)
 }
 
 /// `ledger-writes`: POST rate raised step by step; the highest with zero errors.
