@@ -550,7 +550,7 @@ async fn kill_and_restart(replica: &Replica) -> anyhow::Result<()> {
     replica.start(START).await
 }
 
-/// SIGSTOP for [`FROZEN`], then SIGCONT (also when the sleep is cut short).
+/// SIGSTOP for [`FROZEN`], then SIGCONT (a stack shutting down resumes it first anyway).
 async fn freeze(stack: &Stack, dependency: Dependency) -> anyhow::Result<()> {
     stack.inject(dependency, Fault::Pause).await?;
     tokio::time::sleep(FROZEN).await;
