@@ -63,9 +63,11 @@ compose-smoke: deps
 	bash ci/compose-smoke.sh
 
 # Every load scenario against the platform started in-process (release build), beside ceilings
-# measured in the same run. Reports: target/load/ (summary.json, goose HTML per run).
+# measured in the same run; then sla-under-fire (two replicas of each service as processes,
+# release binaries, behind the nginx gateway, with faults). Reports: target/load/ (summary.json,
+# sla-under-fire.md/.json, goose HTML per run). Fails naming every bound missed.
 load: deps
-	$(CARGO) build --release --quiet -p load
+	$(CARGO) build --release --quiet -p ledger -p consolidation -p load --bins
 	$(READY)
 	$(CARGO) run --release --quiet -p load -- all
 

@@ -21,6 +21,7 @@ pub mod identity;
 pub mod netfault;
 pub mod paths;
 pub mod process;
+pub mod replicas;
 pub mod rotation;
 pub mod scope;
 pub mod services;

@@ -8,11 +8,14 @@
 
 pub mod ceilings;
 pub mod drain;
+pub mod fire;
 pub mod history;
+pub mod latency;
 pub mod report;
 pub mod scenarios;
 pub mod soak;
 pub mod target;
+pub mod writer;
 
 pub use report::Figure;
 pub use target::Target;

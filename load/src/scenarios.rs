@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use goose::config::GooseConfiguration;
+use goose::goose::GooseResponse;
 use goose::metrics::{GooseCoordinatedOmissionMitigation, GooseMetrics};
 use goose::prelude::*;
 use rand::Rng;
@@ -35,6 +36,19 @@ fn pick(target: &Target) -> (usize, String) {
 }
 
 pub(crate) async fn read_balance(user: &mut GooseUser) -> TransactionResult {
+    request_balance(user).await?;
+    Ok(())
+}
+
+pub(crate) async fn read_report(user: &mut GooseUser) -> TransactionResult {
+    request_report(user).await?;
+    Ok(())
+}
+
+/// A balance read of a random merchant and day (of the target's days).
+pub(crate) async fn request_balance(
+    user: &mut GooseUser,
+) -> Result<GooseResponse, Box<TransactionError>> {
     let target = target();
     let (m, day) = pick(&target);
     let path = format!("/v1/merchants/{}/balances/{day}", target.merchants[m]);
@@ -47,11 +61,13 @@ pub(crate) async fn read_balance(user: &mut GooseUser) -> TransactionResult {
             .name("balance")
             .build(),
     )
-    .await?;
-    Ok(())
+    .await
 }
 
-pub(crate) async fn read_report(user: &mut GooseUser) -> TransactionResult {
+/// The report of a random merchant over the target's days.
+pub(crate) async fn request_report(
+    user: &mut GooseUser,
+) -> Result<GooseResponse, Box<TransactionError>> {
     let target = target();
     let (m, _) = pick(&target);
     let today = Target::today();
@@ -72,8 +88,7 @@ pub(crate) async fn read_report(user: &mut GooseUser) -> TransactionResult {
             .name("report")
             .build(),
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 async fn post_entry(user: &mut GooseUser) -> TransactionResult {
@@ -274,16 +289,36 @@ pub async fn sla(
 }
 
 /// `capacity`: read rate raised step by step until a failure appears, p99 exceeds 100 ms, or
-/// the achieved rate falls under 90 % of the asked one. Reports the highest passing rate.
+/// the achieved rate falls under 90 % of the asked one, while the ledger receives open-loop
+/// writes at `write_rate`/s in the background (0: none) through the same target. Reports the
+/// highest passing read rate beside the trivial axum handler.
 pub async fn capacity(
     target: &Target,
     steps: &[usize],
     seconds: usize,
     axum_ceiling: f64,
+    write_rate: usize,
 ) -> anyhow::Result<Vec<Figure>> {
+    let started = std::time::Instant::now();
+    let writer = if write_rate > 0 {
+        Some(crate::writer::Writer::start(
+            crate::writer::WriterConfig {
+                base_url: target.ledger_url.clone(),
+                merchants: Arc::new(target.merchants.clone()),
+                tokens: Arc::new(target.tokens.clone()),
+                rate: write_rate as f64,
+                description: "capacity".into(),
+                retry_deadline: Duration::from_secs(30),
+            },
+            started,
+        )?)
+    } else {
+        None
+    };
     let mut best: Option<Run> = None;
+    let mut searched = Ok(());
     for &rate in steps {
-        let run = attack(
+        let run = match attack(
             target,
             reads()?,
             &target.consolidation_url,
@@ -292,9 +327,16 @@ pub async fn capacity(
             seconds,
             &format!("capacity-{rate}"),
         )
-        .await?;
+        .await
+        {
+            Ok(run) => run,
+            Err(e) => {
+                searched = Err(e);
+                break;
+            }
+        };
         println!(
-            "capacity: asked {rate}/s got {:.0}/s, failures {}, p99 {:.1} ms",
+            "capacity: asked {rate}/s got {:.0}/s, failures {}, p99 {:.1} ms (writes {write_rate}/s behind)",
             run.rate, run.failures, run.p99
         );
         if run.failures > 0 || run.p99 > 100.0 || run.rate < 0.9 * rate as f64 {
@@ -302,6 +344,11 @@ pub async fn capacity(
         }
         best = Some(run);
     }
+    let writes = match writer {
+        Some(writer) => writer.stop().await,
+        None => Vec::new(),
+    };
+    searched?;
     let best = best.unwrap_or(Run {
         requests: 0,
         failures: 0,
@@ -311,17 +358,37 @@ pub async fn capacity(
         p99: 0.0,
         p99_mitigated: 0.0,
     });
-    Ok(vec![
+    let summary = crate::writer::WriteSummary::of(&writes);
+    let mut figures = vec![
         Figure::new(
             "capacity",
-            "highest passing read rate (goal 10 000)",
+            &format!("highest passing read rate, writes {write_rate}/s (goal 10 000)"),
             best.rate,
             "req/s",
         )
         .against("trivial axum handler", axum_ceiling)
         .bound(best.rate >= 10_000.0),
         Figure::new("capacity", "p99 at that rate", best.p99, "ms"),
-    ])
+    ];
+    if write_rate == 0 {
+        return Ok(figures);
+    }
+    figures.extend([
+        Figure::new(
+            "capacity",
+            &format!("background writes accepted (asked {write_rate}/s)"),
+            (summary.writes - summary.failed) as f64 / started.elapsed().as_secs_f64().max(0.001),
+            "req/s",
+        ),
+        Figure::new(
+            "capacity",
+            "background writes failed (after retries)",
+            summary.failed as f64,
+            "POSTs",
+        ),
+        Figure::new("capacity", "background write p99", summary.p99_ms, "ms"),
+    ]);
+    Ok(figures)
 }
 
 /// `ledger-writes`: POST rate raised step by step; the highest with zero errors.

@@ -213,9 +213,9 @@ async fn serve(
     drop(reserved);
     let mut running = Vec::new();
     let mut lines = Vec::new();
-    let mut upstreams: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut started_replicas = Vec::new();
     for service in &services {
-        let Some(process) = service.process(stack, &queues, &faults)? else {
+        let Some(replica) = service.replica(stack, &queues, &faults)? else {
             lines.push(format!(
                 "  {:<14} http://127.0.0.1:{}   (not built: cargo build -p {})",
                 service.label(),
@@ -225,49 +225,51 @@ async fn serve(
             continue;
         };
         step(&format!("starting the {}", service.label()));
-        process.start(SERVICE_TIMEOUT).await?;
-        wait_ready(service.port).await?;
+        replica.start(SERVICE_TIMEOUT).await?;
         done(started);
         lines.push(format!(
-            "  {:<14} http://127.0.0.1:{}   (logs {})",
+            "  {:<14} {}   (logs {})",
             service.label(),
-            service.port,
-            process.log_file().display()
+            replica.url(),
+            replica.process.log_file().display()
         ));
-        upstreams
-            .entry(service.name.to_string())
-            .or_default()
-            .push(format!("127.0.0.1:{}", service.port));
         state.replicas.push(ReplicaState {
             service: service.name.into(),
             replica: service.replica,
-            url: format!("http://127.0.0.1:{}", service.port),
-            pid: process.pid(),
+            url: replica.url(),
+            pid: replica.process.pid(),
         });
-        running.push(process);
+        started_replicas.push(replica);
     }
+    let upstreams = crate::replicas::upstreams(&started_replicas);
+    running.extend(started_replicas.into_iter().map(|r| r.process));
 
     // The gateway in front of the replicas, when nginx is installed and both services run.
     let mut first_lines = Vec::new();
     let gateway_url = format!("http://127.0.0.1:{}", args.gateway_port);
-    match crate::gateway::nginx_binary() {
-        Some(nginx) if upstreams.len() == 2 => {
-            step("starting the gateway (nginx)");
-            let dir = paths::harness_dir().join("up").join("gateway");
-            let config = crate::gateway::GatewayConfig {
-                listen: format!("127.0.0.1:{}", args.gateway_port),
-                upstreams,
-                rate_limit: args.gateway_rate_limit,
-                burst_limit: args.gateway_burst_limit,
-                access_log: dir.join("access.log"),
-                dir,
-            };
-            let gateway = crate::gateway::process(
-                &config,
-                &nginx,
-                paths::logs_dir().join(format!("gateway-{}.log", std::process::id())),
-            )?;
-            gateway.start(SERVICE_TIMEOUT).await?;
+    let both_services = upstreams.len() == 2;
+    let dir = paths::harness_dir().join("up").join("gateway");
+    let config = crate::gateway::GatewayConfig {
+        listen: format!("127.0.0.1:{}", args.gateway_port),
+        upstreams,
+        rate_limit: args.gateway_rate_limit,
+        burst_limit: args.gateway_burst_limit,
+        access_log: dir.join("access.log"),
+        dir,
+    };
+    let gateway = if both_services {
+        step("starting the gateway (nginx)");
+        crate::replicas::start_gateway(
+            &config,
+            paths::logs_dir().join(format!("gateway-{}.log", std::process::id())),
+            SERVICE_TIMEOUT,
+        )
+        .await?
+    } else {
+        None
+    };
+    match gateway {
+        Some(gateway) => {
             done(started);
             first_lines.push(format!(
                 "  {:<14} {gateway_url}   (nginx: {} replica(s) of each service, {} req/s, burst {}; \
@@ -283,12 +285,12 @@ async fn serve(
             running.push(gateway);
             state.gateway_url = Some(gateway_url.clone());
         }
-        Some(_) => {}
-        None => first_lines.push(format!(
+        None if both_services => first_lines.push(format!(
             "  {:<14} not running: nginx is not installed (apt-get install -y nginx, or \
              bash ci/install-deps.sh); use each service's own port",
             "gateway"
         )),
+        None => {}
     }
     write_state(&state)?;
     let ledger_url = state
@@ -461,18 +463,18 @@ impl ServiceSpec {
         }
     }
 
-    /// The supervised process, or `None` when the binary is not built. Every dependency is
+    /// The replica (not started), or `None` when the binary is not built. Every dependency is
     /// reached through its fault proxy.
-    fn process(
+    fn replica(
         &self,
         stack: &Stack,
         queues: &QueuePair,
         faults: &super::fault::FaultControl,
-    ) -> anyhow::Result<Option<Supervised>> {
+    ) -> anyhow::Result<Option<crate::replicas::Replica>> {
         let endpoints = stack.endpoints();
         let service: crate::netfault::Service = self.name.parse()?;
         let through = |dependency, url: &str| faults.url(service, dependency, url);
-        crate::services::ServiceProcess {
+        let spec = crate::services::ServiceProcess {
             service: self.name,
             label: self.label(),
             port: self.port,
@@ -491,8 +493,8 @@ impl ServiceSpec {
                 self.label(),
                 std::process::id()
             )),
-        }
-        .supervised(stack)
+        };
+        crate::replicas::Replica::new(&spec, stack)
     }
 }
 
@@ -546,31 +548,6 @@ fn prometheus(args: &UpArgs, replicas: &[ReplicaState]) -> anyhow::Result<Option
         stop_signal: libc::SIGTERM,
         log_file: paths::logs_dir().join(format!("prometheus-{}.log", std::process::id())),
     })))
-}
-
-/// Polls `/health/ready` until it answers 200.
-async fn wait_ready(port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + SERVICE_TIMEOUT;
-    loop {
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let request = format!(
-                "GET /health/ready HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-            );
-            let mut answer = Vec::new();
-            if stream.write_all(request.as_bytes()).await.is_ok()
-                && stream.read_to_end(&mut answer).await.is_ok()
-                && answer.starts_with(b"HTTP/1.1 200")
-            {
-                return Ok(());
-            }
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the service on port {port} did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The pid of a `harness up` that runs with this state folder, if any.

@@ -1,0 +1,114 @@
+//! Replicas of the services as child processes behind the nginx gateway: the assembly `harness
+//! up` runs, and the one the load suite's `sla-under-fire` scenario kills replicas of. A replica
+//! is a [`ServiceProcess`] started and waited for until its `/health/ready` answers; the gateway
+//! is [`crate::gateway`]'s nginx with one upstream per service over its replicas' ports.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::Stack;
+use crate::gateway::GatewayConfig;
+use crate::process::Supervised;
+use crate::services::ServiceProcess;
+
+/// One replica of a service: its process (startable again after a kill: same port, same
+/// settings) and where it listens.
+#[derive(Debug)]
+pub struct Replica {
+    /// `ledger` or `consolidation`.
+    pub service: &'static str,
+    /// Its own HTTP port (the gateway's upstream).
+    pub port: u16,
+    /// The process.
+    pub process: Supervised,
+}
+
+impl Replica {
+    /// The replica described by `spec`, not started; `None` when the service's binary is not
+    /// built next to the running executable.
+    pub fn new(spec: &ServiceProcess, stack: &Stack) -> anyhow::Result<Option<Self>> {
+        Ok(spec.supervised(stack)?.map(|process| Self {
+            service: spec.service,
+            port: spec.port,
+            process,
+        }))
+    }
+
+    /// Its own URL (not through the gateway).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `host:port`, as the gateway's upstream names it.
+    pub fn upstream(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process (again, after a kill or a stop) and waits until it is ready to serve.
+    pub async fn start(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.process.start(timeout).await?;
+        wait_ready(self.port, timeout).await
+    }
+}
+
+/// The gateway's upstreams: each service's replicas, by service name.
+pub fn upstreams<'a>(
+    replicas: impl IntoIterator<Item = &'a Replica>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut upstreams: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for replica in replicas {
+        upstreams
+            .entry(replica.service.to_string())
+            .or_default()
+            .push(replica.upstream());
+    }
+    upstreams
+}
+
+/// Writes the configuration and starts nginx in front of `config.upstreams`; `None` when nginx is
+/// not installed (`ci/install-deps.sh` installs it).
+pub async fn start_gateway(
+    config: &GatewayConfig,
+    log_file: PathBuf,
+    timeout: Duration,
+) -> anyhow::Result<Option<Supervised>> {
+    let Some(nginx) = crate::gateway::nginx_binary() else {
+        return Ok(None);
+    };
+    let gateway = crate::gateway::process(config, &nginx, log_file)?;
+    gateway.start(timeout).await?;
+    Ok(Some(gateway))
+}
+
+/// Polls `/health/ready` on `port` until it answers 200, or fails after `timeout`.
+pub async fn wait_ready(port: u16, timeout: Duration) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Ok(mut stream)) = tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        {
+            let request = format!(
+                "GET /health/ready HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+            );
+            let mut answer = Vec::new();
+            let exchanged = tokio::time::timeout(Duration::from_secs(2), async {
+                stream.write_all(request.as_bytes()).await?;
+                stream.read_to_end(&mut answer).await
+            })
+            .await;
+            if matches!(exchanged, Ok(Ok(_))) && answer.starts_with(b"HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the service on port {port} did not become ready within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
