@@ -220,7 +220,27 @@ impl std::fmt::Debug for Containers {
 impl Containers {
     /// Starts the three containers in parallel and waits until each is ready. Ports from
     /// `options` are used when given, free ports otherwise.
+    ///
+    /// A free port is only free when it is chosen: another process (a parallel test's client
+    /// socket, another stack's published port) can take it before Docker binds it. Such a start
+    /// is tried again, with new free ports, or after a pause for the ports `options` pins.
     pub async fn start(options: &NativeOptions) -> anyhow::Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(options).await {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("address already in use") => {
+                    eprintln!(
+                        "harness: a port was taken before Docker bound it; starting again ({e:#})"
+                    );
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn start_once(options: &NativeOptions) -> anyhow::Result<Self> {
         let images = ContainerImages::from_env()?;
         let docker = docker().await?;
         remove_left_by_dead_processes(&docker).await;
