@@ -82,43 +82,29 @@ impl QueuePairSpec {
     /// failure of the emulator is retried ([`transient`]).
     pub async fn create(&self, sqs: &aws_sdk_sqs::Client) -> anyhow::Result<QueuePair> {
         let dlq_name = format!("{}-dlq", self.name);
-        let dlq_url = (|| async {
-            sqs.create_queue()
-                .queue_name(&dlq_name)
-                .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
-                .send()
-                .await
-        })
-        .retry(retrying())
-        .when(transient)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
-        .with_context(|| format!("creating queue {dlq_name}"))?
-        .queue_url
-        .context("CreateQueue returned no URL")?;
+        let dlq_url = create_queue(
+            sqs,
+            &dlq_name,
+            &[(QueueAttributeName::MessageRetentionPeriod, "1209600".into())],
+        )
+        .await?;
         let dlq_arn = queue_arn(sqs, &dlq_url).await?;
         let redrive = serde_json::json!({
             "deadLetterTargetArn": dlq_arn,
             "maxReceiveCount": self.max_receive_count.to_string(),
         });
-        let url = (|| async {
-            sqs.create_queue()
-                .queue_name(&self.name)
-                .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-                .attributes(
+        let url = create_queue(
+            sqs,
+            &self.name,
+            &[
+                (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+                (
                     QueueAttributeName::VisibilityTimeout,
                     self.visibility_timeout_secs.to_string(),
-                )
-                .send()
-                .await
-        })
-        .retry(retrying())
-        .when(transient)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
-        .with_context(|| format!("creating queue {}", self.name))?
-        .queue_url
-        .context("CreateQueue returned no URL")?;
+                ),
+            ],
+        )
+        .await?;
         let arn = queue_arn(sqs, &url).await?;
         Ok(QueuePair {
             name: self.name.clone(),
@@ -130,6 +116,28 @@ impl QueuePairSpec {
             max_receive_count: self.max_receive_count,
         })
     }
+}
+
+/// Creates (or finds, SQS's create being idempotent) the queue `name`; returns its URL.
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> anyhow::Result<String> {
+    (|| async {
+        sqs.create_queue()
+            .queue_name(name)
+            .set_attributes(Some(attributes.iter().cloned().collect()))
+            .send()
+            .await
+    })
+    .retry(retrying())
+    .when(transient)
+    .await
+    .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+    .with_context(|| format!("creating queue {name}"))?
+    .queue_url
+    .context("CreateQueue returned no URL")
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<String> {

@@ -65,25 +65,24 @@ pub async fn pgbench(database_url: &str, clients: usize, seconds: usize) -> anyh
         .with_context(|| format!("no tps in pgbench output:\n{text}"))
 }
 
-/// LocalStack: messages per second through receive(10) + delete-batch with `pollers` loops,
-/// over `messages` pre-filled messages, timed to the last delete.
-pub async fn localstack(
+/// Sends `bodies` to `queue` in batches of ten, 16 batches in flight.
+pub async fn send_all(
     sqs: &aws_sdk_sqs::Client,
     queue: &str,
-    messages: usize,
-    pollers: usize,
-) -> anyhow::Result<f64> {
-    let body = "x".repeat(300);
+    bodies: &[String],
+) -> anyhow::Result<()> {
     let mut sends = tokio::task::JoinSet::new();
-    for chunk in 0..messages.div_ceil(10) {
-        let entries: Vec<_> = (0..10.min(messages - chunk * 10))
-            .map(|i| {
+    for chunk in bodies.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .message_body(&body)
+                    .message_body(body)
                     .build()
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         let (sqs, queue) = (sqs.clone(), queue.to_string());
         sends.spawn(async move {
             sqs.send_message_batch()
@@ -99,6 +98,18 @@ pub async fn localstack(
     while let Some(sent) = sends.join_next().await {
         sent??;
     }
+    Ok(())
+}
+
+/// LocalStack: messages per second through receive(10) + delete-batch with `pollers` loops,
+/// over `messages` pre-filled messages, timed to the last delete.
+pub async fn localstack(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    messages: usize,
+    pollers: usize,
+) -> anyhow::Result<f64> {
+    send_all(sqs, queue, &vec!["x".repeat(300); messages]).await?;
     let done = Arc::new(AtomicU64::new(0));
     let finished = Arc::new(std::sync::Mutex::new(None::<Instant>));
     let started = Instant::now();

@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use cashflow_contracts::{Currency, ENTRY_RECORDED, EntryKind, EntryRecordedV1};
 use harness::{ScopeOptions, Stack};
 
@@ -18,7 +17,7 @@ use crate::report::Figure;
 pub const GOAL: f64 = 0.8;
 const MERCHANTS: usize = 50;
 
-/// Sends `events` events (over 50 merchants and 7 days) to `queue`, 16 batches in flight.
+/// Sends `events` events (over 50 merchants and 7 days) to `queue`.
 pub async fn fill(sqs: &aws_sdk_sqs::Client, queue: &str, events: usize) -> anyhow::Result<()> {
     let today = time::OffsetDateTime::now_utc().date();
     let bodies: Vec<String> = (0..events)
@@ -42,36 +41,7 @@ pub async fn fill(sqs: &aws_sdk_sqs::Client, queue: &str, events: usize) -> anyh
             .map_err(anyhow::Error::from)
         })
         .collect::<anyhow::Result<_>>()?;
-    let mut sends = tokio::task::JoinSet::new();
-    for chunk in bodies.chunks(10) {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, body)| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(body)
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let (sqs, queue) = (sqs.clone(), queue.to_string());
-        sends.spawn(async move {
-            sqs.send_message_batch()
-                .queue_url(queue)
-                .set_entries(Some(entries))
-                .send()
-                .await
-        });
-        while sends.len() >= 16 {
-            if let Some(sent) = sends.join_next().await {
-                sent??;
-            }
-        }
-    }
-    while let Some(sent) = sends.join_next().await {
-        sent??;
-    }
-    Ok(())
+    crate::ceilings::send_all(sqs, queue, &bodies).await
 }
 
 /// Runs the scenario on `stack`: two rounds, each the emulator's ceiling then the
