@@ -208,9 +208,11 @@ pub struct RelayConfig {
     pub enabled: bool,
     /// Events per SendMessageBatch, at most 10 (`OUTBOX_BATCH_SIZE`, default 10).
     pub batch_size: u16,
-    /// Publish loops in this process (`OUTBOX_RELAY_CONCURRENCY`, default 4, at least 1). One
+    /// Publish loops in this process (`OUTBOX_RELAY_CONCURRENCY`, default 1, at least 1). One
     /// loop's cycle is five round trips (claim, send, mark, commit) for ten events; several
-    /// loops share the rows through `SKIP LOCKED`.
+    /// loops share the rows through `SKIP LOCKED`, but each holds a database connection (and
+    /// its transaction) while SQS answers: with SQS slow, N loops take N connections from the
+    /// requests' pool. Raise it with the pool.
     pub concurrency: u16,
     /// How often an idle relay looks for rows written by other replicas.
     pub idle_poll: Duration,
@@ -231,7 +233,7 @@ impl Default for RelayConfig {
         Self {
             enabled: true,
             batch_size: 10,
-            concurrency: 4,
+            concurrency: 1,
             idle_poll: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
         }
@@ -288,7 +290,7 @@ impl Config {
                 enabled: or_default("OUTBOX_RELAY_ENABLED", true)?,
                 batch_size,
                 concurrency: {
-                    let concurrency: u16 = or_default("OUTBOX_RELAY_CONCURRENCY", 4)?;
+                    let concurrency: u16 = or_default("OUTBOX_RELAY_CONCURRENCY", 1)?;
                     anyhow::ensure!(
                         concurrency >= 1,
                         "OUTBOX_RELAY_CONCURRENCY must be at least 1"
