@@ -208,12 +208,16 @@ pub struct RelayConfig {
     pub enabled: bool,
     /// Events per SendMessageBatch, at most 10 (`OUTBOX_BATCH_SIZE`, default 10).
     pub batch_size: u16,
-    /// Publish loops in this process (`OUTBOX_RELAY_CONCURRENCY`, default 1, at least 1). One
-    /// loop's cycle is five round trips (claim, send, mark, commit) for ten events; several
-    /// loops share the rows through `SKIP LOCKED`, but each holds a database connection (and
-    /// its transaction) while SQS answers: with SQS slow, N loops take N connections from the
-    /// requests' pool. Raise it with the pool.
+    /// Publish loops in this process (`OUTBOX_RELAY_CONCURRENCY`, default 4, at least 1). One
+    /// loop's cycle is three round trips (claim, send, mark) for ten events, so one loop caps
+    /// publishing at ten events per SQS round trip; several loops share the rows through their
+    /// leases. A loop holds a database connection only for its claim and its mark, never while
+    /// SQS answers, so loops do not compete with requests for the pool when SQS is slow.
     pub concurrency: u16,
+    /// How long a claim keeps other loops off its rows (`OUTBOX_CLAIM_LEASE_SECONDS`, default
+    /// 30). The send is given up after half of it; a loop that dies holding a claim delays its
+    /// rows by at most this much.
+    pub claim_lease: Duration,
     /// How often an idle relay looks for rows written by other replicas.
     pub idle_poll: Duration,
     /// Longest wait between attempts while SQS fails.
@@ -233,7 +237,8 @@ impl Default for RelayConfig {
         Self {
             enabled: true,
             batch_size: 10,
-            concurrency: 1,
+            concurrency: 4,
+            claim_lease: Duration::from_secs(30),
             idle_poll: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
         }
@@ -290,12 +295,20 @@ impl Config {
                 enabled: or_default("OUTBOX_RELAY_ENABLED", true)?,
                 batch_size,
                 concurrency: {
-                    let concurrency: u16 = or_default("OUTBOX_RELAY_CONCURRENCY", 1)?;
+                    let concurrency: u16 = or_default("OUTBOX_RELAY_CONCURRENCY", 4)?;
                     anyhow::ensure!(
                         concurrency >= 1,
                         "OUTBOX_RELAY_CONCURRENCY must be at least 1"
                     );
                     concurrency
+                },
+                claim_lease: {
+                    let seconds: u64 = or_default("OUTBOX_CLAIM_LEASE_SECONDS", 30)?;
+                    anyhow::ensure!(
+                        seconds >= 2,
+                        "OUTBOX_CLAIM_LEASE_SECONDS must be at least 2"
+                    );
+                    Duration::from_secs(seconds)
                 },
                 ..RelayConfig::default()
             },

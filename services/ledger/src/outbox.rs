@@ -1,8 +1,16 @@
 //! The outbox relay: publishes events written by request transactions to SQS in batches.
 //!
-//! Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas share the work without
-//! publishing a row twice (so do the several publish loops of one relay), and marked published
-//! only after SQS accepted them. While SQS fails the relay backs off exponentially (capped);
+//! A publish cycle is three steps, none of which holds a database connection while SQS answers
+//! (ADR 0014):
+//! 1. claim: one autocommitted `UPDATE` leases up to a batch of unpublished rows to this loop
+//!    (`claimed_until`, picked with `FOR UPDATE SKIP LOCKED`), so several replicas and the several
+//!    loops of one relay share the work without claiming a row twice;
+//! 2. publish: `SendMessageBatch`, bounded by half the lease;
+//! 3. mark the accepted rows published, and release the refused ones for the next cycle.
+//!
+//! A loop that dies or hangs between claim and mark loses nothing: its lease passes and another
+//! loop claims the rows again. That may publish an event twice (at least once); the consumer
+//! deduplicates on the event id. While SQS fails the relay backs off exponentially (capped);
 //! the outbox just grows, and recording goes on.
 
 use std::sync::Arc;
@@ -106,24 +114,75 @@ impl Relay {
 
     /// Publishes one batch; returns how many events SQS accepted.
     pub async fn publish_batch(&self) -> anyhow::Result<usize> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .context("starting a relay transaction")?;
-        let rows: Vec<PendingRow> = sqlx::query_as(
-            "SELECT id, event_type, payload::text AS payload, traceparent FROM outbox \
-             WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        let lease = self.config.claim_lease;
+        let mut rows: Vec<PendingRow> = sqlx::query_as(
+            "UPDATE outbox o SET claimed_until = now() + make_interval(secs => $2) \
+             FROM (SELECT id FROM outbox \
+                   WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < now()) \
+                   ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) claimed \
+             WHERE o.id = claimed.id \
+             RETURNING o.id, o.event_type, o.payload::text AS payload, o.traceparent",
         )
         .bind(i64::from(self.config.batch_size))
-        .fetch_all(&mut *tx)
+        .bind(lease.as_secs_f64())
+        .fetch_all(&self.pool)
         .await
         .context("claiming outbox rows")?;
         if rows.is_empty() {
             return Ok(0);
         }
+        rows.sort_by_key(|row| row.id);
+        let claimed: Vec<i64> = rows.iter().map(|row| row.id).collect();
+        let sent = match self.send(&rows, lease / 2).await {
+            Ok(sent) => sent,
+            Err(e) => {
+                // Handed back at once rather than at the lease's end. Should this fail too, the
+                // lease hands them back anyway.
+                self.release(&claimed).await;
+                return Err(e);
+            }
+        };
+        let published: Vec<i64> = sent
+            .successful
+            .iter()
+            .filter_map(|ok| ok.id.parse().ok())
+            .collect();
+        for failed in &sent.failed {
+            tracing::warn!(row = %failed.id, code = %failed.code, message = ?failed.message, "SQS refused an outbox event");
+        }
+        // Should this fail, SQS has the events but the rows are still unpublished: the lease
+        // passes and they are sent again, which the consumer's deduplication absorbs.
+        sqlx::query(
+            "UPDATE outbox SET published_at = now(), claimed_until = NULL WHERE id = ANY($1)",
+        )
+        .bind(&published)
+        .execute(&self.pool)
+        .await
+        .context("marking outbox rows published")?;
+        self.metrics.published.inc_by(published.len() as u64);
+        if published.len() < claimed.len() {
+            let refused: Vec<i64> = claimed
+                .iter()
+                .filter(|id| !published.contains(id))
+                .copied()
+                .collect();
+            self.release(&refused).await;
+        }
+        if published.is_empty() {
+            anyhow::bail!("SQS refused all {} events of the batch", sent.failed.len());
+        }
+        Ok(published.len())
+    }
+
+    /// One `SendMessageBatch` of `rows`, given up after `deadline` (whatever the SDK's own
+    /// retries would still try), so that it always ends inside the rows' lease.
+    async fn send(
+        &self,
+        rows: &[PendingRow],
+        deadline: Duration,
+    ) -> anyhow::Result<aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput> {
         let mut entries = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             let mut entry = SendMessageBatchRequestEntry::builder()
                 .id(row.id.to_string())
                 .message_body(&row.payload)
@@ -134,39 +193,29 @@ impl Relay {
             }
             entries.push(entry.build()?);
         }
-        // The rows stay locked while SQS is asked: no other relay takes them meanwhile.
-        let output = self
+        let call = self
             .sqs
             .send_message_batch()
             .queue_url(&self.queue_url)
             .set_entries(Some(entries))
-            .send()
+            .send();
+        tokio::time::timeout(deadline, call)
             .await
-            .context("SendMessageBatch")?;
-        let published: Vec<i64> = output
-            .successful
-            .iter()
-            .filter_map(|ok| ok.id.parse().ok())
-            .collect();
-        for failed in &output.failed {
-            tracing::warn!(row = %failed.id, code = %failed.code, message = ?failed.message, "SQS refused an outbox event");
+            .with_context(|| format!("SendMessageBatch took longer than {deadline:?}"))?
+            .context("SendMessageBatch")
+    }
+
+    /// Ends the lease on rows that were not published, so the next cycle takes them again.
+    async fn release(&self, ids: &[i64]) {
+        let released = sqlx::query(
+            "UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1) AND published_at IS NULL",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = released {
+            tracing::debug!(error = %e, rows = ids.len(), "releasing outbox rows failed; their lease will pass");
         }
-        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-            .bind(&published)
-            .execute(&mut *tx)
-            .await
-            .context("marking outbox rows published")?;
-        tx.commit()
-            .await
-            .context("committing the relay transaction")?;
-        self.metrics.published.inc_by(published.len() as u64);
-        if published.is_empty() {
-            anyhow::bail!(
-                "SQS refused all {} events of the batch",
-                output.failed.len()
-            );
-        }
-        Ok(published.len())
     }
 }
 

@@ -177,6 +177,57 @@ async fn sqs_faulty(fault: NetFault) {
     assert_eq!(seen.len(), 5, "every event published");
 }
 
+/// Publish loops hold no database connection while SQS answers: with more loops than the pool
+/// has connections, SQS blackholed and rows for every loop to claim, recording still answers
+/// 201 (a loop holding its claim in a transaction across the SQS call would take the whole pool
+/// and make every POST a 503), and everything is published once SQS is back.
+#[tokio::test]
+async fn publish_loops_hold_no_connection_while_sqs_hangs() {
+    const LOOPS: u16 = 8;
+    const CONNECTIONS: u32 = 3;
+    const ENTRIES: usize = 20;
+    let stack = harness::shared().await.expect("stack");
+    let proxy = FaultProxy::for_url(&stack.endpoints().sqs_endpoint)
+        .await
+        .expect("proxy");
+    proxy.inject(NetFault::Blackhole);
+    let app = TestApp::spawn_on(stack, |config| {
+        let endpoint = config.sqs.endpoint_url.clone().expect("endpoint");
+        config.sqs.endpoint_url = Some(proxy.url(&endpoint));
+        config.deadlines = Deadlines {
+            sqs_attempt: Duration::from_secs(10),
+            ..short_deadlines()
+        };
+        config.database_max_connections = CONNECTIONS;
+        config.write_batch.max_in_flight = 1;
+        config.relay.concurrency = LOOPS;
+        config.relay.batch_size = 1;
+        config.relay.max_backoff = Duration::from_millis(500);
+    })
+    .await;
+    for n in 0..ENTRIES {
+        let response = app.post_entry("m1", &credit("1.00")).await;
+        assert_eq!(
+            response.status(),
+            201,
+            "POST {n} with {LOOPS} publish loops waiting on SQS and {CONNECTIONS} connections: {:?}",
+            response.text().await
+        );
+    }
+    assert_eq!(
+        app.outbox_backlog().await,
+        ENTRIES as i64,
+        "nothing published yet"
+    );
+    proxy.inject(NetFault::Heal);
+    harness::eventually(Duration::from_secs(60), "the backlog drained", || async {
+        (app.outbox_backlog().await == 0).then_some(())
+    })
+    .await;
+    let seen = drain_events(&app.scope, ENTRIES, Duration::from_secs(30)).await;
+    assert_eq!(seen.len(), ENTRIES, "every event published");
+}
+
 #[tokio::test]
 async fn a_statement_past_statement_timeout_is_cancelled_by_postgres_and_counts_as_unavailable() {
     let stack = harness::shared().await.expect("stack");

@@ -124,3 +124,61 @@ async fn two_relays_at_once_publish_each_event_once() {
     assert!(seen.values().all(|&n| n == 1), "each exactly once");
     assert_eq!(app.outbox_backlog().await, 0);
 }
+
+/// A relay that claimed rows and died never published them: once its lease has passed another
+/// relay publishes them, and not before (its rows are not taken from a live claim).
+#[tokio::test]
+async fn rows_claimed_by_a_relay_that_died_are_published_after_its_lease() {
+    const LEASE: Duration = Duration::from_secs(3);
+    let app = TestApp::spawn_with(|config| config.relay.enabled = false).await;
+    for i in 0..5 {
+        let amount = format!("{}.00", i + 1);
+        assert_eq!(app.post_entry("m1", &credit(&amount)).await.status(), 201);
+    }
+    let pool = app.scope.pg_pool().await.expect("pool");
+    // What a relay's claim leaves behind when its process dies before the mark.
+    let claimed = sqlx::query(
+        "UPDATE outbox SET claimed_until = now() + make_interval(secs => $1) \
+         WHERE published_at IS NULL",
+    )
+    .bind(LEASE.as_secs_f64())
+    .execute(&pool)
+    .await
+    .expect("claim")
+    .rows_affected();
+    assert_eq!(claimed, 5);
+    let claimed_at = std::time::Instant::now();
+
+    let stop = CancellationToken::new();
+    let relay = Relay::new(
+        pool,
+        app.scope.sqs(),
+        app.scope.queues.url.clone(),
+        RelayConfig {
+            idle_poll: Duration::from_millis(20),
+            ..RelayConfig::default()
+        },
+        Arc::default(),
+        OutboxMetrics::default(),
+    );
+    let running = tokio::spawn(relay.run(stop.clone()));
+    harness::eventually(Duration::from_secs(30), "the backlog drained", || async {
+        (app.outbox_backlog().await == 0).then_some(())
+    })
+    .await;
+    let published_after = claimed_at.elapsed();
+    assert!(
+        published_after >= LEASE,
+        "published {published_after:?} after the claim, inside its {LEASE:?} lease"
+    );
+    let seen = drain_events(&app.scope, 5, Duration::from_secs(30)).await;
+    stop.cancel();
+    running.await.expect("relay");
+    assert_eq!(
+        seen.len(),
+        5,
+        "every claimed row published once the lease passed"
+    );
+    assert!(seen.values().all(|&n| n == 1), "each once: {seen:?}");
+    assert_eq!(app.outbox_backlog().await, 0);
+}
