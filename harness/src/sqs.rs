@@ -118,41 +118,55 @@ impl QueuePairSpec {
     }
 }
 
+/// Runs `call`, retrying transient failures of the emulator ([`transient`]); a final error
+/// carries SQS's own message and says what was being done.
+async fn with_retries<T, E, R, F, Fut>(what: impl Fn() -> String, call: F) -> anyhow::Result<T>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+{
+    call.retry(retrying())
+        .when(transient)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+        .with_context(what)
+}
+
 /// Creates (or finds, SQS's create being idempotent) the queue `name`; returns its URL.
 async fn create_queue(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
     attributes: &[(QueueAttributeName, String)],
 ) -> anyhow::Result<String> {
-    (|| async {
-        sqs.create_queue()
-            .queue_name(name)
-            .set_attributes(Some(attributes.iter().cloned().collect()))
-            .send()
-            .await
-    })
-    .retry(retrying())
-    .when(transient)
-    .await
-    .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
-    .with_context(|| format!("creating queue {name}"))?
+    with_retries(
+        || format!("creating queue {name}"),
+        || async {
+            sqs.create_queue()
+                .queue_name(name)
+                .set_attributes(Some(attributes.iter().cloned().collect()))
+                .send()
+                .await
+        },
+    )
+    .await?
     .queue_url
     .context("CreateQueue returned no URL")
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<String> {
-    let attributes: HashMap<QueueAttributeName, String> = (|| async {
-        sqs.get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-    })
-    .retry(retrying())
-    .when(transient)
-    .await
-    .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
-    .with_context(|| format!("reading the ARN of {url}"))?
+    let attributes: HashMap<QueueAttributeName, String> = with_retries(
+        || format!("reading the ARN of {url}"),
+        || async {
+            sqs.get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await
+        },
+    )
+    .await?
     .attributes
     .unwrap_or_default();
     attributes

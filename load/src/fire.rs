@@ -20,7 +20,7 @@
 //! (the gateway, caches included): for every merchant and day, the consolidated totals equal the
 //! ledger's entries; every write answered 201 is in the ledger; no entry is listed twice.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -365,19 +365,8 @@ async fn measure(args: &FireArgs, platform: &Platform<'_>) -> anyhow::Result<Vec
     let merchants: Vec<String> = (0..args.fire_merchants)
         .map(|i| format!("fire-{i}"))
         .collect();
-    let tokens = merchants
-        .iter()
-        .map(|m| {
-            platform
-                .ledger_stack
-                .identity()
-                .token()
-                .merchant(m.as_str())
-                .scopes(["entries:write", "entries:read", "balances:read"])
-                .ttl(lifetime)
-                .mint()
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tokens =
+        crate::target::mint_tokens(platform.ledger_stack.identity(), &merchants, lifetime)?;
     let target = Target {
         ledger_url: platform.gateway_url.clone(),
         consolidation_url: platform.gateway_url.clone(),
@@ -563,32 +552,19 @@ async fn freeze(stack: &Stack, dependency: Dependency) -> anyhow::Result<()> {
 async fn lags(platform: &Platform<'_>) -> anyhow::Result<Vec<(f64, f64)>> {
     let ledger = platform.ledger_scope.pg_pool().await?;
     let consolidation = platform.consolidation_scope.pg_pool().await?;
-    let recorded: Vec<(uuid::Uuid, time::OffsetDateTime)> = sqlx::query_as(
-        "SELECT o.event_id, e.recorded_at FROM outbox o JOIN entries e ON e.id = (o.payload->>'entry_id')::uuid \
-         WHERE e.description = 'fire'",
-    )
-    .fetch_all(&ledger)
-    .await?;
-    let applied: HashMap<uuid::Uuid, time::OffsetDateTime> =
-        sqlx::query_as("SELECT event_id, processed_at FROM processed_events")
-            .fetch_all(&consolidation)
-            .await?
-            .into_iter()
-            .collect();
+    let applied = crate::scenarios::recorded_and_applied(&ledger, &consolidation, "fire").await?;
     ledger.close().await;
     consolidation.close().await;
     // The epoch on the wall clock.
     let epoch_wall = time::OffsetDateTime::now_utc()
         - time::Duration::seconds_f64(epoch().elapsed().as_secs_f64());
-    Ok(recorded
+    Ok(applied
         .iter()
-        .filter_map(|(event, at)| {
-            applied.get(event).map(|done| {
-                (
-                    (*at - epoch_wall).as_seconds_f64(),
-                    (*done - *at).as_seconds_f64() * 1000.0,
-                )
-            })
+        .map(|(at, done)| {
+            (
+                (*at - epoch_wall).as_seconds_f64(),
+                (*done - *at).as_seconds_f64() * 1000.0,
+            )
         })
         .collect())
 }

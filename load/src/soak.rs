@@ -192,20 +192,7 @@ async fn soak_post(user: &mut GooseUser) -> TransactionResult {
         "{}/v1/merchants/{}/entries",
         target.ledger_url, target.merchants[m]
     );
-    let builder = user
-        .get_request_builder(&GooseMethod::Post, &url)?
-        .bearer_auth(&target.tokens[m])
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(&body);
-    user.request(
-        GooseRequest::builder()
-            .set_request_builder(builder)
-            .name("entry")
-            .expect_status_code(201)
-            .build(),
-    )
-    .await?;
-    Ok(())
+    crate::scenarios::post_entry_as(user, &url, &target.tokens[m], &body, true).await
 }
 
 /// One day's balance, of the last `days`.
@@ -224,16 +211,7 @@ async fn soak_balance(user: &mut GooseUser) -> TransactionResult {
         target.merchants[m],
         day_back(back)
     );
-    let builder = user
-        .get_request_builder(&GooseMethod::Get, &url)?
-        .bearer_auth(&target.tokens[m]);
-    user.request(
-        GooseRequest::builder()
-            .set_request_builder(builder)
-            .name("balance")
-            .build(),
-    )
-    .await?;
+    crate::scenarios::get_as(user, &url, &target.tokens[m], "balance").await?;
     Ok(())
 }
 
@@ -256,16 +234,7 @@ async fn soak_report(user: &mut GooseUser) -> TransactionResult {
         day_back(to + length - 1),
         day_back(to)
     );
-    let builder = user
-        .get_request_builder(&GooseMethod::Get, &url)?
-        .bearer_auth(&target.tokens[m]);
-    user.request(
-        GooseRequest::builder()
-            .set_request_builder(builder)
-            .name("report")
-            .build(),
-    )
-    .await?;
+    crate::scenarios::get_as(user, &url, &target.tokens[m], "report").await?;
     Ok(())
 }
 
@@ -1019,18 +988,7 @@ async fn load_and_sample(
         .map(|i| format!("soak-{i}"))
         .collect();
     let lifetime = Duration::from_secs(run_seconds + 3600);
-    let tokens = merchants
-        .iter()
-        .map(|m| {
-            stack
-                .identity()
-                .token()
-                .merchant(m.as_str())
-                .scopes(["entries:write", "entries:read", "balances:read"])
-                .ttl(lifetime)
-                .mint()
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tokens = crate::target::mint_tokens(stack.identity(), &merchants, lifetime)?;
     let target = Target {
         ledger_url: ledger_url.to_string(),
         consolidation_url: consolidation_url.to_string(),

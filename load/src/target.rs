@@ -35,6 +35,25 @@ pub struct Local {
     pub system: tokio::sync::Mutex<System>,
 }
 
+/// A token per merchant (same order) with every merchant scope, valid for `lifetime`.
+pub fn mint_tokens(
+    identity: &harness::IdentityProvider,
+    merchants: &[String],
+    lifetime: Duration,
+) -> anyhow::Result<Vec<String>> {
+    merchants
+        .iter()
+        .map(|m| {
+            identity
+                .token()
+                .merchant(m.as_str())
+                .scopes(["entries:write", "entries:read", "balances:read"])
+                .ttl(lifetime)
+                .mint()
+        })
+        .collect()
+}
+
 impl Target {
     /// Starts a stack and both services in this process.
     pub async fn start_local(merchants: usize, days: i64) -> anyhow::Result<Self> {
