@@ -325,9 +325,15 @@ pub async fn sla(
 }
 
 /// `capacity`: read rate raised step by step until a failure appears, p99 exceeds 100 ms, or
-/// the achieved rate falls under 90 % of the asked one, while the ledger receives open-loop
-/// writes at `write_rate`/s in the background (0: none) through the same target. Reports the
-/// highest passing read rate beside the trivial axum handler.
+/// the achieved rate stops growing (the service is saturated: raising the asked rate adds less
+/// than 5 %), while the ledger receives open-loop writes at `write_rate`/s in the background
+/// (0: none) through the same target. Reports the highest achieved read rate of a passing step
+/// beside the trivial axum handler.
+///
+/// The achieved rate, not the asked one, is the figure: goose's throttle releases its tokens
+/// after timer sleeps that overshoot, so it delivers 88-94 % of the asked rate even to a service
+/// answering in 2 ms (a rule of "at least 90 % of the asked rate" failed steps the service
+/// passed).
 pub async fn capacity(
     target: &Target,
     steps: &[usize],
@@ -391,10 +397,16 @@ pub async fn capacity(
             run.p99,
             kinds.join(", ")
         );
-        if run.failures > 0 || run.p99 > 100.0 || run.rate < 0.9 * rate as f64 {
+        if run.failures > 0 || run.p99 > 100.0 {
             break;
         }
-        best = Some(run);
+        let previous = best.map_or(0.0, |b| b.rate);
+        if run.rate > previous {
+            best = Some(run);
+        }
+        if run.rate < previous * 1.05 {
+            break;
+        }
     }
     let writes = match writer {
         Some(writer) => writer.stop().await,

@@ -208,16 +208,19 @@ pub struct RelayConfig {
     pub enabled: bool,
     /// Events per SendMessageBatch, at most 10 (`OUTBOX_BATCH_SIZE`, default 10).
     pub batch_size: u16,
-    /// Publish loops in this process (`OUTBOX_RELAY_CONCURRENCY`, default 4, at least 1). One
-    /// loop's cycle is three round trips (claim, send, mark) for ten events, so one loop caps
-    /// publishing at ten events per SQS round trip; several loops share the rows through their
-    /// leases. A loop holds a database connection only for its claim and its mark, never while
-    /// SQS answers, so loops do not compete with requests for the pool when SQS is slow.
+    /// Batches a publish cycle claims and sends at once (`OUTBOX_RELAY_CONCURRENCY`, default 4,
+    /// at least 1): one batch per SQS round trip caps publishing at ten events per round trip;
+    /// with 4 a cycle carries up to forty. Sends hold no database connection, so this need not
+    /// be sized with the pool.
     pub concurrency: u16,
     /// How long a claim keeps other loops off its rows (`OUTBOX_CLAIM_LEASE_SECONDS`, default
     /// 30). The send is given up after half of it; a loop that dies holding a claim delays its
     /// rows by at most this much.
     pub claim_lease: Duration,
+    /// How long a relay that drained the outbox waits after a commit's poke before its next
+    /// cycle, so that batches leave full (`OUTBOX_LINGER_MS`, default 50; 0 sends at once).
+    /// Every event waits at most this long more.
+    pub linger: Duration,
     /// How often an idle relay looks for rows written by other replicas.
     pub idle_poll: Duration,
     /// Longest wait between attempts while SQS fails.
@@ -239,6 +242,7 @@ impl Default for RelayConfig {
             batch_size: 10,
             concurrency: 4,
             claim_lease: Duration::from_secs(30),
+            linger: Duration::from_millis(50),
             idle_poll: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
         }
@@ -310,6 +314,7 @@ impl Config {
                     );
                     Duration::from_secs(seconds)
                 },
+                linger: Duration::from_millis(or_default("OUTBOX_LINGER_MS", 50)?),
                 ..RelayConfig::default()
             },
             deadlines,

@@ -18,6 +18,8 @@ pub struct OutboxMetrics {
     pub oldest_age_seconds: Gauge<f64, AtomicU64>,
     /// Events SQS accepted.
     pub published: Counter,
+    /// SendMessageBatch calls SQS answered (events per call: `published` divided by this).
+    pub batches_sent: Counter,
     /// Failed publish attempts (a whole batch or single entries).
     pub publish_failures: Counter,
 }
@@ -89,6 +91,11 @@ impl Metrics {
             "outbox_published",
             "Events published to SQS",
             outbox.published.clone(),
+        );
+        registry.register(
+            "outbox_batches_sent",
+            "SendMessageBatch calls SQS answered",
+            outbox.batches_sent.clone(),
         );
         registry.register(
             "outbox_publish_failures",

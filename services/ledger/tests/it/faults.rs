@@ -177,13 +177,13 @@ async fn sqs_faulty(fault: NetFault) {
     assert_eq!(seen.len(), 5, "every event published");
 }
 
-/// Publish loops hold no database connection while SQS answers: with more loops than the pool
-/// has connections, SQS blackholed and rows for every loop to claim, recording still answers
-/// 201 (a loop holding its claim in a transaction across the SQS call would take the whole pool
-/// and make every POST a 503), and everything is published once SQS is back.
+/// The relay holds no database connection while SQS answers: with more batches in flight than
+/// the pool has connections, SQS blackholed and rows for every batch, recording still answers
+/// 201 (a relay holding its claim in a transaction across the SQS call takes the whole pool and
+/// makes every POST a 503), and everything is published once SQS is back.
 #[tokio::test]
-async fn publish_loops_hold_no_connection_while_sqs_hangs() {
-    const LOOPS: u16 = 8;
+async fn the_relay_holds_no_connection_while_sqs_hangs() {
+    const BATCHES: u16 = 8;
     const CONNECTIONS: u32 = 3;
     const ENTRIES: usize = 20;
     let stack = harness::shared().await.expect("stack");
@@ -200,7 +200,7 @@ async fn publish_loops_hold_no_connection_while_sqs_hangs() {
         };
         config.database_max_connections = CONNECTIONS;
         config.write_batch.max_in_flight = 1;
-        config.relay.concurrency = LOOPS;
+        config.relay.concurrency = BATCHES;
         config.relay.batch_size = 1;
         config.relay.max_backoff = Duration::from_millis(500);
     })
@@ -210,7 +210,7 @@ async fn publish_loops_hold_no_connection_while_sqs_hangs() {
         assert_eq!(
             response.status(),
             201,
-            "POST {n} with {LOOPS} publish loops waiting on SQS and {CONNECTIONS} connections: {:?}",
+            "POST {n} with {BATCHES} batches waiting on SQS and {CONNECTIONS} connections: {:?}",
             response.text().await
         );
     }
