@@ -47,6 +47,9 @@ pub struct Relay {
 #[derive(Debug, sqlx::FromRow)]
 struct PendingRow {
     id: i64,
+    /// The claim's lease end, the same for every row of one claim: the mark and the release
+    /// touch a row only while it still holds this claim.
+    claimed_until: time::OffsetDateTime,
     event_type: String,
     payload: String,
     traceparent: Option<String>,
@@ -124,7 +127,8 @@ impl Relay {
                    WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < now()) \
                    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) claimed \
              WHERE o.id = claimed.id \
-             RETURNING o.id, o.event_type, o.payload::text AS payload, o.traceparent",
+             RETURNING o.id, o.claimed_until, o.event_type, o.payload::text AS payload, \
+               o.traceparent",
         )
         .bind(i64::try_from(self.claim_limit()).unwrap_or(i64::MAX))
         .bind(lease.as_secs_f64())
@@ -156,12 +160,18 @@ impl Relay {
                 Err(e) => failed_batch = Some(e),
             }
         }
-        // Should this fail, SQS has the events but the rows are still unpublished: the lease
-        // passes and they are sent again, which the consumer's deduplication absorbs.
+        // Only rows still under this claim: a replay that re-armed a row while it was being
+        // sent (published_at and claimed_until back to NULL), or another relay that claimed it
+        // after the lease passed, wants it sent again. Should the mark fail, SQS has the events
+        // but the rows are still unpublished: the lease passes and they are sent again, which
+        // the consumer's deduplication absorbs.
+        let claim = rows[0].claimed_until;
         sqlx::query(
-            "UPDATE outbox SET published_at = now(), claimed_until = NULL WHERE id = ANY($1)",
+            "UPDATE outbox SET published_at = now(), claimed_until = NULL \
+             WHERE id = ANY($1) AND claimed_until = $2",
         )
         .bind(&published)
+        .bind(claim)
         .execute(&self.pool)
         .await
         .context("marking outbox rows published")?;
@@ -174,7 +184,7 @@ impl Relay {
                 .map(|row| row.id)
                 .filter(|id| !published.contains(id))
                 .collect();
-            self.release(&unpublished).await;
+            self.release(&unpublished, claim).await;
         }
         if let Some(e) = failed_batch {
             return Err(e);
@@ -216,12 +226,15 @@ impl Relay {
             .context("SendMessageBatch")
     }
 
-    /// Ends the lease on rows that were not published, so the next cycle takes them again.
-    async fn release(&self, ids: &[i64]) {
+    /// Ends the lease on rows that were not published, so the next cycle takes them again (rows
+    /// another claim took meanwhile are left to it).
+    async fn release(&self, ids: &[i64], claim: time::OffsetDateTime) {
         let released = sqlx::query(
-            "UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1) AND published_at IS NULL",
+            "UPDATE outbox SET claimed_until = NULL \
+             WHERE id = ANY($1) AND published_at IS NULL AND claimed_until = $2",
         )
         .bind(ids)
+        .bind(claim)
         .execute(&self.pool)
         .await;
         if let Err(e) = released {

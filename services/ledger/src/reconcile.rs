@@ -209,10 +209,12 @@ pub async fn replay(
                 .await
                 .context("starting a replay transaction")?;
             // Through the outbox, never straight to SQS: the relay publishes it like any event.
+            // Clearing the claim too: a row being sent right now is then not marked published
+            // by that send, and leaves again (ADR 14).
             sqlx::query(
                 "INSERT INTO outbox (event_id, event_type, payload) \
                  SELECT id, $3, payload FROM unnest($1::uuid[], $2::jsonb[]) AS r(id, payload) \
-                 ON CONFLICT (event_id) DO UPDATE SET published_at = NULL",
+                 ON CONFLICT (event_id) DO UPDATE SET published_at = NULL, claimed_until = NULL",
             )
             .bind(&ids)
             .bind(&payloads)

@@ -107,7 +107,14 @@ pub(crate) async fn replay_twice(w: &mut Platform, merchant: String) {
         .mint()
         .expect("token");
     let day = format(today());
+    let metrics = system
+        .consolidation_metrics
+        .clone()
+        .expect("the consolidation runs");
+    // Each replay is delivered before the next: a replay of events still waiting in the outbox
+    // adds nothing to it (they leave once), which is not what this step is about.
     for _ in 0..2 {
+        let duplicates_before = metrics.consumer.duplicates.get();
         let response = system
             .http()
             .post(format!(
@@ -120,5 +127,11 @@ pub(crate) async fn replay_twice(w: &mut Platform, merchant: String) {
             .await
             .expect("replay");
         assert_eq!(response.status().as_u16(), 200);
+        let body: serde_json::Value = response.json().await.expect("json");
+        let replayed = body["replayed"].as_u64().expect("replayed");
+        harness::eventually(Duration::from_secs(30), "the replay delivered", || async {
+            (metrics.consumer.duplicates.get() >= duplicates_before + replayed).then_some(())
+        })
+        .await;
     }
 }

@@ -182,3 +182,55 @@ async fn rows_claimed_by_a_relay_that_died_are_published_after_its_lease() {
     assert!(seen.values().all(|&n| n == 1), "each once: {seen:?}");
     assert_eq!(app.outbox_backlog().await, 0);
 }
+
+/// A replay that re-arms an event while the relay is sending it is not swallowed by that send's
+/// mark: the event leaves twice (once per publish; the consumer counts it once).
+#[tokio::test]
+async fn a_replay_during_the_send_of_its_event_publishes_it_again() {
+    let stack = harness::shared().await.expect("stack");
+    let proxy = harness::FaultProxy::for_url(&stack.endpoints().sqs_endpoint)
+        .await
+        .expect("proxy");
+    // Each send takes over a second: long enough to replay while it is in flight.
+    proxy.inject(harness::NetFault::latency_ms(1_000));
+    let app = TestApp::spawn_on(stack, |config| {
+        let endpoint = config.sqs.endpoint_url.clone().expect("endpoint");
+        config.sqs.endpoint_url = Some(proxy.url(&endpoint));
+    })
+    .await;
+    assert_eq!(app.post_entry("m1", &credit("1.00")).await.status(), 201);
+    let pool = app.scope.pg_pool().await.expect("pool");
+    harness::eventually(
+        Duration::from_secs(10),
+        "the relay claimed the event",
+        || async {
+            let claimed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox WHERE claimed_until IS NOT NULL AND published_at IS NULL",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+            (claimed == 1).then_some(())
+        },
+    )
+    .await;
+    let rules = ledger::config::EntryRules::default();
+    let today = ledger::entries::today(&rules);
+    let outcome = ledger::reconcile::replay(
+        &pool,
+        "m1",
+        today,
+        today,
+        &ledger::reconcile::Pacer::new(1_000),
+    )
+    .await
+    .expect("replay");
+    assert_eq!(outcome.replayed, 1);
+    let seen = drain_events(&app.scope, 2, Duration::from_secs(30)).await;
+    assert_eq!(
+        seen.values().copied().collect::<Vec<_>>(),
+        vec![2],
+        "published by the send in flight, then again for the replay"
+    );
+    assert_eq!(app.outbox_backlog().await, 0);
+}
