@@ -161,9 +161,12 @@ pub(crate) async fn deliver_again(w: &mut Platform) {
 #[then(expr = "the consolidation counted {int} duplicate")]
 pub(crate) async fn duplicates(w: &mut Platform, count: u64) {
     let metrics = w.system().consolidation_metrics.clone().expect("metrics");
-    harness::eventually(Duration::from_secs(30), "the duplicate", || {
+    // At least: on a busy machine SQS may deliver a message again after its visibility timeout
+    // (at least once), which is one more duplicate. What proves nothing was counted twice is
+    // the balance check that follows each use of this step.
+    harness::eventually(Duration::from_secs(30), "the duplicates", || {
         let metrics = metrics.clone();
-        async move { (metrics.consumer.duplicates.get() == count).then_some(()) }
+        async move { (metrics.consumer.duplicates.get() >= count).then_some(()) }
     })
     .await;
 }
