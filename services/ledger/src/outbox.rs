@@ -11,8 +11,8 @@
 //!
 //! Once the outbox is drained the relay waits for a commit's poke, then lingers a moment
 //! (`OUTBOX_LINGER_MS`) so that the next cycle sends full batches: at a steady 200 events/s
-//! that is a SendMessageBatch of ten every 50 ms instead of one per group commit, a fifth of the
-//! SQS requests (SQS bills per request, and an emulator spends its CPU on them).
+//! about one SendMessageBatch of ten every 50 ms instead of one per group commit of a few
+//! events (SQS bills per request, and an emulator spends its CPU on them).
 //!
 //! A relay that dies or hangs between claim and mark loses nothing: its lease passes and another
 //! claims the rows again. That may publish an event twice (at least once); the consumer
