@@ -12,6 +12,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, credit, drain_events};
 
+/// A relay of its own on `app`'s outbox and queue (beside the app's, when enabled), polling
+/// often.
+async fn relay_of(app: &TestApp) -> Relay {
+    Relay::new(
+        app.scope.pg_pool().await.expect("pool"),
+        app.scope.sqs(),
+        app.scope.queues.url.clone(),
+        RelayConfig {
+            idle_poll: Duration::from_millis(20),
+            ..RelayConfig::default()
+        },
+        Arc::default(),
+        OutboxMetrics::default(),
+    )
+}
+
 #[tokio::test]
 async fn each_recorded_entry_is_published_once() {
     let app = TestApp::spawn().await;
@@ -102,17 +118,7 @@ async fn two_relays_at_once_publish_each_event_once() {
     let stop = CancellationToken::new();
     let mut relays = Vec::new();
     for _ in 0..2 {
-        let relay = Relay::new(
-            app.scope.pg_pool().await.expect("pool"),
-            app.scope.sqs(),
-            app.scope.queues.url.clone(),
-            RelayConfig {
-                idle_poll: Duration::from_millis(20),
-                ..RelayConfig::default()
-            },
-            Arc::default(),
-            OutboxMetrics::default(),
-        );
+        let relay = relay_of(&app).await;
         relays.push(tokio::spawn(relay.run(stop.clone())));
     }
     let seen = drain_events(&app.scope, 200, Duration::from_secs(60)).await;
@@ -150,17 +156,7 @@ async fn rows_claimed_by_a_relay_that_died_are_published_after_its_lease() {
     let claimed_at = std::time::Instant::now();
 
     let stop = CancellationToken::new();
-    let relay = Relay::new(
-        pool,
-        app.scope.sqs(),
-        app.scope.queues.url.clone(),
-        RelayConfig {
-            idle_poll: Duration::from_millis(20),
-            ..RelayConfig::default()
-        },
-        Arc::default(),
-        OutboxMetrics::default(),
-    );
+    let relay = relay_of(&app).await;
     let running = tokio::spawn(relay.run(stop.clone()));
     harness::eventually(Duration::from_secs(30), "the backlog drained", || async {
         (app.outbox_backlog().await == 0).then_some(())
