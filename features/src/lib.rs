@@ -342,6 +342,7 @@ impl System {
             ),
             redis_prefix: self.consolidation_scope.redis_prefix.clone(),
             cache_ttl: Duration::from_secs(600),
+            cache_stale_if_error: Duration::from_secs(600),
             redis: Default::default(),
             queue_url: self.ledger_scope.queues.url.clone(),
             dlq_url: self.ledger_scope.queues.dlq_url.clone(),

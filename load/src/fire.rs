@@ -134,6 +134,9 @@ struct ReadSample {
     ok: bool,
     /// 0: no answer.
     status: u16,
+    /// Answered with the last invalidated answer, marked stale, because the consolidation's
+    /// PostgreSQL was unavailable (ADR 0015): a success, counted apart.
+    stale: bool,
 }
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -152,6 +155,12 @@ fn since_epoch(at: Instant) -> f64 {
 async fn record(response: GooseResponse) {
     let metric = &response.request;
     let (status, mut ok) = (metric.status_code, metric.success);
+    let stale = response.response.as_ref().is_ok_and(|r| {
+        r.headers()
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("stale-if-error"))
+    });
     let sent_to_headers = Duration::from_millis(metric.response_time)
         + Duration::from_micros(u64::from(metric.response_time_fraction_us));
     let body_started = Instant::now();
@@ -168,6 +177,7 @@ async fn record(response: GooseResponse) {
         latency_ms: latency.as_secs_f64() * 1000.0,
         ok,
         status,
+        stale,
     };
     READS.lock().unwrap_or_else(|p| p.into_inner()).push(sample);
 }
@@ -579,6 +589,8 @@ struct Row {
     reads: usize,
     read_failures: usize,
     read_failure_pct: f64,
+    /// Reads answered stale while PostgreSQL was unavailable.
+    stale_reads: usize,
     /// Failed reads by status (0: no answer).
     failure_statuses: BTreeMap<u16, usize>,
     p50_ms: f64,
@@ -645,6 +657,7 @@ fn rows(pass: &Pass, lags: &[(f64, f64)]) -> Vec<Row> {
                 } else {
                     read_failures as f64 * 100.0 / reads.len() as f64
                 },
+                stale_reads: reads.iter().filter(|r| r.stale).count(),
                 failure_statuses,
                 p50_ms: percentile(&latencies, 0.50),
                 p95_ms: percentile(&latencies, 0.95),
@@ -885,12 +898,13 @@ fn markdown(rows: &[Row], books: &Books, args: &FireArgs) -> String {
     let mut out = format!(
         "sla-under-fire: 2 replicas of each service behind nginx; reads (balances 4 : reports 1) \
          at each pass's rate, writes at {}/s over {} merchants, all through the gateway. Latencies \
-         in ms; CO = back-filled for coordinated omission; lag = ledger commit → balance applied.\n\n",
+         in ms; CO = back-filled for coordinated omission; stale = answered with the last \
+         invalidated answer while PostgreSQL was unavailable (ADR 0015); lag = ledger commit → balance applied.\n\n",
         args.write_rate, args.fire_merchants
     );
     out.push_str(
-        "| reads/s | window | s | reads | failed | p50 | p95 | p99 | p99 CO | writes | failed | retries (POSTs retried) | write p99 | lag p50 | lag p99 |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| reads/s | window | s | reads | failed | stale | p50 | p95 | p99 | p99 CO | writes | failed | retries (POSTs retried) | write p99 | lag p50 | lag p99 |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let failed = if r.read_failures == 0 {
@@ -915,12 +929,13 @@ fn markdown(rows: &[Row], books: &Books, args: &FireArgs) -> String {
             )
         };
         out.push_str(&format!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} |\n",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} |\n",
             r.rate,
             r.window,
             r.seconds,
             r.reads,
             failed,
+            r.stale_reads,
             ms(r.p50_ms),
             ms(r.p95_ms),
             ms(r.p99_ms),
@@ -968,6 +983,12 @@ fn figures(passes: &[Pass], rows: &[Row], books: &Books, args: &FireArgs) -> Vec
                 )
                 .bound(whole.read_failures == 0 && whole.reads > 0),
             );
+            figures.push(Figure::new(
+                name,
+                &format!("{rate}/s: reads answered stale (ADR 0015)"),
+                whole.stale_reads as f64,
+                "reads",
+            ));
             figures.push(Figure::new(
                 name,
                 &format!("{rate}/s: read p99, whole pass"),

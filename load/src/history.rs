@@ -335,6 +335,7 @@ pub(crate) fn consolidation_config(
         },
         redis_prefix: format!("{}history-{design}:", scope.redis_prefix),
         cache_ttl: Duration::from_secs(600),
+        cache_stale_if_error: Duration::from_secs(600),
         redis: Default::default(),
         queue_url: scope.queues.url.clone(),
         dlq_url: scope.queues.dlq_url.clone(),

@@ -13,6 +13,12 @@
 //! never puts back a stale balance. Both scripts run atomically, so the index, the answers and
 //! the version never disagree for a reader.
 //!
+//! Stale-if-error (RFC 5861's idea, on the server side): an invalidation does not simply delete
+//! an answer, it moves it to `<prefix>stale:<merchant>:<field>` for `CACHE_STALE_IF_ERROR_SECONDS`.
+//! A read that misses and then finds PostgreSQL unavailable answers that last copy, marked stale
+//! (`Cache-Status`), rather than a 503: its `as_of` says how old it is. It is never served while
+//! PostgreSQL answers, so a stale copy can never hide a change from a reader who could see it.
+//!
 //! Redis is a cache only: when it fails, reads go to PostgreSQL and a metric counts the
 //! fallback; invalidations that could not reach Redis are kept and retried, and this instance
 //! bypasses the cache for those merchants until they succeed. Every command has a deadline
@@ -48,6 +54,8 @@ pub struct CacheMetrics {
     /// Redis connects and calls that failed or passed their deadline (each one a read that
     /// waited for Redis in vain; none while the breaker is open).
     pub redis_failures: Counter,
+    /// Reads answered with the last, invalidated answer because PostgreSQL was unavailable.
+    pub stale_served: Counter,
 }
 
 /// What a lookup found.
@@ -71,6 +79,9 @@ pub struct Cache {
     client: redis::Client,
     prefix: String,
     ttl: Duration,
+    /// How long an invalidated answer is kept for reads while PostgreSQL is unavailable (zero:
+    /// not kept).
+    stale_if_error: Duration,
     redis: RedisConfig,
     /// The connection, made on first use (Redis may be down at start).
     connection: Mutex<Option<ConnectionManager>>,
@@ -96,13 +107,22 @@ end
 return 0
 ";
 
-/// KEYS: version, index. ARGV: first changed date, version TTL, prefix of the answer keys.
+/// KEYS: version, index. ARGV: first changed date, version TTL, prefix of the answer keys,
+/// prefix of the stale copies, their TTL in seconds (0: keep none).
 const INVALIDATE: &str = r"
 redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+local stale_ttl = tonumber(ARGV[5])
 for _, field in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   if string.sub(field, -10) >= ARGV[1] then
-    redis.call('DEL', ARGV[3] .. field)
+    local answer = ARGV[3] .. field
+    if stale_ttl > 0 then
+      local value = redis.call('GET', answer)
+      if value then
+        redis.call('SET', ARGV[4] .. field, value, 'EX', stale_ttl)
+      end
+    end
+    redis.call('DEL', answer)
     redis.call('ZREM', KEYS[2], field)
   end
 end
@@ -110,11 +130,13 @@ return 1
 ";
 
 impl Cache {
-    /// A cache on `url`; connects on first use.
+    /// A cache on `url` whose answers live `ttl`, and whose invalidated answers are kept
+    /// `stale_if_error` for reads while PostgreSQL is unavailable; connects on first use.
     pub fn new(
         url: &str,
         prefix: &str,
         ttl: Duration,
+        stale_if_error: Duration,
         redis: RedisConfig,
         metrics: CacheMetrics,
     ) -> anyhow::Result<Self> {
@@ -122,6 +144,7 @@ impl Cache {
             client: redis::Client::open(url)?,
             prefix: prefix.to_string(),
             ttl,
+            stale_if_error,
             redis,
             connection: Mutex::default(),
             breaker: Breaker::new(
@@ -164,6 +187,10 @@ impl Cache {
 
     fn answer_prefix(&self, merchant: &str) -> String {
         format!("{}bal:{merchant}:", self.prefix)
+    }
+
+    fn stale_prefix(&self, merchant: &str) -> String {
+        format!("{}stale:{merchant}:", self.prefix)
     }
 
     /// The Redis key holding one cached answer (exposed for tests of its expiry).
@@ -292,6 +319,30 @@ impl Cache {
         }
     }
 
+    /// The last answer for `field` that an invalidation retired, for a read that PostgreSQL
+    /// cannot answer now. `None` when there is none or Redis cannot say.
+    pub async fn stale(&self, merchant: &str, field: &str) -> Option<String> {
+        if self.stale_if_error.is_zero() {
+            return None;
+        }
+        let mut redis = self.connection().await?;
+        let key = format!("{}{field}", self.stale_prefix(merchant));
+        let found: redis::RedisResult<Option<String>> = self
+            .call(redis::cmd("GET").arg(key).query_async(&mut redis))
+            .await;
+        match found {
+            Ok(Some(value)) => {
+                self.metrics.stale_served.inc();
+                Some(value)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading a stale answer failed");
+                None
+            }
+        }
+    }
+
     /// Forgets every cached answer of `merchant` that covers `from` or later.
     pub async fn invalidate_from(&self, merchant: &str, from: Date) {
         self.invalidate(std::iter::once((merchant, from))).await;
@@ -335,7 +386,9 @@ impl Cache {
                     .key(&index_key)
                     .arg(business_date::format(*from))
                     .arg(self.ttl.as_secs() * 2)
-                    .arg(&answers),
+                    .arg(&answers)
+                    .arg(self.stale_prefix(merchant))
+                    .arg(self.stale_if_error.as_secs()),
             );
         }
         let done: redis::RedisResult<Vec<i32>> = self.call(pipeline.query_async(&mut redis)).await;

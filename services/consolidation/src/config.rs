@@ -24,6 +24,10 @@ pub struct Config {
     pub redis_prefix: String,
     /// How long a cached balance lives (`CACHE_TTL_SECONDS`, default 3600).
     pub cache_ttl: Duration,
+    /// How long the last answer of a changed day or range is kept to answer, marked stale,
+    /// while PostgreSQL is unavailable (`CACHE_STALE_IF_ERROR_SECONDS`, default 3600; 0 keeps
+    /// none and such reads are 503).
+    pub cache_stale_if_error: Duration,
     /// Redis deadlines and circuit breaker (`REDIS_CONNECT_TIMEOUT_MS`, ...).
     pub redis: RedisConfig,
     /// The entries queue (`ENTRIES_QUEUE_URL`).
@@ -391,6 +395,10 @@ impl Config {
             redis_url: required("REDIS_URL")?,
             redis_prefix: or_default("REDIS_KEY_PREFIX", "cashflow:consolidation:".to_string())?,
             cache_ttl: Duration::from_secs(or_default("CACHE_TTL_SECONDS", 3600)?),
+            cache_stale_if_error: Duration::from_secs(or_default(
+                "CACHE_STALE_IF_ERROR_SECONDS",
+                3600,
+            )?),
             redis: RedisConfig::from_env()?,
             queue_url: required("ENTRIES_QUEUE_URL")?,
             dlq_url: required("ENTRIES_DLQ_URL")?,

@@ -194,6 +194,11 @@ impl Metrics {
             cache.redis_failures.clone(),
         );
         registry.register(
+            "cache_stale_served",
+            "Reads answered with the last invalidated answer because PostgreSQL was unavailable",
+            cache.stale_served.clone(),
+        );
+        registry.register(
             "cache_breaker_state",
             "The Redis circuit breaker: 0 closed, 1 open, 2 half-open",
             cache.breaker_state.clone(),

@@ -62,6 +62,7 @@ impl Application {
             &config.redis_url,
             &config.redis_prefix,
             config.cache_ttl,
+            config.cache_stale_if_error,
             config.redis,
             metrics.cache.clone(),
         )?);

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use cashflow_contracts::{MerchantId, business_date};
 use cashflow_platform::auth::Authenticated;
@@ -21,29 +21,49 @@ fn date(field: &str, value: &str) -> Result<Date, ApiError> {
     business_date::parse(value).map_err(|e| ApiError::parameter(field, e))
 }
 
-fn json(body: String) -> Response {
-    let mut response = body.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+const JSON: &str = "application/json";
+
+/// What `Cache-Status` (RFC 9211) says of an answer served stale while PostgreSQL is unavailable.
+pub const STALE_CACHE_STATUS: &str = "consolidation; hit; detail=stale-if-error";
+
+/// An answer, and whether it is the last invalidated one served because PostgreSQL is
+/// unavailable.
+struct Answer {
+    body: String,
+    stale: bool,
+}
+
+impl Answer {
+    /// The HTTP response: the body as `content_type`, marked stale when it is.
+    fn respond(self, content_type: &'static str) -> Response {
+        let mut response = self.body.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if self.stale {
+            headers.insert(
+                HeaderName::from_static("cache-status"),
+                HeaderValue::from_static(STALE_CACHE_STATUS),
+            );
+        }
+        response
+    }
 }
 
 /// Reads through the cache: a hit answers from Redis, a miss reads PostgreSQL and stores the
-/// answer, and Redis failing reads PostgreSQL only.
+/// answer, and Redis failing reads PostgreSQL only. PostgreSQL unavailable answers the last
+/// invalidated answer, if the cache kept one (stale-if-error), else 503.
 async fn cached(
     state: &AppState,
     merchant: &MerchantId,
     field: &str,
     from: Date,
     to: Date,
-) -> Result<String, ApiError> {
+) -> Result<Answer, ApiError> {
     let lookup = state.cache.get(merchant.as_str(), field).await;
     if let Lookup::Hit(body) = lookup {
-        return Ok(body);
+        return Ok(Answer { body, stale: false });
     }
-    let report = balances::report_with(
+    let report = match balances::report_with(
         &state.pool,
         merchant,
         from,
@@ -51,7 +71,20 @@ async fn cached(
         state.default_currency,
         state.opening_read,
     )
-    .await?;
+    .await
+    {
+        Ok(report) => report,
+        Err(e) => {
+            let error = ApiError::from(e);
+            if matches!(error, ApiError::Unavailable { .. })
+                && let Some(body) = state.cache.stale(merchant.as_str(), field).await
+            {
+                tracing::debug!(%error, "answered stale while the database is unavailable");
+                return Ok(Answer { body, stale: true });
+            }
+            return Err(error);
+        }
+    };
     let body = if from == to {
         serde_json::to_string(&report.days[0])
     } else {
@@ -64,7 +97,7 @@ async fn cached(
             .put(merchant.as_str(), field, &body, version)
             .await;
     }
-    Ok(body)
+    Ok(Answer { body, stale: false })
 }
 
 /// A day's balance: credits, debits, net, opening and closing balance. A day without entries is
@@ -74,7 +107,9 @@ async fn cached(
     path = "/v1/merchants/{merchant}/balances/{date}",
     params(("merchant" = String, Path), ("date" = String, Path, description = "YYYY-MM-DD")),
     responses(
-        (status = 200, body = DayBalance),
+        (status = 200, body = DayBalance, headers(
+            ("Cache-Status" = String, description = "Present only on an answer served stale because the database is unavailable: `consolidation; hit; detail=stale-if-error`; its `as_of` says how old it is")
+        )),
         (status = 401, body = cashflow_platform::problem::Problem),
         (status = 403, body = cashflow_platform::problem::Problem),
         (status = 422, description = "Not a date", body = cashflow_platform::problem::Problem),
@@ -89,8 +124,8 @@ pub async fn day(
     principal.authorize(&merchant, READ)?;
     let merchant = merchant_id(&merchant)?;
     let day = date("date", &day)?;
-    let body = cached(&state, &merchant, &Cache::day_field(day), day, day).await?;
-    Ok(json(body))
+    let answer = cached(&state, &merchant, &Cache::day_field(day), day, day).await?;
+    Ok(answer.respond(JSON))
 }
 
 /// The daily report over a range (every day, entries or not), as JSON or, with
@@ -105,7 +140,9 @@ pub async fn day(
         ("format" = Option<String>, Query, description = "json (default) or csv"),
     ),
     responses(
-        (status = 200, body = Report, content_type = "application/json"),
+        (status = 200, body = Report, content_type = "application/json", headers(
+            ("Cache-Status" = String, description = "Present only on an answer served stale because the database is unavailable: `consolidation; hit; detail=stale-if-error`")
+        )),
         (status = 200, description = "CSV, one line per day", body = String, content_type = "text/csv"),
         (status = 422, body = cashflow_platform::problem::Problem),
     ),
@@ -154,29 +191,29 @@ pub async fn range(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|accept| accept.contains("text/csv")),
     };
-    let body = if from == to {
+    let answer = if from == to {
         // One day: build the report shape around the cached day.
-        let day = cached(&state, &merchant, &Cache::day_field(from), from, to).await?;
-        let day: DayBalance = serde_json::from_str(&day).map_err(anyhow::Error::from)?;
-        serde_json::to_string(&Report {
+        let answer = cached(&state, &merchant, &Cache::day_field(from), from, to).await?;
+        let day: DayBalance = serde_json::from_str(&answer.body).map_err(anyhow::Error::from)?;
+        let body = serde_json::to_string(&Report {
             merchant_id: day.merchant_id.clone(),
             from: day.date.clone(),
             to: day.date.clone(),
             currency: day.currency.clone(),
             days: vec![day],
         })
-        .map_err(anyhow::Error::from)?
+        .map_err(anyhow::Error::from)?;
+        Answer { body, ..answer }
     } else {
         cached(&state, &merchant, &Cache::report_field(from, to), from, to).await?
     };
     if !csv {
-        return Ok(json(body));
+        return Ok(answer.respond(JSON));
     }
-    let report: Report = serde_json::from_str(&body).map_err(anyhow::Error::from)?;
-    let mut response = report.to_csv().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    Ok(response)
+    let report: Report = serde_json::from_str(&answer.body).map_err(anyhow::Error::from)?;
+    let csv = Answer {
+        body: report.to_csv(),
+        ..answer
+    };
+    Ok(csv.respond("text/csv; charset=utf-8"))
 }

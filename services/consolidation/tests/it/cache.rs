@@ -124,6 +124,7 @@ async fn a_reader_held_across_an_invalidation_cannot_put_back_a_stale_balance() 
             &scope.redis_url,
             &scope.redis_prefix,
             Duration::from_secs(600),
+            Duration::from_secs(600),
             RedisConfig::default(),
             CacheMetrics::default(),
         )
@@ -181,6 +182,7 @@ async fn each_cached_answer_expires_on_its_own_while_the_merchant_keeps_being_re
     let cache = Cache::new(
         &scope.redis_url,
         &scope.redis_prefix,
+        Duration::from_secs(1),
         Duration::from_secs(1),
         RedisConfig::default(),
         CacheMetrics::default(),

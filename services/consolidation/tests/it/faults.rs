@@ -4,7 +4,7 @@
 //!
 //! | link       | latency 200 ms | blackhole, reset, refuse |
 //! |------------|----------------|--------------------------|
-//! | PostgreSQL | reads 200; events applied | reads of uncached days 503 + Retry-After, never 500; the consumer retries with backoff; once healed every event counted once |
+//! | PostgreSQL | reads 200; events applied | a day whose answer an event invalidated is answered with that last answer, marked stale; other uncached days 503 + Retry-After, never 500; the consumer retries with backoff; once healed every event counted once |
 //! | Redis      | reads 200 | the breaker opens; reads 200 at PostgreSQL latency, never waiting for Redis; it closes once healed |
 //! | SQS        | events applied | reads unaffected; once healed every event counted once |
 
@@ -14,6 +14,7 @@ use cashflow_contracts::EntryKind::{Credit, Debit};
 use cashflow_platform::deadline::Deadlines;
 use consolidation::breaker::BreakerState;
 use consolidation::config::RedisConfig;
+use consolidation::routes::balances::STALE_CACHE_STATUS;
 use harness::{FaultProxy, NetFault, ScopeOptions, fault_cell};
 
 use crate::helpers::{TestApp, date, day, event};
@@ -36,17 +37,17 @@ fault_cell!(
     NetFault::latency_ms(200)
 );
 fault_cell!(
-    postgres_blackhole_503_then_nothing_lost_or_doubled,
+    postgres_blackhole_stale_or_503_then_nothing_lost_or_doubled,
     postgres_unreachable,
     NetFault::Blackhole
 );
 fault_cell!(
-    postgres_reset_503_then_nothing_lost_or_doubled,
+    postgres_reset_stale_or_503_then_nothing_lost_or_doubled,
     postgres_unreachable,
     NetFault::Reset
 );
 fault_cell!(
-    postgres_refuse_503_then_nothing_lost_or_doubled,
+    postgres_refuse_stale_or_503_then_nothing_lost_or_doubled,
     postgres_unreachable,
     NetFault::Refuse
 );
@@ -255,39 +256,61 @@ async fn postgres_slow(fault: NetFault) {
     proxy.inject(NetFault::Heal);
 }
 
-/// Unreachable PostgreSQL: reads that need it are 503 with Retry-After, never 500; the consumer
-/// retries with backoff; once healed every event is counted exactly once.
+/// Unreachable PostgreSQL: a day whose cached answer an event invalidated is answered with that
+/// last answer, marked stale (stale-if-error); other reads that need PostgreSQL are 503 with
+/// Retry-After, never 500; the consumer retries with backoff; once healed every event is
+/// counted exactly once and reads are fresh again.
 async fn postgres_unreachable(fault: NetFault) {
     let (proxy, app) = postgres_proxied(short_deadlines()).await;
+    // Day 0 read (and cached) with five pairs, then changed by a sixth: its answer is retired.
+    assert_eq!(app.balance("m1", date(0)).await["credits"], "5.00");
+    send_pairs(&app, 1).await;
+    app.wait_applied(12, Duration::from_secs(30)).await;
+
     proxy.inject(fault);
     send_pairs(&app, 5).await;
     harness::eventually(Duration::from_secs(20), "retries with backoff", || async {
         (app.metrics.consumer.retried.get() >= 1).then_some(())
     })
     .await;
+    let app = &app;
+    let read = |date| async move {
+        let started = Instant::now();
+        let response = app
+            .http
+            .get(format!(
+                "{}/v1/merchants/m1/balances/{}",
+                app.address,
+                day(date)
+            ))
+            .bearer_auth(app.token("m1"))
+            .send()
+            .await
+            .expect("request");
+        let took = started.elapsed();
+        eprintln!(
+            "balance read of {date} with PostgreSQL {fault:?}: {} in {took:?}",
+            response.status()
+        );
+        assert!(took <= short_deadlines().request * 2, "{took:?}");
+        response
+    };
+    let stale = read(date(0)).await;
+    assert_eq!(stale.status(), 200, "the retired answer is served");
+    assert_eq!(stale.headers()["cache-status"], STALE_CACHE_STATUS);
+    let body: serde_json::Value = stale.json().await.expect("json");
+    assert_eq!(body["credits"], "5.00", "the last answer, as it was");
+    assert_eq!(app.metrics.cache.stale_served.get(), 1);
     // A day no read has cached: only PostgreSQL can answer it.
-    let started = Instant::now();
-    let response = app
-        .http
-        .get(format!(
-            "{}/v1/merchants/m1/balances/{}",
-            app.address,
-            day(date(1))
-        ))
-        .bearer_auth(app.token("m1"))
-        .send()
-        .await
-        .expect("request");
-    let took = started.elapsed();
-    eprintln!(
-        "uncached balance read with PostgreSQL {fault:?}: {} in {took:?}",
-        response.status()
-    );
-    assert_eq!(response.status(), 503);
-    assert_eq!(response.headers()["retry-after"], "1");
-    assert!(took <= short_deadlines().request * 2, "{took:?}");
+    let unavailable = read(date(1)).await;
+    assert_eq!(unavailable.status(), 503);
+    assert_eq!(unavailable.headers()["retry-after"], "1");
+
     proxy.inject(NetFault::Heal);
-    counted_once(&app, 10).await;
+    counted_once(app, 11).await;
+    let fresh = read(date(0)).await;
+    assert_eq!(fresh.status(), 200);
+    assert!(fresh.headers().get("cache-status").is_none(), "fresh again");
 }
 
 /// SQS slow or unreachable: reads never depend on it; the events wait in the queue (or arrive

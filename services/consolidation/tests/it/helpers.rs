@@ -40,6 +40,7 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
         redis_url: scope.redis_url.clone(),
         redis_prefix: scope.redis_prefix.clone(),
         cache_ttl: Duration::from_secs(600),
+        cache_stale_if_error: Duration::from_secs(600),
         redis: Default::default(),
         queue_url: scope.queues.url.clone(),
         dlq_url: scope.queues.dlq_url.clone(),
