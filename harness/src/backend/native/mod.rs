@@ -239,7 +239,25 @@ fn port_or_free(port: Option<u16>) -> anyhow::Result<u16> {
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
+///
+/// Chosen at random below the kernel's ephemeral range (`ip_local_port_range`), not by binding
+/// port 0: a port 0 bind returns an ephemeral port, the very ones every outgoing connection and
+/// every other port-0 listener on the machine draw from, so between this answer and the
+/// dependency binding it, another test's connection could take it ("Address already in use").
 pub fn free_port() -> anyhow::Result<u16> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    const LOWEST: u16 = 10_000;
+    if ephemeral_low > LOWEST {
+        for _ in 0..200 {
+            let port = rand::Rng::gen_range(&mut rand::thread_rng(), LOWEST..ephemeral_low);
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
