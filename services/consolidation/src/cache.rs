@@ -56,6 +56,9 @@ pub struct CacheMetrics {
     pub redis_failures: Counter,
     /// Reads answered with the last, invalidated answer because PostgreSQL was unavailable.
     pub stale_served: Counter,
+    /// Read attempts repeated because PostgreSQL dropped or refused the first (a restart or a
+    /// failover, which a retry within the read's budget rides out).
+    pub reads_retried: Counter,
 }
 
 /// What a lookup found.
@@ -155,6 +158,11 @@ impl Cache {
             pending: Mutex::default(),
             metrics,
         })
+    }
+
+    /// The read path's figures.
+    pub fn metrics(&self) -> &CacheMetrics {
+        &self.metrics
     }
 
     /// The circuit breaker's state.

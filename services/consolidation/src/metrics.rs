@@ -199,6 +199,11 @@ impl Metrics {
             cache.stale_served.clone(),
         );
         registry.register(
+            "reads_retried",
+            "Balance reads that PostgreSQL dropped or refused and that were tried again",
+            cache.reads_retried.clone(),
+        );
+        registry.register(
             "cache_breaker_state",
             "The Redis circuit breaker: 0 closed, 1 open, 2 half-open",
             cache.breaker_state.clone(),

@@ -39,6 +39,9 @@ pub struct AppState {
     pub opening_read: crate::balances::OpeningRead,
     /// The reconciler, when configured.
     pub reconciler: Option<Arc<crate::reconcile::Reconciler>>,
+    /// How long a read may keep retrying PostgreSQL after it dropped or refused the read (the
+    /// pool-acquire deadline), before the answer is the stale copy or a 503.
+    pub read_retry_budget: std::time::Duration,
 }
 
 impl FromRef<AppState> for Arc<JwtVerifier> {

@@ -119,6 +119,7 @@ impl Application {
             report_max_days: config.report_max_days,
             default_currency: config.default_currency,
             opening_read: config.opening_read,
+            read_retry_budget: config.deadlines.database_acquire,
         };
         let supervisor = Supervisor::default().with_metrics(metrics.tasks.clone());
         let router = routes::router(

@@ -13,6 +13,8 @@ use time::Date;
 use super::AppState;
 use crate::balances::{self, DayBalance, Report};
 use crate::cache::{Cache, Lookup};
+use cashflow_platform::backoff::Backoff;
+use std::time::{Duration, Instant};
 
 /// Scope needed to read balances.
 pub const READ: &str = "balances:read";
@@ -63,19 +65,9 @@ async fn cached(
     if let Lookup::Hit(body) = lookup {
         return Ok(Answer { body, stale: false });
     }
-    let report = match balances::report_with(
-        &state.pool,
-        merchant,
-        from,
-        to,
-        state.default_currency,
-        state.opening_read,
-    )
-    .await
-    {
+    let report = match read_retrying(state, merchant, from, to).await {
         Ok(report) => report,
-        Err(e) => {
-            let error = ApiError::from(e);
+        Err(error) => {
             if matches!(error, ApiError::Unavailable { .. })
                 && let Some(body) = state.cache.stale(merchant.as_str(), field).await
             {
@@ -98,6 +90,49 @@ async fn cached(
             .await;
     }
     Ok(Answer { body, stale: false })
+}
+
+/// The first delay before a read is tried again; each later one doubles, with jitter.
+const READ_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+
+/// The report from PostgreSQL, tried again while PostgreSQL drops or refuses it and
+/// `state.read_retry_budget` is not spent. A read is idempotent, so a retry is always safe; it
+/// rides out a restart or a failover, whose in-flight statements fail at once (57P01, a reset
+/// connection) although the server answers again within a second. A read that failed by
+/// waiting out a deadline has spent the budget and is not retried.
+async fn read_retrying(
+    state: &AppState,
+    merchant: &MerchantId,
+    from: Date,
+    to: Date,
+) -> Result<Report, ApiError> {
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        let read = balances::report_with(
+            &state.pool,
+            merchant,
+            from,
+            to,
+            state.default_currency,
+            state.opening_read,
+        )
+        .await;
+        let error = match read {
+            Ok(report) => return Ok(report),
+            Err(e) => ApiError::from(e),
+        };
+        attempt += 1;
+        let delay = READ_RETRY.delay(attempt);
+        if !matches!(error, ApiError::Unavailable { .. })
+            || started.elapsed() + delay >= state.read_retry_budget
+        {
+            return Err(error);
+        }
+        tracing::debug!(%error, attempt, ?delay, "retrying a read the database dropped");
+        state.cache.metrics().reads_retried.inc();
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// A day's balance: credits, debits, net, opening and closing balance. A day without entries is

@@ -4,7 +4,7 @@
 //!
 //! | link       | latency 200 ms | blackhole, reset, refuse |
 //! |------------|----------------|--------------------------|
-//! | PostgreSQL | reads 200; events applied | a day whose answer an event invalidated is answered with that last answer, marked stale; other uncached days 503 + Retry-After, never 500; the consumer retries with backoff; once healed every event counted once |
+//! | PostgreSQL | reads 200; events applied | a read is retried within the acquire deadline (riding out a restart); then a day whose answer an event invalidated is answered with that last answer, marked stale; other uncached days 503 + Retry-After, never 500; the consumer retries with backoff; once healed every event counted once |
 //! | Redis      | reads 200 | the breaker opens; reads 200 at PostgreSQL latency, never waiting for Redis; it closes once healed |
 //! | SQS        | events applied | reads unaffected; once healed every event counted once |
 
@@ -311,6 +311,28 @@ async fn postgres_unreachable(fault: NetFault) {
     let fresh = read(date(0)).await;
     assert_eq!(fresh.status(), 200);
     assert!(fresh.headers().get("cache-status").is_none(), "fresh again");
+}
+
+/// PostgreSQL dropping reads for a moment (a restart or a failover kills in-flight statements
+/// and resets connections, then answers again): a read no cache can answer is retried within
+/// its budget and answers 200, fresh, once the database is back, instead of a 503.
+#[tokio::test]
+async fn postgres_dropping_reads_for_a_moment_is_ridden_out_by_retrying_the_read() {
+    let (proxy, app) = postgres_proxied(Deadlines::default()).await;
+    proxy.inject(NetFault::Reset);
+    let path = format!("/v1/merchants/m1/balances/{}", day(date(1)));
+    let (read, ()) = tokio::join!(app.get("m1", &path), async {
+        harness::eventually(Duration::from_secs(5), "the read is retried", || async {
+            (app.metrics.cache.reads_retried.get() >= 1).then_some(())
+        })
+        .await;
+        proxy.inject(NetFault::Heal);
+    });
+    let (status, body) = read;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.metrics.cache.stale_served.get(), 0, "fresh, not stale");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["credits"], "0.00", "day 1 has no entries");
 }
 
 /// SQS slow or unreachable: reads never depend on it; the events wait in the queue (or arrive
