@@ -47,16 +47,27 @@ pub(crate) async fn broker_killed_and_restarted(w: &mut Platform) {
 #[when("every event is waiting in SQS")]
 pub(crate) async fn all_in_sqs(w: &mut Platform) {
     let system = w.system();
+    // What each poll saw, printed when it changes: if this times out, the output says whether
+    // the outbox never drained, the queue stayed empty, or a query kept failing.
+    let seen = std::sync::Mutex::new(String::new());
     harness::eventually(Duration::from_secs(30), "the outbox to drain", || async {
-        let pool = system.ledger_scope.pg_pool().await.ok()?;
-        let backlog: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                .fetch_one(&pool)
-                .await
-                .ok()?;
-        pool.close().await;
-        let depth = system.queue_depth().await.ok()?;
-        (backlog == 0 && depth > 0).then_some(())
+        let backlog = async {
+            let pool = system.ledger_scope.pg_pool().await?;
+            let backlog: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                    .fetch_one(&pool)
+                    .await?;
+            pool.close().await;
+            anyhow::Ok(backlog)
+        }
+        .await;
+        let depth = system.queue_depth().await;
+        let now = format!("outbox backlog {backlog:?}, queue depth {depth:?}");
+        if *seen.lock().expect("lock") != now {
+            eprintln!("every event is waiting in SQS? {now}");
+            now.clone_into(&mut seen.lock().expect("lock"));
+        }
+        (backlog.ok()? == 0 && depth.ok()? > 0).then_some(())
     })
     .await;
 }
