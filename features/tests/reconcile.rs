@@ -36,9 +36,18 @@ fn merchants(tag: &str) -> Vec<String> {
     (0..3).map(|i| format!("rc-{tag}-{run}-{i}")).collect()
 }
 
-/// Records `per_merchant` entries for each merchant, today and yesterday, every answer 201.
+/// The two business dates the entries go to, `(recent, older)`: yesterday and the day before in
+/// UTC, both explicit. The ledger's default date is today in the merchants' zone
+/// (America/Sao_Paulo), which between 00:00 and 03:00 UTC is UTC's yesterday: a test leaning on
+/// it would put every entry on one day.
+fn days() -> (time::Date, time::Date) {
+    let recent = time::OffsetDateTime::now_utc().date() - time::Duration::days(1);
+    (recent, recent - time::Duration::days(1))
+}
+
+/// Records `per_merchant` entries for each merchant, over the two [`days`], every answer 201.
 async fn record(system: &System, merchants: &[String], per_merchant: usize) {
-    let yesterday = time::OffsetDateTime::now_utc().date() - time::Duration::days(1);
+    let (recent, older) = days();
     for merchant in merchants {
         let token = system.full_token(merchant).expect("token");
         for i in 0..per_merchant {
@@ -47,9 +56,8 @@ async fn record(system: &System, merchants: &[String], per_merchant: usize) {
                 "amount": format!("{}.{:02}", 1 + i, i % 100),
                 "currency": "BRL",
             });
-            if i % 2 == 1 {
-                body["business_date"] = json!(cashflow_contracts::business_date::format(yesterday));
-            }
+            let day = if i % 2 == 1 { older } else { recent };
+            body["business_date"] = json!(cashflow_contracts::business_date::format(day));
             let (status, answer) = system.record(merchant, &token, &body).await.expect("post");
             assert_eq!(status, 201, "{answer}");
         }
@@ -295,9 +303,9 @@ async fn two_replays_in_a_row_count_nothing_twice_and_ahead_days_are_flagged() {
         .scope("ledger:reconcile")
         .mint()
         .expect("token");
-    let today = time::OffsetDateTime::now_utc().date();
-    let from = cashflow_contracts::business_date::format(today - time::Duration::days(1));
-    let to = cashflow_contracts::business_date::format(today.next_day().expect("tomorrow"));
+    let (recent, older) = days();
+    let from = cashflow_contracts::business_date::format(older);
+    let to = cashflow_contracts::business_date::format(recent);
     // Each replay is delivered before the next (a replay of events still waiting in the outbox
     // adds nothing to it: they leave once).
     for round in 1..=2 {
@@ -336,7 +344,7 @@ async fn two_replays_in_a_row_count_nothing_twice_and_ahead_days_are_flagged() {
          WHERE merchant_id = $1 AND business_date = $2",
     )
     .bind(&merchants[1])
-    .bind(today)
+    .bind(recent)
     .execute(&pool)
     .await
     .expect("update");
@@ -373,7 +381,7 @@ async fn two_replays_in_a_row_count_nothing_twice_and_ahead_days_are_flagged() {
         "SELECT entry_count FROM daily_balances WHERE merchant_id = $1 AND business_date = $2",
     )
     .bind(&merchants[1])
-    .bind(today)
+    .bind(recent)
     .fetch_one(&pool)
     .await
     .expect("row");
