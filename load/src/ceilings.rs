@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+};
 use goose::prelude::*;
 
 use crate::scenarios;
@@ -109,7 +111,31 @@ pub async fn localstack(
     messages: usize,
     pollers: usize,
 ) -> anyhow::Result<f64> {
-    send_all(sqs, queue, &vec!["x".repeat(300); messages]).await?;
+    let bodies = vec!["x".repeat(300); messages];
+    receive_delete(sqs, queue, &bodies, pollers, Request::Bare).await
+}
+
+/// What a ceiling's receives ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Bodies only: the emulator's least work per message.
+    Bare,
+    /// What the consolidation's consumer asks for: every message attribute and the receive
+    /// count (which it needs for the event type, the DLQ's copy and the retry backoff).
+    AsTheConsumer,
+}
+
+/// Messages per second through receive(10) + delete-batch with `pollers` loops over `bodies`,
+/// pre-filled, receives shaped by `request`; timed to the last delete.
+pub async fn receive_delete(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    bodies: &[String],
+    pollers: usize,
+    request: Request,
+) -> anyhow::Result<f64> {
+    let messages = bodies.len();
+    send_all(sqs, queue, bodies).await?;
     let done = Arc::new(AtomicU64::new(0));
     let finished = Arc::new(std::sync::Mutex::new(None::<Instant>));
     let started = Instant::now();
@@ -123,13 +149,19 @@ pub async fn localstack(
         );
         loops.spawn(async move {
             while done.load(Ordering::Relaxed) < messages as u64 {
-                let got = sqs
+                let mut receive = sqs
                     .receive_message()
                     .queue_url(&queue)
                     .max_number_of_messages(10)
-                    .wait_time_seconds(1)
-                    .send()
-                    .await?;
+                    .wait_time_seconds(1);
+                if request == Request::AsTheConsumer {
+                    receive = receive
+                        .message_system_attribute_names(
+                            MessageSystemAttributeName::ApproximateReceiveCount,
+                        )
+                        .message_attribute_names("All");
+                }
+                let got = receive.send().await?;
                 let got = got.messages.unwrap_or_default();
                 if got.is_empty() {
                     continue;
