@@ -16,6 +16,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod cpu;
 pub mod gateway;
 pub mod identity;
 pub mod netfault;

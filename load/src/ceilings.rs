@@ -134,18 +134,31 @@ pub async fn receive_delete(
     pollers: usize,
     request: Request,
 ) -> anyhow::Result<f64> {
-    let messages = bodies.len();
     send_all(sqs, queue, bodies).await?;
+    receive_delete_filled(sqs, queue, bodies.len(), pollers, request, None).await
+}
+
+/// [`receive_delete`] of a queue already filled with `messages` messages; `finished` is
+/// notified at the last delete.
+pub async fn receive_delete_filled(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    messages: usize,
+    pollers: usize,
+    request: Request,
+    finished: Option<Arc<tokio::sync::Notify>>,
+) -> anyhow::Result<f64> {
     let done = Arc::new(AtomicU64::new(0));
-    let finished = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let last_delete = Arc::new(std::sync::Mutex::new(None::<Instant>));
     let started = Instant::now();
     let mut loops = tokio::task::JoinSet::new();
     for _ in 0..pollers {
-        let (sqs, queue, done, finished) = (
+        let (sqs, queue, done, last_delete, finished) = (
             sqs.clone(),
             queue.to_string(),
             Arc::clone(&done),
-            Arc::clone(&finished),
+            Arc::clone(&last_delete),
+            finished.clone(),
         );
         loops.spawn(async move {
             while done.load(Ordering::Relaxed) < messages as u64 {
@@ -183,10 +196,13 @@ pub async fn receive_delete(
                     .await?;
                 let total = done.fetch_add(got.len() as u64, Ordering::Relaxed) + got.len() as u64;
                 if total >= messages as u64 {
-                    finished
+                    last_delete
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .get_or_insert_with(Instant::now);
+                    if let Some(finished) = &finished {
+                        finished.notify_one();
+                    }
                 }
             }
             anyhow::Ok(())
@@ -195,7 +211,7 @@ pub async fn receive_delete(
     while let Some(result) = loops.join_next().await {
         result??;
     }
-    let end = finished
+    let end = last_delete
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .unwrap_or_else(Instant::now);

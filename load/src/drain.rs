@@ -2,16 +2,23 @@
 //! itself allows. A queue is filled with `events` real `EntryRecorded` events, then an
 //! in-process consolidation with `pollers` poll loops drains it. The ceiling (the issue's goal
 //! is a share of it) is the emulator's own batch receive + delete rate over the same number of
-//! messages with the same number of loops (`ceilings::localstack`). A second ceiling receives the
-//! same events asking what the consumer asks for (every attribute and the receive count): the
-//! emulator is a single Python process near one core's worth of work, so the consumer's rate is
-//! best read against what the emulator serves for the requests the consumer must make. Both are
-//! measured in the same run as the drain, three alternating rounds, best of each. The e2e-lag
-//! scenario cannot show this: its apply rate is bounded by the POST rate it is fed.
+//! messages with the same number of loops. A second ceiling receives the same events asking
+//! what the consumer asks for (every attribute and the receive count). Both are measured in the
+//! same run as the drain, three alternating rounds, best of each. The e2e-lag scenario cannot
+//! show this: its apply rate is bounded by the POST rate it is fed.
+//!
+//! Why the consumer's rate falls short of the ceiling is measured too. The emulator is one
+//! Python process that serves one request at a time: its rate is its CPU. While the ceiling is
+//! measured it has the machine to itself; while the consumer drains, the same cores also run
+//! PostgreSQL, Redis and the consumer. Each phase records the CPU each of them used (the
+//! backend's cgroup or `/proc`), and the drain's rate is also given per CPU-second of the
+//! emulator against the ceiling's: the rate ratio is the emulator's CPU share times that. The
+//! goal (0.8x) stays on the rate itself, as issue 15 states it.
 
 use std::time::{Duration, Instant};
 
 use cashflow_contracts::{Currency, ENTRY_RECORDED, EntryKind, EntryRecordedV1};
+use harness::backend::Dependency;
 use harness::{ScopeOptions, Stack};
 
 use crate::ceilings::{self, Request};
@@ -48,94 +55,273 @@ pub fn events(n: usize) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
-/// The best of each figure over the rounds.
-#[derive(Debug, Default)]
-struct Best {
-    bare: f64,
-    as_the_consumer: f64,
+/// CPU used over one measured phase, in cores (CPU-seconds per second of the phase); `None`
+/// where the backend or the platform cannot tell.
+#[derive(Debug, Default, Clone, Copy)]
+struct Busy {
+    emulator: Option<f64>,
+    postgres: Option<f64>,
+    redis: Option<f64>,
+    /// This process: the load client, or the consolidation while it drains.
+    this_process: Option<f64>,
+}
+
+/// CPU readings at the start of a phase.
+struct CpuMeter {
+    started: Instant,
+    dependencies: [Option<Duration>; 3],
+    this_process: Option<Duration>,
+}
+
+/// Read in this order at the start of a phase and in the reverse order at its end, so that the
+/// emulator's window is the closest to the phase's (each reading is a call to the backend).
+const METERED: [Dependency; 3] = [
+    Dependency::Postgres,
+    Dependency::Redis,
+    Dependency::LocalStack,
+];
+
+impl CpuMeter {
+    async fn start(stack: &Stack) -> Self {
+        let mut dependencies = [None; 3];
+        for (reading, dependency) in dependencies.iter_mut().zip(METERED) {
+            *reading = stack.backend().cpu_time(dependency).await.ok().flatten();
+        }
+        Self {
+            started: Instant::now(),
+            dependencies,
+            this_process: harness::cpu::this_process(),
+        }
+    }
+
+    async fn stop(self, stack: &Stack) -> Busy {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let cores = |before: Option<Duration>, after: Option<Duration>| {
+            Some((after?.saturating_sub(before?)).as_secs_f64() / seconds)
+        };
+        let mut used = [None; 3];
+        for ((share, before), dependency) in
+            used.iter_mut().zip(self.dependencies).zip(METERED).rev()
+        {
+            *share = cores(
+                before,
+                stack.backend().cpu_time(dependency).await.ok().flatten(),
+            );
+        }
+        Busy {
+            postgres: used[0],
+            redis: used[1],
+            emulator: used[2],
+            this_process: cores(self.this_process, harness::cpu::this_process()),
+        }
+    }
+}
+
+/// One phase's rate and the CPU it took.
+#[derive(Debug, Default, Clone, Copy)]
+struct Phase {
     rate: f64,
+    busy: Busy,
+    /// Mean apply of a batch (ms), for the drain.
     apply_ms: f64,
+}
+
+impl Phase {
+    fn keep_best(&mut self, other: Self) {
+        if other.rate > self.rate {
+            *self = other;
+        }
+    }
+
+    /// Messages per CPU-second of the emulator.
+    fn per_emulator_second(&self) -> Option<f64> {
+        self.busy
+            .emulator
+            .filter(|cores| *cores > 0.0)
+            .map(|cores| self.rate / cores)
+    }
+}
+
+/// The emulator's receive + delete of `bodies` (a fresh queue), timed and metered.
+async fn ceiling(
+    stack: &Stack,
+    bodies: &[String],
+    loops: usize,
+    request: Request,
+) -> anyhow::Result<Phase> {
+    let scope = stack.scope().await?;
+    let (sqs, queue) = (scope.sqs(), scope.queues.url.clone());
+    ceilings::send_all(&sqs, &queue, bodies).await?;
+    let meter = CpuMeter::start(stack).await;
+    // Metered to the last delete, as the rate is timed: not through the loops' last long polls
+    // of an empty queue, when the emulator has nothing to do.
+    let finished = std::sync::Arc::new(tokio::sync::Notify::new());
+    let run = ceilings::receive_delete_filled(
+        &sqs,
+        &queue,
+        bodies.len(),
+        loops,
+        request,
+        Some(std::sync::Arc::clone(&finished)),
+    );
+    tokio::pin!(run);
+    let busy = tokio::select! {
+        biased;
+        () = finished.notified() => meter.stop(stack).await,
+        ran = &mut run => {
+            ran?;
+            anyhow::bail!("the ceiling's loops ended before the last delete")
+        }
+    };
+    Ok(Phase {
+        rate: run.await?,
+        busy,
+        apply_ms: 0.0,
+    })
 }
 
 /// Runs the scenario on `stack`: rounds of the emulator's bare ceiling, its ceiling with the
 /// consumer's requests, and the consolidation's drain of as many events with as many poll
 /// loops; the best of each (the emulator warms up, and the machine is shared: a round can be
-/// slowed by something else).
+/// slowed by something else), with the CPU each part used in that round.
 pub async fn consumer_drain(
     stack: &Stack,
     events: usize,
     pollers: u16,
 ) -> anyhow::Result<Vec<Figure>> {
-    let mut best = Best::default();
+    let (mut bare, mut shaped, mut drained) =
+        (Phase::default(), Phase::default(), Phase::default());
     let loops = usize::from(pollers);
+    let filler = vec!["x".repeat(300); events];
     for _ in 0..ROUNDS {
-        let scope = stack.scope().await?;
-        let (sqs, queue) = (scope.sqs(), scope.queues.url.clone());
-        best.bare = best
-            .bare
-            .max(ceilings::localstack(&sqs, &queue, events, loops).await?);
+        bare.keep_best(ceiling(stack, &filler, loops, Request::Bare).await?);
         let bodies = self::events(events)?;
-        let shaped =
-            ceilings::receive_delete(&sqs, &queue, &bodies, loops, Request::AsTheConsumer).await?;
-        best.as_the_consumer = best.as_the_consumer.max(shaped);
-        let (rate, apply_ms) = drain(stack, events, pollers).await?;
-        if rate > best.rate {
-            (best.rate, best.apply_ms) = (rate, apply_ms);
-        }
+        shaped.keep_best(ceiling(stack, &bodies, loops, Request::AsTheConsumer).await?);
+        drained.keep_best(drain(stack, events, pollers).await?);
     }
-    let ratio = best.rate / best.bare;
-    Ok(vec![
+    Ok(figures(&bare, &shaped, &drained, events, pollers))
+}
+
+fn figures(
+    bare: &Phase,
+    shaped: &Phase,
+    drained: &Phase,
+    events: usize,
+    pollers: u16,
+) -> Vec<Figure> {
+    let per_cpu = bare
+        .per_emulator_second()
+        .zip(drained.per_emulator_second());
+    let raw = drained.rate / bare.rate;
+    let scenario = "consumer-drain";
+    let mut figures = vec![
         Figure::new(
-            "consumer-drain",
+            scenario,
             &format!("emulator receive+delete, {pollers} loops, best of {ROUNDS}"),
-            best.bare,
+            bare.rate,
             "msg/s",
         ),
         Figure::new(
-            "consumer-drain",
+            scenario,
             &format!(
                 "emulator receive+delete asking what the consumer asks, {pollers} loops, best of {ROUNDS}"
             ),
-            best.as_the_consumer,
+            shaped.rate,
             "msg/s",
         ),
         Figure::new(
-            "consumer-drain",
+            scenario,
             &format!(
                 "apply rate draining {events} events, {pollers} pollers, best of {ROUNDS} (goal {GOAL}x)"
             ),
-            best.rate,
+            drained.rate,
             "events/s",
         )
-        .against("emulator receive+delete", best.bare)
-        .bound(ratio >= GOAL),
+        .against("emulator receive+delete", bare.rate)
+        .bound(raw >= GOAL),
         Figure::new(
-            "consumer-drain",
+            scenario,
             "the same apply rate, against the emulator asked what the consumer asks",
-            best.rate,
+            drained.rate,
             "events/s",
         )
-        .against("emulator, the consumer's requests", best.as_the_consumer),
+        .against("emulator, the consumer's requests", shaped.rate),
+    ];
+    // Where the CPU went in each phase: the emulator's share, and who else used the machine.
+    for (phase, busy) in [
+        ("the bare ceiling", bare.busy),
+        ("the consumer's-requests ceiling", shaped.busy),
+        ("the drain", drained.busy),
+    ] {
+        for (part, cores) in [
+            ("emulator", busy.emulator),
+            ("PostgreSQL", busy.postgres),
+            ("Redis", busy.redis),
+            (
+                "this process (load client; consolidation in the drain)",
+                busy.this_process,
+            ),
+        ] {
+            if let Some(cores) = cores {
+                figures.push(Figure::new(
+                    scenario,
+                    &format!("CPU during {phase}: {part}"),
+                    cores * 100.0,
+                    "% of a core",
+                ));
+            }
+        }
+    }
+    // The why, when the CPU can be read: the drain's rate is the emulator's CPU share times
+    // what it serves per CPU-second. The first is what the machine leaves it once PostgreSQL,
+    // Redis and the consumer run beside it; the second is the consumer's requests and pacing
+    // (a consumer asking for two messages at a time falls to 0.2x here).
+    if let (Some(during_ceiling), Some(during_drain)) = (bare.busy.emulator, drained.busy.emulator)
+    {
+        figures.push(
+            Figure::new(
+                scenario,
+                "emulator's CPU while the consumer drains",
+                during_drain * 100.0,
+                "% of a core",
+            )
+            .against("while the ceiling was measured", during_ceiling * 100.0),
+        );
+    }
+    if let Some((ceiling, consumer)) = per_cpu {
+        figures.push(
+            Figure::new(
+                scenario,
+                "apply rate per emulator CPU-second",
+                consumer,
+                "events/cpu-s",
+            )
+            .against("emulator receive+delete per its CPU-second", ceiling),
+        );
+    }
+    figures.extend([
         // Where a poll loop's cycle goes: the apply is one of the three calls it overlaps
         // (receive; apply + invalidate; delete), next to the emulator's whole cycle per loop.
         Figure::new(
-            "consumer-drain",
+            scenario,
             "apply of one batch (PostgreSQL), mean, in the best round",
-            best.apply_ms,
+            drained.apply_ms,
             "ms",
         ),
         Figure::new(
-            "consumer-drain",
+            scenario,
             "emulator's receive+delete cycle per loop, mean (10 messages)",
-            f64::from(pollers) * 10.0 / best.bare * 1000.0,
+            f64::from(pollers) * 10.0 / bare.rate * 1000.0,
             "ms",
         ),
-    ])
+    ]);
+    figures
 }
 
 /// One drain: a fresh queue filled with `events` events, a consolidation started on it; the
-/// rate from the moment it runs to the last event applied, and the mean apply of a batch (ms).
-async fn drain(stack: &Stack, events: usize, pollers: u16) -> anyhow::Result<(f64, f64)> {
+/// rate from the moment it runs to the last event applied, the CPU each part used meanwhile, and
+/// the mean apply of a batch.
+async fn drain(stack: &Stack, events: usize, pollers: u16) -> anyhow::Result<Phase> {
     let scope = stack
         .scope_with(ScopeOptions::default().with_migrations(&consolidation::MIGRATOR))
         .await?;
@@ -150,6 +336,7 @@ async fn drain(stack: &Stack, events: usize, pollers: u16) -> anyhow::Result<(f6
     let app = consolidation::Application::build(config).await?;
     let metrics = app.metrics().clone();
     let shutdown = tokio_util::sync::CancellationToken::new();
+    let meter = CpuMeter::start(stack).await;
     let started = Instant::now();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let deadline = started + Duration::from_secs(600);
@@ -157,6 +344,7 @@ async fn drain(stack: &Stack, events: usize, pollers: u16) -> anyhow::Result<(f6
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = started.elapsed();
+    let busy = meter.stop(stack).await;
     shutdown.cancel();
     server.await??;
     let applied = metrics.consumer.applied.get();
@@ -166,5 +354,9 @@ async fn drain(stack: &Stack, events: usize, pollers: u16) -> anyhow::Result<(f6
     );
     let apply = &metrics.consumer.apply_seconds;
     let apply_ms = apply.sum() / apply.count().max(1) as f64 * 1000.0;
-    Ok((events as f64 / elapsed.as_secs_f64(), apply_ms))
+    Ok(Phase {
+        rate: events as f64 / elapsed.as_secs_f64(),
+        busy,
+        apply_ms,
+    })
 }

@@ -25,6 +25,12 @@ struct Args {
     /// Events the replay scenario replays.
     #[arg(long, default_value_t = 10_000)]
     replay_events: usize,
+    /// Events consumer-drain drains per round.
+    #[arg(long, default_value_t = 10_000)]
+    drain_events: usize,
+    /// The consolidation's poll loops in consumer-drain (its deployed default is 4).
+    #[arg(long, default_value_t = 4)]
+    drain_pollers: u16,
     /// POST rate while measuring the replay's effect.
     #[arg(long, default_value_t = 200)]
     replay_rate: usize,
@@ -280,7 +286,10 @@ async fn scenarios_on(
                     .local
                     .as_ref()
                     .context("consumer-drain needs the platform started by this process")?;
-                figures.extend(load::drain::consumer_drain(local.stack, 10_000, 4).await?);
+                figures.extend(
+                    load::drain::consumer_drain(local.stack, args.drain_events, args.drain_pollers)
+                        .await?,
+                );
             }
             Scenario::Replay => {
                 eprintln!("load: replay");

@@ -26,7 +26,7 @@ use testcontainers_modules::testcontainers::bollard::Docker;
 use testcontainers_modules::testcontainers::bollard::query_parameters::{
     CreateImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
-    StopContainerOptionsBuilder,
+    StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use testcontainers_modules::testcontainers::core::{ContainerPort, Mount};
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
@@ -396,6 +396,32 @@ impl Containers {
     /// Connection details.
     pub fn endpoints(&self) -> &Endpoints {
         &self.endpoints
+    }
+
+    /// CPU time a dependency's container has used since it started, from the Docker engine's
+    /// statistics (cgroup v1 or v2 alike, local or remote engine).
+    pub async fn cpu_time(&self, dependency: Dependency) -> anyhow::Result<Duration> {
+        use futures::StreamExt;
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let mut stats = self
+            .docker
+            .stats(self.container_id(dependency), Some(options));
+        let stats = tokio::time::timeout(Duration::from_secs(5), stats.next())
+            .await
+            .with_context(|| {
+                format!("the Docker engine gave no statistics of {dependency} within 5 s")
+            })?
+            .with_context(|| format!("no statistics of {dependency}"))?
+            .with_context(|| format!("reading the statistics of {dependency}"))?;
+        let nanos = stats
+            .cpu_stats
+            .and_then(|cpu| cpu.cpu_usage)
+            .and_then(|usage| usage.total_usage)
+            .with_context(|| format!("the statistics of {dependency} have no CPU usage"))?;
+        Ok(Duration::from_nanos(nanos))
     }
 
     /// The container id of a dependency.

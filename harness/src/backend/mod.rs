@@ -15,6 +15,7 @@ pub mod native;
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::bail;
 
@@ -202,6 +203,16 @@ impl Backend {
             Self::External(_) => bail!(
                 "the external backend cannot {fault:?} {dependency}: it does not own the process"
             ),
+        }
+    }
+
+    /// CPU time a dependency has used since it started, where the backend can tell (it owns
+    /// the process or the container): for ceilings that say how busy the emulator was.
+    pub async fn cpu_time(&self, dependency: Dependency) -> anyhow::Result<Option<Duration>> {
+        match self {
+            Self::Native(native) => Ok(native.cpu_time(dependency)),
+            Self::Containers(containers) => containers.cpu_time(dependency).await.map(Some),
+            Self::External(_) => Ok(None),
         }
     }
 

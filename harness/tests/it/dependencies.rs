@@ -66,3 +66,49 @@ async fn sqs_creates_sends_and_receives() -> anyhow::Result<()> {
     assert_eq!(messages[0].body.as_deref(), Some("hello"));
     Ok(())
 }
+
+/// The backend reads each dependency's CPU time (load figures divide the emulator's rate by
+/// it): it grows while the dependency works. The external backend cannot tell; nothing to check.
+#[tokio::test]
+async fn a_dependency_s_cpu_time_grows_while_it_works() -> anyhow::Result<()> {
+    use harness::backend::Dependency;
+    let stack = harness::shared().await?;
+    let scope = stack.scope().await?;
+    let cpu = |dependency| stack.backend().cpu_time(dependency);
+    let (Some(emulator), Some(postgres)) = (
+        cpu(Dependency::LocalStack).await?,
+        cpu(Dependency::Postgres).await?,
+    ) else {
+        return Ok(());
+    };
+    let sqs = scope.sqs();
+    for _ in 0..100 {
+        sqs.get_queue_attributes()
+            .queue_url(&scope.queues.url)
+            .send()
+            .await?;
+    }
+    let pool = scope.pg_pool().await?;
+    for _ in 0..20 {
+        sqlx::query("SELECT count(*) FROM generate_series(1, 100000)")
+            .execute(&pool)
+            .await?;
+    }
+    let emulator = cpu(Dependency::LocalStack)
+        .await?
+        .unwrap_or_default()
+        .saturating_sub(emulator);
+    let postgres = cpu(Dependency::Postgres)
+        .await?
+        .unwrap_or_default()
+        .saturating_sub(postgres);
+    assert!(
+        emulator > std::time::Duration::ZERO,
+        "emulator: {emulator:?}"
+    );
+    assert!(
+        postgres > std::time::Duration::ZERO,
+        "PostgreSQL: {postgres:?}"
+    );
+    Ok(())
+}

@@ -160,6 +160,13 @@ impl Native {
         self.process(dependency).pid()
     }
 
+    /// CPU time a dependency has used since it started: its process and every live descendant
+    /// (PostgreSQL's backends are processes of their own). `None` without `/proc`, or when it
+    /// is not running.
+    pub fn cpu_time(&self, dependency: Dependency) -> Option<Duration> {
+        crate::cpu::process_tree(self.pid(dependency)?)
+    }
+
     /// Log file of a dependency.
     pub fn log_file(&self, dependency: Dependency) -> &Path {
         self.process(dependency).log_file()
