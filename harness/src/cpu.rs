@@ -71,33 +71,82 @@ fn clock_ticks() -> Option<f64> {
 mod tests {
     use std::time::{Duration, Instant};
 
-    /// A thread that spins for half a second shows as about half a second of this process's
-    /// CPU, and of the tree under its parent.
+    /// This thread's CPU time by the kernel's own clock (`CLOCK_THREAD_CPUTIME_ID`), to check
+    /// `/proc`'s readings against.
+    #[allow(unsafe_code)]
+    fn thread_cpu() -> Duration {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given, which lives for the call.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut now) };
+        assert_eq!(rc, 0, "clock_gettime");
+        Duration::new(
+            u64::try_from(now.tv_sec).unwrap_or_default(),
+            u32::try_from(now.tv_nsec).unwrap_or_default(),
+        )
+    }
+
+    /// A thread that spins for 300 ms of its own CPU (however long that takes on a busy
+    /// machine: tests run in parallel) shows as at least that, less a tick or two, in this
+    /// process's time and in its tree's.
     #[test]
     fn a_busy_thread_is_counted() {
-        let parent = i32::try_from(std::os::unix::process::parent_id()).unwrap_or(1);
-        let (Some(process), Some(in_tree)) = (super::this_process(), super::process_tree(parent))
+        let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+        let (Some(process), Some(in_tree)) = (super::this_process(), super::process_tree(me))
         else {
             return; // No /proc here.
         };
-        let started = Instant::now();
+        let spun = Duration::from_millis(300);
+        let (started, deadline) = (thread_cpu(), Instant::now() + Duration::from_secs(60));
         let mut spins = 0u64;
-        while started.elapsed() < Duration::from_millis(500) {
+        while thread_cpu() - started < spun {
+            assert!(Instant::now() < deadline, "300 ms of CPU not had in 60 s");
             spins = std::hint::black_box(spins + 1);
         }
+        let at_least = spun - Duration::from_millis(30);
         let process = super::this_process()
             .unwrap_or_default()
             .saturating_sub(process);
-        let in_tree = super::process_tree(parent)
+        let in_tree = super::process_tree(me)
             .unwrap_or_default()
             .saturating_sub(in_tree);
+        assert!(process >= at_least, "this process: {process:?}");
+        assert!(in_tree >= at_least, "its tree: {in_tree:?}");
+    }
+
+    /// A child in a process group of its own (PostgreSQL's backends are in sessions of their
+    /// own) is counted in its parent's tree: a process group's sum would miss it.
+    #[test]
+    fn a_child_in_its_own_group_is_counted() {
+        use std::os::unix::process::CommandExt;
+        let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+        if super::process_tree(me).is_none() {
+            return; // No /proc here.
+        }
+        let Ok(mut child) = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .process_group(0)
+            .spawn()
+        else {
+            return; // No sh here.
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let children = loop {
+            // This process's own time is read last: it only grows, so the difference errs low.
+            let tree = super::process_tree(me).unwrap_or_default();
+            let children = tree.saturating_sub(super::this_process().unwrap_or_default());
+            if children >= Duration::from_millis(100) || Instant::now() > deadline {
+                break children;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
         assert!(
-            process >= Duration::from_millis(400),
-            "this process: {process:?}"
-        );
-        assert!(
-            in_tree >= Duration::from_millis(400),
-            "its parent's tree: {in_tree:?}"
+            children >= Duration::from_millis(100),
+            "the child's CPU in the tree after 60 s: {children:?}"
         );
     }
 }
