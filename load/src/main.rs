@@ -196,12 +196,7 @@ async fn scenarios_on(
             let a = ceilings::axum_trivial(target, seconds).await?;
             let ledger_db = local.system.lock().await.ledger_scope.database_url.clone();
             let p = ceilings::pgbench(&ledger_db, 16, seconds).await?;
-            let scope = local.stack.scope().await?;
-            // LocalStack warms up on a first round: the better of two.
-            let mut l: f64 = 0.0;
-            for _ in 0..2 {
-                l = l.max(ceilings::localstack(&scope.sqs(), &scope.queues.url, 10_000, 4).await?);
-            }
+            let l = localstack_ceiling(local.stack).await?;
             figures.push(Figure::new(
                 "ceilings",
                 "trivial axum handler, goose 64 users",
@@ -263,22 +258,43 @@ async fn scenarios_on(
             Scenario::LedgerWrites => {
                 eprintln!("load: ledger-writes");
                 let steps = [250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000];
-                figures.extend(
-                    scenarios::ledger_writes(target, &steps, seconds, pgbench.unwrap_or(0.0))
-                        .await?,
-                );
+                // The ceiling it is judged against, measured in this run.
+                if pgbench.is_none()
+                    && let Some(local) = &target.local
+                {
+                    let ledger_db = local.system.lock().await.ledger_scope.database_url.clone();
+                    let p = ceilings::pgbench(&ledger_db, 16, seconds).await?;
+                    figures.push(Figure::new(
+                        "ceilings",
+                        "pgbench, ledger statement, 16 clients",
+                        p,
+                        "tx/s",
+                    ));
+                    pgbench = Some(p);
+                }
+                figures.extend(scenarios::ledger_writes(target, &steps, seconds, pgbench).await?);
             }
             Scenario::E2eLag => {
                 eprintln!("load: e2e-lag");
-                figures.extend(
-                    scenarios::e2e_lag(
-                        target,
-                        args.lag_rate,
-                        seconds.max(20),
-                        localstack.unwrap_or(0.0),
-                    )
-                    .await?,
-                );
+                // The ceiling it is shown beside, measured in this run (e2e-lag needs the local
+                // platform anyway).
+                let l = match (localstack, &target.local) {
+                    (Some(l), _) => l,
+                    (None, Some(local)) => {
+                        let l = localstack_ceiling(local.stack).await?;
+                        figures.push(Figure::new(
+                            "ceilings",
+                            "LocalStack receive+delete, 4 pollers",
+                            l,
+                            "msg/s",
+                        ));
+                        localstack = Some(l);
+                        l
+                    }
+                    (None, None) => 0.0,
+                };
+                figures
+                    .extend(scenarios::e2e_lag(target, args.lag_rate, seconds.max(20), l).await?);
             }
             Scenario::ConsumerDrain => {
                 eprintln!("load: consumer-drain");
@@ -311,4 +327,15 @@ async fn scenarios_on(
         }
     }
     Ok(())
+}
+
+/// LocalStack's receive+delete rate over 10,000 messages with 4 loops, on a fresh queue of
+/// `stack`. It warms up on a first round: the better of two.
+async fn localstack_ceiling(stack: &harness::Stack) -> anyhow::Result<f64> {
+    let scope = stack.scope().await?;
+    let mut best: f64 = 0.0;
+    for _ in 0..2 {
+        best = best.max(ceilings::localstack(&scope.sqs(), &scope.queues.url, 10_000, 4).await?);
+    }
+    Ok(best)
 }
