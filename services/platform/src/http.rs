@@ -83,6 +83,9 @@ impl Modify for BearerAuth {
     }
 }
 
+/// How long a service's start waits for PostgreSQL to accept its first connection.
+pub const STARTUP_CONNECT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Connects a pool to `url`, with every acquire and statement under `deadlines`, and applies
 /// `migrator`.
 pub async fn connect_and_migrate(
@@ -93,9 +96,20 @@ pub async fn connect_and_migrate(
 ) -> anyhow::Result<PgPool> {
     use anyhow::Context;
     let pool = crate::deadline::pool_options(max_connections, deadlines)
-        .connect_with(crate::deadline::connect_options(url, deadlines)?)
-        .await
-        .context("connecting to PostgreSQL")?;
+        .connect_lazy_with(crate::deadline::connect_options(url, deadlines)?);
+    // A PostgreSQL slow to accept at startup (a loaded machine, a failover) is waited for up to
+    // STARTUP_CONNECT, past the request path's acquire deadline, which a first connection can
+    // outlast; one that refuses or fails otherwise stops the start at once.
+    let until = std::time::Instant::now() + STARTUP_CONNECT;
+    loop {
+        match pool.acquire().await {
+            Ok(_) => break,
+            Err(sqlx::Error::PoolTimedOut) if std::time::Instant::now() < until => {
+                tracing::warn!("PostgreSQL is slow to accept a connection; trying again");
+            }
+            Err(e) => return Err(e).context("connecting to PostgreSQL"),
+        }
+    }
     migrator
         .run(&pool)
         .await
