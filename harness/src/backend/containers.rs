@@ -20,6 +20,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use backon::Retryable;
+use cashflow_platform::backoff::Backoff;
 use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::redis::Redis;
 use testcontainers_modules::testcontainers::bollard::Docker;
@@ -465,7 +467,7 @@ impl Containers {
                     }
                     self.wait_stopped(&id).await
                 }
-                Fault::Pause => Ok(self.docker.pause_container(&id).await?),
+                Fault::Pause => self.pause(&id).await,
                 Fault::Resume => Ok(self.docker.unpause_container(&id).await?),
                 Fault::Restart => {
                     self.stop(dependency).await?;
@@ -495,6 +497,22 @@ impl Containers {
             .build();
         self.docker.stop_container(id, Some(options)).await?;
         self.wait_stopped(id).await
+    }
+
+    /// Freezes the container's processes (`docker pause`). The cgroup freezer gives up when a
+    /// process does not reach a freezable point in time (runc's "unable to freeze", seen on a
+    /// loaded CI machine while LocalStack's threads were busy); runc thaws the cgroup again
+    /// before it returns that error, so trying once more is safe and is what a person would do.
+    async fn pause(&self, id: &str) -> anyhow::Result<()> {
+        let pause = || async { self.docker.pause_container(id).await };
+        pause
+            .retry(Backoff::new(Duration::from_millis(200), Duration::from_secs(2)).retrying(6))
+            .when(|error| error.to_string().contains("unable to freeze"))
+            .notify(|error, after| {
+                eprintln!("harness: pausing container {id} failed ({error}); again in {after:?}");
+            })
+            .await?;
+        Ok(())
     }
 
     async fn start_container(&self, dependency: Dependency) -> anyhow::Result<()> {
