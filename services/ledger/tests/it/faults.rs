@@ -322,3 +322,42 @@ async fn shutdown_gives_up_on_requests_stuck_on_a_dead_dependency_after_the_drai
     stuck.abort();
     proxy.inject(NetFault::Heal);
 }
+
+/// A PostgreSQL that accepts nothing while the ledger starts (a loaded machine, a failover):
+/// the start waits for it past the request path's acquire deadline, up to
+/// `cashflow_platform::http::STARTUP_CONNECT`, and the ledger serves once it answers. Without
+/// that wait the first acquire's `PoolTimedOut` stopped the start after 500 ms (two CI runs
+/// failed so).
+#[tokio::test]
+async fn start_waits_for_a_postgres_slow_to_accept() {
+    let stack = harness::shared().await.expect("stack");
+    let scope = stack
+        .scope_with(harness::ScopeOptions::default().with_migrations(&ledger::MIGRATOR))
+        .await
+        .expect("scope");
+    let proxy = FaultProxy::for_url(&stack.endpoints().postgres_url)
+        .await
+        .expect("proxy");
+    let mut config = crate::helpers::config_for(stack, &scope);
+    config.database_url = proxy.url(&config.database_url);
+    config.deadlines = short_deadlines();
+    proxy.inject(NetFault::Blackhole);
+    let mut start = tokio::spawn(TestApp::start(stack, scope, config));
+    // Three acquire deadlines: a start that gave up at the first one has ended by then.
+    let outlasted = short_deadlines().database_acquire * 3;
+    let ended = match tokio::time::timeout(outlasted, &mut start).await {
+        Err(_still_starting) => None,
+        Ok(Ok(_)) => Some("it started"),
+        Ok(Err(_)) => Some("it failed; its panic above says why"),
+    };
+    assert!(
+        ended.is_none(),
+        "the start ended within {outlasted:?} of a PostgreSQL that accepted nothing: {ended:?}"
+    );
+    proxy.inject(NetFault::Heal);
+    let app = tokio::time::timeout(cashflow_platform::http::STARTUP_CONNECT, start)
+        .await
+        .expect("the start ends once PostgreSQL answers")
+        .expect("the ledger started");
+    assert_eq!(app.post_entry("m1", &credit("1.00")).await.status(), 201);
+}
