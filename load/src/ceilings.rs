@@ -103,16 +103,53 @@ pub async fn send_all(
     Ok(())
 }
 
-/// LocalStack: messages per second through receive(10) + delete-batch with `pollers` loops,
-/// over `messages` pre-filled messages, timed to the last delete.
+/// The SQS emulator's rates over one queue, in messages per second.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalStack {
+    /// Batch sends of ten, 16 batches in flight, into an empty queue.
+    pub send: f64,
+    /// receive(10) + delete-batch of those messages.
+    pub receive_delete: f64,
+}
+
+impl LocalStack {
+    /// The rate of the whole path a ledger event takes through the emulator (sent by the relay,
+    /// then received and deleted by the consumer): the emulator serves one request at a time,
+    /// so the times per message add up.
+    pub fn whole_path(&self) -> f64 {
+        if self.send <= 0.0 || self.receive_delete <= 0.0 {
+            return 0.0;
+        }
+        1.0 / (1.0 / self.send + 1.0 / self.receive_delete)
+    }
+
+    /// The better of each rate.
+    pub fn best(self, other: Self) -> Self {
+        Self {
+            send: self.send.max(other.send),
+            receive_delete: self.receive_delete.max(other.receive_delete),
+        }
+    }
+}
+
+/// LocalStack: `messages` messages sent, then received and deleted with `pollers` loops, each
+/// phase timed on its own (the receives time to the last delete).
 pub async fn localstack(
     sqs: &aws_sdk_sqs::Client,
     queue: &str,
     messages: usize,
     pollers: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<LocalStack> {
     let bodies = vec!["x".repeat(300); messages];
-    receive_delete(sqs, queue, &bodies, pollers, Request::Bare).await
+    let started = Instant::now();
+    send_all(sqs, queue, &bodies).await?;
+    let send = messages as f64 / started.elapsed().as_secs_f64();
+    let receive_delete =
+        receive_delete_filled(sqs, queue, messages, pollers, Request::Bare, None).await?;
+    Ok(LocalStack {
+        send,
+        receive_delete,
+    })
 }
 
 /// What a ceiling's receives ask for.
@@ -125,21 +162,9 @@ pub enum Request {
     AsTheConsumer,
 }
 
-/// Messages per second through receive(10) + delete-batch with `pollers` loops over `bodies`,
-/// pre-filled, receives shaped by `request`; timed to the last delete.
-pub async fn receive_delete(
-    sqs: &aws_sdk_sqs::Client,
-    queue: &str,
-    bodies: &[String],
-    pollers: usize,
-    request: Request,
-) -> anyhow::Result<f64> {
-    send_all(sqs, queue, bodies).await?;
-    receive_delete_filled(sqs, queue, bodies.len(), pollers, request, None).await
-}
-
-/// [`receive_delete`] of a queue already filled with `messages` messages; `finished` is
-/// notified at the last delete.
+/// Messages per second through receive(10) + delete-batch with `pollers` loops, receives shaped
+/// by `request`, of a queue already filled with `messages` messages; timed to the last delete,
+/// at which `finished` is notified.
 pub async fn receive_delete_filled(
     sqs: &aws_sdk_sqs::Client,
     queue: &str,

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use load::report::{self, Figure};
+use load::target::Local;
 use load::{Target, ceilings, scenarios};
 
 /// Load scenarios for the cash-flow platform.
@@ -193,29 +194,9 @@ async fn scenarios_on(
     if wanted.contains(&Scenario::Ceilings) {
         if let Some(local) = &target.local {
             eprintln!("load: ceilings");
-            let a = ceilings::axum_trivial(target, seconds).await?;
-            let ledger_db = local.system.lock().await.ledger_scope.database_url.clone();
-            let p = ceilings::pgbench(&ledger_db, 16, seconds).await?;
-            let l = localstack_ceiling(local.stack).await?;
-            figures.push(Figure::new(
-                "ceilings",
-                "trivial axum handler, goose 64 users",
-                a,
-                "req/s",
-            ));
-            figures.push(Figure::new(
-                "ceilings",
-                "pgbench, ledger statement, 16 clients",
-                p,
-                "tx/s",
-            ));
-            figures.push(Figure::new(
-                "ceilings",
-                "LocalStack receive+delete, 4 pollers",
-                l,
-                "msg/s",
-            ));
-            (axum, pgbench, localstack) = (Some(a), Some(p), Some(l));
+            axum = Some(axum_ceiling(target, seconds, figures).await?);
+            pgbench = Some(pgbench_ceiling(local, seconds, figures).await?);
+            localstack = Some(localstack_ceiling(local.stack, figures).await?);
         } else {
             eprintln!("load: ceilings need the local platform; skipped");
         }
@@ -232,14 +213,7 @@ async fn scenarios_on(
                 eprintln!("load: capacity");
                 // The ceiling it is divided by, measured in this run.
                 if axum.is_none() && target.local.is_some() {
-                    let a = ceilings::axum_trivial(target, seconds).await?;
-                    figures.push(Figure::new(
-                        "ceilings",
-                        "trivial axum handler, goose 64 users",
-                        a,
-                        "req/s",
-                    ));
-                    axum = Some(a);
+                    axum = Some(axum_ceiling(target, seconds, figures).await?);
                 }
                 let steps = [
                     500, 1000, 2000, 4000, 6000, 8000, 10_000, 12_000, 15_000, 20_000,
@@ -262,15 +236,7 @@ async fn scenarios_on(
                 if pgbench.is_none()
                     && let Some(local) = &target.local
                 {
-                    let ledger_db = local.system.lock().await.ledger_scope.database_url.clone();
-                    let p = ceilings::pgbench(&ledger_db, 16, seconds).await?;
-                    figures.push(Figure::new(
-                        "ceilings",
-                        "pgbench, ledger statement, 16 clients",
-                        p,
-                        "tx/s",
-                    ));
-                    pgbench = Some(p);
+                    pgbench = Some(pgbench_ceiling(local, seconds, figures).await?);
                 }
                 figures.extend(scenarios::ledger_writes(target, &steps, seconds, pgbench).await?);
             }
@@ -281,17 +247,11 @@ async fn scenarios_on(
                 let l = match (localstack, &target.local) {
                     (Some(l), _) => l,
                     (None, Some(local)) => {
-                        let l = localstack_ceiling(local.stack).await?;
-                        figures.push(Figure::new(
-                            "ceilings",
-                            "LocalStack receive+delete, 4 pollers",
-                            l,
-                            "msg/s",
-                        ));
+                        let l = localstack_ceiling(local.stack, figures).await?;
                         localstack = Some(l);
                         l
                     }
-                    (None, None) => 0.0,
+                    (None, None) => ceilings::LocalStack::default(),
                 };
                 figures
                     .extend(scenarios::e2e_lag(target, args.lag_rate, seconds.max(20), l).await?);
@@ -329,13 +289,64 @@ async fn scenarios_on(
     Ok(())
 }
 
-/// LocalStack's receive+delete rate over 10,000 messages with 4 loops, on a fresh queue of
-/// `stack`. It warms up on a first round: the better of two.
-async fn localstack_ceiling(stack: &harness::Stack) -> anyhow::Result<f64> {
+// The ceilings a scenario is judged against, each measured in the run that judges it and
+// reported as a figure of its own.
+
+/// A trivial axum handler's rate under goose's 64 users, on this machine now.
+async fn axum_ceiling(
+    target: &Target,
+    seconds: usize,
+    figures: &mut Vec<Figure>,
+) -> anyhow::Result<f64> {
+    let rate = ceilings::axum_trivial(target, seconds).await?;
+    figures.push(Figure::new(
+        "ceilings",
+        "trivial axum handler, goose 64 users",
+        rate,
+        "req/s",
+    ));
+    Ok(rate)
+}
+
+/// pgbench running the ledger's own statement with 16 clients on the ledger's database.
+async fn pgbench_ceiling(
+    local: &Local,
+    seconds: usize,
+    figures: &mut Vec<Figure>,
+) -> anyhow::Result<f64> {
+    let ledger_db = local.system.lock().await.ledger_scope.database_url.clone();
+    let rate = ceilings::pgbench(&ledger_db, 16, seconds).await?;
+    figures.push(Figure::new(
+        "ceilings",
+        "pgbench, ledger statement, 16 clients",
+        rate,
+        "tx/s",
+    ));
+    Ok(rate)
+}
+
+/// LocalStack's send and receive+delete rates over 10,000 messages with 4 loops, on a fresh
+/// queue of `stack`. It warms up on a first round: the better of two.
+async fn localstack_ceiling(
+    stack: &harness::Stack,
+    figures: &mut Vec<Figure>,
+) -> anyhow::Result<ceilings::LocalStack> {
     let scope = stack.scope().await?;
-    let mut best: f64 = 0.0;
+    let mut best = ceilings::LocalStack::default();
     for _ in 0..2 {
-        best = best.max(ceilings::localstack(&scope.sqs(), &scope.queues.url, 10_000, 4).await?);
+        best = best.best(ceilings::localstack(&scope.sqs(), &scope.queues.url, 10_000, 4).await?);
     }
+    figures.push(Figure::new(
+        "ceilings",
+        "LocalStack receive+delete, 4 pollers",
+        best.receive_delete,
+        "msg/s",
+    ));
+    figures.push(Figure::new(
+        "ceilings",
+        "LocalStack send, batches of 10",
+        best.send,
+        "msg/s",
+    ));
     Ok(best)
 }
