@@ -110,6 +110,8 @@ pub struct LocalStack {
     pub send: f64,
     /// receive(10) + delete-batch of those messages.
     pub receive_delete: f64,
+    /// The emulator's CPU meanwhile, in cores, where the backend can tell.
+    pub emulator_cpu: Option<f64>,
 }
 
 impl LocalStack {
@@ -123,11 +125,15 @@ impl LocalStack {
         1.0 / (1.0 / self.send + 1.0 / self.receive_delete)
     }
 
-    /// The better of each rate.
+    /// The better of each rate, and the larger CPU.
     pub fn best(self, other: Self) -> Self {
         Self {
             send: self.send.max(other.send),
             receive_delete: self.receive_delete.max(other.receive_delete),
+            emulator_cpu: match (self.emulator_cpu, other.emulator_cpu) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
         }
     }
 }
@@ -149,6 +155,7 @@ pub async fn localstack(
     Ok(LocalStack {
         send,
         receive_delete,
+        emulator_cpu: None,
     })
 }
 

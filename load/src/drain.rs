@@ -58,16 +58,41 @@ pub fn events(n: usize) -> anyhow::Result<Vec<String>> {
 /// CPU used over one measured phase, in cores (CPU-seconds per second of the phase); `None`
 /// where the backend or the platform cannot tell.
 #[derive(Debug, Default, Clone, Copy)]
-struct Busy {
-    emulator: Option<f64>,
-    postgres: Option<f64>,
-    redis: Option<f64>,
+pub struct Busy {
+    /// The SQS emulator's container or process.
+    pub emulator: Option<f64>,
+    /// PostgreSQL's.
+    pub postgres: Option<f64>,
+    /// Redis's.
+    pub redis: Option<f64>,
     /// This process: the load client, or the consolidation while it drains.
-    this_process: Option<f64>,
+    pub this_process: Option<f64>,
+}
+
+impl Busy {
+    /// Each part's CPU as a figure of `scenario`, "CPU during `phase`: part".
+    pub fn figures(&self, scenario: &str, phase: &str, this_process: &str) -> Vec<Figure> {
+        [
+            ("emulator", self.emulator),
+            ("PostgreSQL", self.postgres),
+            ("Redis", self.redis),
+            (this_process, self.this_process),
+        ]
+        .into_iter()
+        .filter_map(|(part, cores)| {
+            Some(Figure::new(
+                scenario,
+                &format!("CPU during {phase}: {part}"),
+                cores? * 100.0,
+                "% of a core",
+            ))
+        })
+        .collect()
+    }
 }
 
 /// CPU readings at the start of a phase.
-struct CpuMeter {
+pub struct CpuMeter {
     started: Instant,
     dependencies: [Option<Duration>; 3],
     this_process: Option<Duration>,
@@ -82,7 +107,8 @@ const METERED: [Dependency; 3] = [
 ];
 
 impl CpuMeter {
-    async fn start(stack: &Stack) -> Self {
+    /// Reads the CPU used so far by each part.
+    pub async fn start(stack: &Stack) -> Self {
         let mut dependencies = [None; 3];
         for (reading, dependency) in dependencies.iter_mut().zip(METERED) {
             *reading = stack.backend().cpu_time(dependency).await.ok().flatten();
@@ -94,7 +120,8 @@ impl CpuMeter {
         }
     }
 
-    async fn stop(self, stack: &Stack) -> Busy {
+    /// The CPU each part used since [`CpuMeter::start`], in cores.
+    pub async fn stop(self, stack: &Stack) -> Busy {
         let seconds = self.started.elapsed().as_secs_f64();
         let cores = |before: Option<Duration>, after: Option<Duration>| {
             Some((after?.saturating_sub(before?)).as_secs_f64() / seconds)
@@ -253,24 +280,11 @@ fn figures(
         ("the consumer's-requests ceiling", shaped.busy),
         ("the drain", drained.busy),
     ] {
-        for (part, cores) in [
-            ("emulator", busy.emulator),
-            ("PostgreSQL", busy.postgres),
-            ("Redis", busy.redis),
-            (
-                "this process (load client; consolidation in the drain)",
-                busy.this_process,
-            ),
-        ] {
-            if let Some(cores) = cores {
-                figures.push(Figure::new(
-                    scenario,
-                    &format!("CPU during {phase}: {part}"),
-                    cores * 100.0,
-                    "% of a core",
-                ));
-            }
-        }
+        figures.extend(busy.figures(
+            scenario,
+            phase,
+            "this process (load client; consolidation in the drain)",
+        ));
     }
     // The why, when the CPU can be read: the drain's rate is the emulator's CPU share times
     // what it serves per CPU-second. The first is what the machine leaves it once PostgreSQL,

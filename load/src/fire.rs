@@ -570,10 +570,10 @@ async fn lags(platform: &Platform<'_>) -> anyhow::Result<Vec<(f64, f64)>> {
         - time::Duration::seconds_f64(epoch().elapsed().as_secs_f64());
     Ok(applied
         .iter()
-        .map(|(at, done)| {
+        .map(|journey| {
             (
-                (*at - epoch_wall).as_seconds_f64(),
-                (*done - *at).as_seconds_f64() * 1000.0,
+                (journey.recorded - epoch_wall).as_seconds_f64(),
+                (journey.applied - journey.recorded).as_seconds_f64() * 1000.0,
             )
         })
         .collect())

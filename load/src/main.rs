@@ -334,7 +334,13 @@ async fn localstack_ceiling(
     let scope = stack.scope().await?;
     let mut best = ceilings::LocalStack::default();
     for _ in 0..2 {
-        best = best.best(ceilings::localstack(&scope.sqs(), &scope.queues.url, 10_000, 4).await?);
+        let meter = load::drain::CpuMeter::start(stack).await;
+        let round = ceilings::localstack(&scope.sqs(), &scope.queues.url, 10_000, 4).await?;
+        let busy = meter.stop(stack).await;
+        best = best.best(ceilings::LocalStack {
+            emulator_cpu: busy.emulator,
+            ..round
+        });
     }
     figures.push(Figure::new(
         "ceilings",
@@ -348,5 +354,13 @@ async fn localstack_ceiling(
         best.send,
         "msg/s",
     ));
+    if let Some(cores) = best.emulator_cpu {
+        figures.push(Figure::new(
+            "ceilings",
+            "LocalStack's CPU meanwhile",
+            cores * 100.0,
+            "% of a core",
+        ));
+    }
     Ok(best)
 }

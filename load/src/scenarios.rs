@@ -533,6 +533,13 @@ pub async fn e2e_lag(
         .wait_consistent(&target.merchants, Duration::from_secs(600))
         .await?;
     let scenario = scenario!("e2e").register_transaction(transaction!(post_e2e));
+    let metrics = local.system.lock().await.consolidation_metrics.clone();
+    let batches = || {
+        let consumer = &metrics.as_ref()?.consumer;
+        Some((consumer.received.get(), consumer.apply_seconds.count()))
+    };
+    let batches_before = batches();
+    let meter = crate::drain::CpuMeter::start(local.stack).await;
     let run = attack(
         target,
         scenario,
@@ -543,32 +550,45 @@ pub async fn e2e_lag(
         "e2e-lag",
     )
     .await?;
+    let busy = meter.stop(local.stack).await;
+    let batches_after = batches();
     let system = local.system.lock().await;
     system
         .wait_consistent(&target.merchants, Duration::from_secs(300))
         .await?;
     let ledger = system.ledger_scope.pg_pool().await?;
     let consolidation = system.consolidation_scope.pg_pool().await?;
-    let applied = recorded_and_applied(&ledger, &consolidation, "e2e").await?;
-    let mut lags: Vec<f64> = applied
-        .iter()
-        .map(|(at, done)| (*done - *at).as_seconds_f64() * 1000.0)
-        .collect();
-    lags.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        lags.get(((lags.len().max(1) - 1) as f64 * q).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
+    let journeys = recorded_and_applied(&ledger, &consolidation, "e2e").await?;
+    let ms = |from: time::OffsetDateTime, to: time::OffsetDateTime| {
+        (to - from).as_seconds_f64() * 1000.0
     };
-    let span = applied
+    let sorted = |values: &mut dyn Iterator<Item = f64>| {
+        let mut values: Vec<f64> = values.collect();
+        values.sort_by(f64::total_cmp);
+        values
+    };
+    let lags = sorted(&mut journeys.iter().map(|j| ms(j.recorded, j.applied)));
+    // The two halves: the ledger's relay, and the consumer (SQS's queueing included).
+    let relayed = sorted(
+        &mut journeys
+            .iter()
+            .filter_map(|j| Some(ms(j.recorded, j.published?))),
+    );
+    let consumed = sorted(
+        &mut journeys
+            .iter()
+            .filter_map(|j| Some(ms(j.published?, j.applied))),
+    );
+    let at = crate::latency::percentile;
+    let span = journeys
         .iter()
-        .map(|(t, _)| *t)
+        .map(|j| j.recorded)
         .min()
-        .zip(applied.iter().map(|(_, t)| *t).max());
+        .zip(journeys.iter().map(|j| j.applied).max());
     let apply_rate = span.map_or(0.0, |(first, last)| {
         lags.len() as f64 / (last - first).as_seconds_f64().max(0.001)
     });
-    Ok(vec![
+    let mut figures = vec![
         Figure::new(
             "e2e-lag",
             &format!("POST rate achieved (asked {rate}/s)"),
@@ -576,8 +596,33 @@ pub async fn e2e_lag(
             "req/s",
         ),
         Figure::new("e2e-lag", "entries measured", lags.len() as f64, ""),
-        Figure::new("e2e-lag", "lag p50", at(0.5), "ms"),
-        Figure::new("e2e-lag", "lag p99 (goal 1000 ms)", at(0.99), "ms").bound(at(0.99) <= 1000.0),
+        Figure::new("e2e-lag", "lag p50", at(&lags, 0.5), "ms"),
+        Figure::new("e2e-lag", "lag p99 (goal 1000 ms)", at(&lags, 0.99), "ms")
+            .bound(at(&lags, 0.99) <= 1000.0),
+        Figure::new(
+            "e2e-lag",
+            "commit to publish (relay), p50",
+            at(&relayed, 0.5),
+            "ms",
+        ),
+        Figure::new(
+            "e2e-lag",
+            "commit to publish (relay), p99",
+            at(&relayed, 0.99),
+            "ms",
+        ),
+        Figure::new(
+            "e2e-lag",
+            "publish to apply (consumer), p50",
+            at(&consumed, 0.5),
+            "ms",
+        ),
+        Figure::new(
+            "e2e-lag",
+            "publish to apply (consumer), p99",
+            at(&consumed, 0.99),
+            "ms",
+        ),
         // Why the lag grows at a rate the receive+delete ceiling alone would allow: each event
         // is also sent through the same one-request-at-a-time emulator.
         Figure::new("e2e-lag", "POST rate achieved", run.rate, "req/s").against(
@@ -591,7 +636,37 @@ pub async fn e2e_lag(
             "events/s",
         )
         .against("LocalStack receive+delete", localstack.receive_delete),
-    ])
+    ];
+    // How full the consumer's batches were: a receive returns what is there, up to ten, so a
+    // live queue costs the emulator more calls per event than a filled one.
+    if let (Some((received_0, batches_0)), Some((received_1, batches_1))) =
+        (batches_before, batches_after)
+    {
+        figures.push(Figure::new(
+            "e2e-lag",
+            "events per applied batch, mean (at most 10)",
+            (received_1 - received_0) as f64 / (batches_1 - batches_0).max(1) as f64,
+            "",
+        ));
+    }
+    // The whole path again, at the CPU the emulator got while the POSTs ran rather than the
+    // CPU it had to itself: the rate it could serve then, which the POSTs are judged against.
+    if let (Some(during), Some(alone)) = (busy.emulator, localstack.emulator_cpu) {
+        figures.push(
+            Figure::new("e2e-lag", "POST rate achieved", run.rate, "req/s").against(
+                "LocalStack whole path at its CPU during the POSTs",
+                localstack.whole_path() * during / alone.max(f64::EPSILON),
+            ),
+        );
+    }
+    // Who used the two cores while the POSTs ran: the emulator serves the relay's sends and the
+    // consumer's receives and deletes; this process runs goose, the ledger and the consolidation.
+    figures.extend(busy.figures(
+        "e2e-lag",
+        "the POSTs",
+        "this process (goose, ledger, consolidation)",
+    ));
+    Ok(figures)
 }
 
 /// `replay`: the cost of a replay to live recording. POSTs at `rate`/s for `seconds` while idle,
@@ -719,10 +794,14 @@ pub(crate) async fn recorded_and_applied(
     ledger: &sqlx::PgPool,
     consolidation: &sqlx::PgPool,
     description: &str,
-) -> anyhow::Result<Vec<(time::OffsetDateTime, time::OffsetDateTime)>> {
-    let recorded: Vec<(uuid::Uuid, time::OffsetDateTime)> = sqlx::query_as(
-        "SELECT o.event_id, e.recorded_at FROM outbox o \
-         JOIN entries e ON e.id = (o.payload->>'entry_id')::uuid WHERE e.description = $1",
+) -> anyhow::Result<Vec<Journey>> {
+    let recorded: Vec<(
+        uuid::Uuid,
+        time::OffsetDateTime,
+        Option<time::OffsetDateTime>,
+    )> = sqlx::query_as(
+        "SELECT o.event_id, e.recorded_at, o.published_at FROM outbox o \
+             JOIN entries e ON e.id = (o.payload->>'entry_id')::uuid WHERE e.description = $1",
     )
     .bind(description)
     .fetch_all(ledger)
@@ -735,6 +814,24 @@ pub(crate) async fn recorded_and_applied(
             .collect();
     Ok(recorded
         .into_iter()
-        .filter_map(|(event, at)| applied.get(&event).map(|done| (at, *done)))
+        .filter_map(|(event, recorded, published)| {
+            applied.get(&event).map(|applied| Journey {
+                recorded,
+                published,
+                applied: *applied,
+            })
+        })
         .collect())
+}
+
+/// When one event passed each stage (all on this machine's clock).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Journey {
+    /// The ledger's commit.
+    pub recorded: time::OffsetDateTime,
+    /// The relay's publish to SQS, as the outbox row records it once SQS accepted it; `None`
+    /// when the row was not marked (a relay stopped between the send and the mark).
+    pub published: Option<time::OffsetDateTime>,
+    /// The consumer's commit.
+    pub applied: time::OffsetDateTime,
 }
