@@ -599,30 +599,6 @@ pub async fn e2e_lag(
         Figure::new("e2e-lag", "lag p50", at(&lags, 0.5), "ms"),
         Figure::new("e2e-lag", "lag p99 (goal 1000 ms)", at(&lags, 0.99), "ms")
             .bound(at(&lags, 0.99) <= 1000.0),
-        Figure::new(
-            "e2e-lag",
-            "commit to publish (relay), p50",
-            at(&relayed, 0.5),
-            "ms",
-        ),
-        Figure::new(
-            "e2e-lag",
-            "commit to publish (relay), p99",
-            at(&relayed, 0.99),
-            "ms",
-        ),
-        Figure::new(
-            "e2e-lag",
-            "publish to apply (consumer), p50",
-            at(&consumed, 0.5),
-            "ms",
-        ),
-        Figure::new(
-            "e2e-lag",
-            "publish to apply (consumer), p99",
-            at(&consumed, 0.99),
-            "ms",
-        ),
         // Why the lag grows at a rate the receive+delete ceiling alone would allow: each event
         // is also sent through the same one-request-at-a-time emulator.
         Figure::new("e2e-lag", "POST rate achieved", run.rate, "req/s").against(
@@ -637,6 +613,19 @@ pub async fn e2e_lag(
         )
         .against("LocalStack receive+delete", localstack.receive_delete),
     ];
+    for (half, lags) in [
+        ("commit to publish (relay)", &relayed),
+        ("publish to apply (consumer)", &consumed),
+    ] {
+        for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+            figures.push(Figure::new(
+                "e2e-lag",
+                &format!("{half}, {name}"),
+                at(lags, q),
+                "ms",
+            ));
+        }
+    }
     // How full the consumer's batches were: a receive returns what is there, up to ten, so a
     // live queue costs the emulator more calls per event than a filled one.
     if let (Some((received_0, batches_0)), Some((received_1, batches_1))) =
