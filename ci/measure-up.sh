@@ -12,7 +12,7 @@ export HARNESS_STATE_DIR=${TMPDIR:-/tmp}/measure-up-$1 HARNESS_BACKEND=$1
 for label in first kept fresh; do
   extra=""; [ $label = fresh ] && extra=--fresh
   rm -f "$HARNESS_STATE_DIR.$label.out" "$HARNESS_STATE_DIR.$label.err"
-  ./target/debug/harness up $extra --prometheus-port 0 --ledger-port 28081 --consolidation-port 28082 --identity-port 28089 --postgres-port 25432 --redis-port 26379 --localstack-port 24566 --gateway-port 28080 > $HARNESS_STATE_DIR.$label.out 2>$HARNESS_STATE_DIR.$label.err &
+  ./target/debug/harness up $extra --prometheus-port 0 --ledger-port 28081 --consolidation-port 28082 --identity-port 28089 --postgres-port 25432 --redis-port 26379 --sqs-port 24566 --gateway-port 28080 > $HARNESS_STATE_DIR.$label.out 2>$HARNESS_STATE_DIR.$label.err &
   pid=$!
   for i in $(seq 1 600); do grep -q "ready in" $HARNESS_STATE_DIR.$label.out && break; sleep 0.2; done
   echo "$1 $label: $(grep -o 'ready in [0-9.]* s' $HARNESS_STATE_DIR.$label.out)"

@@ -31,7 +31,7 @@ rm -f "$out/up.out" "$out/up.err"
 say "starting the platform (harness up --fresh, ledger :$ledger, consolidation :$consolidation)"
 "$harness" up --fresh --prometheus-port 0 --ledger-port "$ledger" --consolidation-port "$consolidation" \
   --identity-port "$(free_port)" --postgres-port "$(free_port)" --redis-port "$(free_port)" \
-  --localstack-port "$(free_port)" --gateway-port "$(free_port)" --replicas 1 > "$out/up.out" 2> "$out/up.err" &
+  --sqs-port "$(free_port)" --gateway-port "$(free_port)" --replicas 1 > "$out/up.out" 2> "$out/up.err" &
 up=$!
 cleanup() {
   kill -TERM "$up" 2>/dev/null && wait "$up" 2>/dev/null || true

@@ -170,11 +170,11 @@ async fn a_broker_killed_and_restarted_loses_nothing_for_good() {
     // The broker dies with 18 messages in it and comes back empty (the harness makes the queues
     // again, as a deployment's infrastructure would).
     stack
-        .inject(harness::Dependency::LocalStack, harness::Fault::Kill)
+        .inject(harness::Dependency::Sqs, harness::Fault::Kill)
         .await
         .expect("kill LocalStack");
     stack
-        .inject(harness::Dependency::LocalStack, harness::Fault::Restart)
+        .inject(harness::Dependency::Sqs, harness::Fault::Restart)
         .await
         .expect("restart LocalStack");
     assert_eq!(

@@ -60,10 +60,8 @@ fn user_and_system(fields: &[String]) -> u64 {
 }
 
 /// The kernel's clock ticks per second (the unit of `/proc`'s times).
-#[allow(unsafe_code)]
 fn clock_ticks() -> Option<f64> {
-    // SAFETY: sysconf only reads a system constant.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = rustix::param::clock_ticks_per_second();
     (ticks > 0).then_some(ticks as f64)
 }
 
@@ -73,15 +71,8 @@ mod tests {
 
     /// This thread's CPU time by the kernel's own clock (`CLOCK_THREAD_CPUTIME_ID`), to check
     /// `/proc`'s readings against.
-    #[allow(unsafe_code)]
     fn thread_cpu() -> Duration {
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes the timespec it is given, which lives for the call.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut now) };
-        assert_eq!(rc, 0, "clock_gettime");
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
         Duration::new(
             u64::try_from(now.tv_sec).unwrap_or_default(),
             u32::try_from(now.tv_nsec).unwrap_or_default(),

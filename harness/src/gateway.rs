@@ -29,7 +29,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::process::{ProcessSpec, Supervised};
+use crate::Service;
+use crate::process::{ProcessSpec, Signal, Supervised};
 
 /// The one description of the routes, shared with terraform (`terraform/modules/api`).
 pub const ROUTES_JSON: &str = include_str!("../../terraform/modules/api/routes.json");
@@ -61,7 +62,7 @@ pub struct Route {
     /// API Gateway path syntax: `{name}` is one segment, `{name+}` the rest of the path.
     pub path: String,
     /// The service that answers it.
-    pub service: String,
+    pub service: Service,
     /// Routed by the deployed API Gateway too (`false`: local gateway only, e.g. admin).
     pub public: bool,
     /// The route honours `Idempotency-Key`, so a POST carrying one may be retried on another
@@ -106,8 +107,8 @@ pub fn routes() -> anyhow::Result<Vec<Route>> {
 pub struct GatewayConfig {
     /// Where the gateway listens (`127.0.0.1:8080`, or a port alone).
     pub listen: String,
-    /// Replicas per service name (`ledger`, `consolidation`), as `host:port`.
-    pub upstreams: BTreeMap<String, Vec<String>>,
+    /// Replicas per service, as `host:port`.
+    pub upstreams: BTreeMap<Service, Vec<String>>,
     /// Steady requests per second (whole gateway, like the stage-wide limit).
     pub rate_limit: u32,
     /// Requests above the rate allowed at once.
@@ -241,11 +242,11 @@ pub fn render(config: &GatewayConfig) -> anyhow::Result<String> {
         config.listen, config.burst_limit
     )?;
     // One location per path; the methods are the service's business (it answers 405).
-    let mut by_path: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    let mut by_path: BTreeMap<String, (Service, bool)> = BTreeMap::new();
     for route in &routes {
         let entry = by_path
             .entry(location_regex(&route.path))
-            .or_insert_with(|| (route.service.clone(), false));
+            .or_insert_with(|| (route.service, false));
         anyhow::ensure!(
             entry.0 == route.service,
             "path {} is routed to two services",
@@ -253,7 +254,7 @@ pub fn render(config: &GatewayConfig) -> anyhow::Result<String> {
         );
         entry.1 |= route.idempotency_key;
     }
-    let tries = |service: &str| config.upstreams.get(service).map_or(1, Vec::len).max(2);
+    let tries = |service: &Service| config.upstreams.get(service).map_or(1, Vec::len).max(2);
     for (regex, (service, idempotent)) in &by_path {
         writeln!(out, "        location ~ {regex} {{")?;
         if *idempotent {
@@ -269,7 +270,7 @@ pub fn render(config: &GatewayConfig) -> anyhow::Result<String> {
             tries(service)
         )?;
     }
-    let idempotent_services: std::collections::BTreeSet<&String> = by_path
+    let idempotent_services: std::collections::BTreeSet<&Service> = by_path
         .values()
         .filter(|(_, idempotent)| *idempotent)
         .map(|(service, _)| service)
@@ -355,7 +356,7 @@ pub fn process(
         user: None,
         // Logged once the listener is bound and the process serves.
         ready_line: "getrlimit(RLIMIT_NOFILE)".into(),
-        stop_signal: libc::SIGQUIT,
+        stop_signal: Signal::QUIT,
         log_file,
     }))
 }
@@ -377,10 +378,10 @@ mod tests {
             listen: "127.0.0.1:8080".into(),
             upstreams: BTreeMap::from([
                 (
-                    "ledger".to_string(),
+                    Service::Ledger,
                     vec!["127.0.0.1:8081".into(), "127.0.0.1:8181".into()],
                 ),
-                ("consolidation".to_string(), vec!["127.0.0.1:8082".into()]),
+                (Service::Consolidation, vec!["127.0.0.1:8082".into()]),
             ]),
             rate_limit: DEFAULT_RATE_LIMIT,
             burst_limit: DEFAULT_BURST_LIMIT,
@@ -397,11 +398,8 @@ mod tests {
         let config = GatewayConfig {
             listen: "8080".into(),
             upstreams: BTreeMap::from([
-                ("ledger".to_string(), vec!["ledger:8081".into()]),
-                (
-                    "consolidation".to_string(),
-                    vec!["consolidation:8082".into()],
-                ),
+                (Service::Ledger, vec!["ledger:8081".into()]),
+                (Service::Consolidation, vec!["consolidation:8082".into()]),
             ]),
             rate_limit: DEFAULT_RATE_LIMIT,
             burst_limit: DEFAULT_BURST_LIMIT,
@@ -478,7 +476,7 @@ mod tests {
     #[test]
     fn a_service_without_replicas_is_refused() {
         let mut config = config();
-        config.upstreams.remove("consolidation");
+        config.upstreams.remove(&Service::Consolidation);
         assert!(render(&config).is_err());
     }
 }

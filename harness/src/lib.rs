@@ -1,7 +1,7 @@
 //! The cash-flow platform's test and local-run harness.
 //!
-//! It runs the real dependencies — PostgreSQL, Redis and LocalStack SQS — as local processes
-//! (`native`), or uses ones given in the environment (`external`); gives each test its own
+//! It runs the real dependencies — PostgreSQL, Redis and SQS (LocalStack or moto) — as containers
+//! or local processes, or uses ones given in the environment (`external`); gives each test its own
 //! database, queue pair and Redis key prefix ([`Scope`]); emulates the identity provider
 //! ([`IdentityProvider`]); and injects faults ([`Fault`]), network faults included, through a
 //! proxy on each service→dependency link ([`FaultProxy`], [`NetFault`]).
@@ -14,17 +14,21 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod backend;
 pub mod cli;
 pub mod cpu;
 pub mod gateway;
 pub mod identity;
+pub mod lease;
 pub mod netfault;
 pub mod paths;
 pub mod process;
 pub mod replicas;
 pub mod rotation;
 pub mod scope;
+pub mod service;
 pub mod services;
 pub mod sqs;
 pub mod stack;
@@ -32,9 +36,10 @@ pub mod wait;
 
 pub use backend::{BackendKind, Dependency, Endpoints, Fault};
 pub use identity::{IdentityProvider, IssuerKeys, TokenFlaw};
-pub use netfault::{FaultProxy, Link, NetFault, Service};
+pub use netfault::{FaultProxy, Link, NetFault};
 pub use rotation::RotatingIdentity;
 pub use scope::{Scope, ScopeOptions};
+pub use service::Service;
 pub use stack::{Stack, StackOptions};
 pub use wait::eventually;
 
@@ -49,12 +54,9 @@ pub async fn shared() -> anyhow::Result<&'static Stack> {
     SHARED
         .get_or_try_init(|| async {
             // Nobody stops the shared stack's PostgreSQL: its data can live in memory.
-            let options = match std::env::var_os(cli::LEASE_VAR) {
-                Some(lease) => StackOptions::default()
-                    .with_external(cli::read_lease(std::path::Path::new(&lease))?),
-                None => StackOptions::default().with_native(
-                    backend::native::NativeOptions::default().with_postgres_in_memory(),
-                ),
+            let options = match lease::from_env()? {
+                Some(endpoints) => StackOptions::default().with_external(endpoints),
+                None => StackOptions::default().in_memory(),
             };
             Stack::start(options).await
         })

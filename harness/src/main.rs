@@ -1,5 +1,7 @@
 //! `harness up` / `harness token`: see [`harness::cli`].
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 #[tokio::main]

@@ -25,59 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::Service;
 use crate::backend::Dependency;
-
-/// A service whose links can be faulted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Service {
-    /// The ledger.
-    Ledger,
-    /// The consolidation.
-    Consolidation,
-}
-
-impl Service {
-    /// Both services.
-    pub const ALL: [Service; 2] = [Service::Ledger, Service::Consolidation];
-
-    /// The lower-case name (`ledger`, `consolidation`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ledger => "ledger",
-            Self::Consolidation => "consolidation",
-        }
-    }
-}
-
-impl std::str::FromStr for Service {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s {
-            "ledger" => Ok(Self::Ledger),
-            "consolidation" => Ok(Self::Consolidation),
-            _ => anyhow::bail!("unknown service {s:?} (ledger, consolidation)"),
-        }
-    }
-}
-
-/// The lower-case name of a dependency as the CLI spells it.
-pub fn dependency_name(dependency: Dependency) -> &'static str {
-    match dependency {
-        Dependency::Postgres => "postgres",
-        Dependency::Redis => "redis",
-        Dependency::LocalStack => "sqs",
-    }
-}
-
-/// A dependency from its CLI name (`postgres`, `redis`, `sqs`).
-pub fn parse_dependency(s: &str) -> anyhow::Result<Dependency> {
-    match s {
-        "postgres" | "pg" => Ok(Dependency::Postgres),
-        "redis" => Ok(Dependency::Redis),
-        "sqs" | "localstack" => Ok(Dependency::LocalStack),
-        _ => anyhow::bail!("unknown dependency {s:?} (postgres, redis, sqs)"),
-    }
-}
 
 /// One service's connection to one dependency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,7 +50,7 @@ impl Link {
     pub fn all() -> Vec<Link> {
         let mut links = vec![
             Link::new(Service::Ledger, Dependency::Postgres),
-            Link::new(Service::Ledger, Dependency::LocalStack),
+            Link::new(Service::Ledger, Dependency::Sqs),
         ];
         links.extend(Dependency::ALL.map(|d| Link::new(Service::Consolidation, d)));
         links
@@ -110,12 +59,7 @@ impl Link {
 
 impl std::fmt::Display for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}→{}",
-            self.service.name(),
-            dependency_name(self.dependency)
-        )
+        write!(f, "{}→{}", self.service, self.dependency)
     }
 }
 

@@ -71,20 +71,10 @@ pub fn postgres_memory_root() -> Option<PathBuf> {
     (free >= LEAST_FREE).then(|| shm.join("cashflow-harness-postgres"))
 }
 
-/// Free bytes of the file system holding `dir` (`df`: statvfs needs unsafe code, which the
-/// workspace denies).
+/// Bytes of the file system holding `dir` that an unprivileged user may still use.
 fn free_bytes(dir: &Path) -> Option<u64> {
-    let output = std::process::Command::new("df")
-        .args(["--output=avail", "-B1"])
-        .arg(dir)
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .nth(1)?
-        .trim()
-        .parse()
-        .ok()
+    let stats = rustix::fs::statvfs(dir).ok()?;
+    stats.f_bavail.checked_mul(stats.f_frsize)
 }
 
 /// The PostgreSQL data directory `harness up` keeps across runs on the native backend.

@@ -1,24 +1,31 @@
-//! Supervised child processes: the native backend's PostgreSQL, Redis and LocalStack.
+//! Supervised child processes: the native backend's PostgreSQL, Redis and SQS emulator, the
+//! gateway, the services' replicas.
 //!
 //! Three guarantees matter here:
 //! - no orphan survives the process that started it, also after a panic or a `kill -9` of that
-//!   process: every child is spawned from one thread that lives as long as the process, with
-//!   `PR_SET_PDEATHSIG`, so the kernel signals the child when its parent goes away;
+//!   process: next to each child runs a reaper, a `sh` in a process group of its own blocked
+//!   reading a pipe whose other end only this process holds. However this process ends, the
+//!   kernel closes that end; the reaper's read returns and it kills the child's whole process
+//!   group (an nginx master's workers too, which a parent-death signal on the master would
+//!   leave serving). When the child ends normally, its reaper is killed with it;
 //! - each child leads its own process group, so a fault (stop, kill, pause) reaches the whole
-//!   tree (PostgreSQL's backends too) and a terminal's Ctrl-C reaches only `harness up`, which
-//!   then stops its children in order;
+//!   group (nginx's workers too) and a terminal's Ctrl-C reaches only `harness up`, which then
+//!   stops its children in order;
 //! - output goes to a log file per process, and readiness is a line in that output.
+//!
+//! Signals go through `rustix` (safe wrappers of the system calls; no `unsafe` here).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+pub use rustix::process::Signal;
+use rustix::process::{Pid, kill_process_group};
 use tokio::sync::watch;
 
 /// What a supervised process needs to start, kept so that it can be started again (a restart keeps
@@ -40,7 +47,7 @@ pub struct ProcessSpec {
     /// A line containing this text in stdout or stderr means the process is ready.
     pub ready_line: String,
     /// Signal that asks the process to shut down cleanly (SIGINT is PostgreSQL's fast shutdown).
-    pub stop_signal: i32,
+    pub stop_signal: Signal,
     /// Where the output goes (appended: restarts add to the same file).
     pub log_file: PathBuf,
 }
@@ -58,6 +65,8 @@ struct Running {
     pid: i32,
     /// Flips to true when the ready line has been seen.
     ready: watch::Receiver<bool>,
+    /// Kills the process group if this process ends first (see the module's documentation).
+    reaper: Reaper,
 }
 
 impl Supervised {
@@ -102,6 +111,11 @@ impl Supervised {
                     self.spec.name,
                     running.pid
                 );
+            }
+            // What is left of an earlier run's group (it was killed from outside) goes first.
+            if let Some(previous) = state.take() {
+                let _ = signal_group(previous.pid, Signal::KILL);
+                previous.reaper.dismiss();
             }
             let running = spawn(&self.spec)?;
             let ready = running.ready.clone();
@@ -163,7 +177,7 @@ impl Supervised {
     }
 
     /// Sends `signal` to the process group.
-    pub fn signal(&self, signal: i32) -> anyhow::Result<()> {
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
         let pid = self
             .pid()
             .with_context(|| format!("{} is not running", self.spec.name))?;
@@ -177,7 +191,7 @@ impl Supervised {
         }
         let pid = self.pid().unwrap_or_default();
         // A paused process cannot act on the stop signal.
-        let _ = signal_group(pid, libc::SIGCONT);
+        let _ = signal_group(pid, Signal::CONT);
         let _ = signal_group(pid, self.spec.stop_signal);
         if self.wait_exit(grace).await {
             return Ok(());
@@ -192,7 +206,7 @@ impl Supervised {
             return Ok(());
         }
         let pid = self.pid().unwrap_or_default();
-        let _ = signal_group(pid, libc::SIGKILL);
+        let _ = signal_group(pid, Signal::KILL);
         if self.wait_exit(Duration::from_secs(10)).await {
             Ok(())
         } else {
@@ -202,12 +216,12 @@ impl Supervised {
 
     /// Pauses the whole process group (SIGSTOP): it holds its ports but answers nothing.
     pub fn pause(&self) -> anyhow::Result<()> {
-        self.signal(libc::SIGSTOP)
+        self.signal(Signal::STOP)
     }
 
     /// Resumes a paused process group (SIGCONT).
     pub fn resume(&self) -> anyhow::Result<()> {
-        self.signal(libc::SIGCONT)
+        self.signal(Signal::CONT)
     }
 
     async fn wait_exit(&self, timeout: Duration) -> bool {
@@ -222,11 +236,12 @@ impl Supervised {
         false
     }
 
-    /// Members of the group that outlived its leader (PostgreSQL backends after a kill -9 of the
-    /// postmaster) would hold the port: they go too.
+    /// Members of the group that outlived its leader (nginx's workers after a kill -9 of the
+    /// master) would hold the port: they go too, and the reaper with them.
     fn reap_group(&self) {
-        if let Some(pid) = self.pid() {
-            let _ = signal_group(pid, libc::SIGKILL);
+        if let Some(running) = self.lock().as_ref() {
+            let _ = signal_group(running.pid, Signal::KILL);
+            running.reaper.dismiss();
         }
     }
 
@@ -236,13 +251,13 @@ impl Supervised {
             return;
         }
         let pid = self.pid().unwrap_or_default();
-        let _ = signal_group(pid, libc::SIGCONT);
+        let _ = signal_group(pid, Signal::CONT);
         let _ = signal_group(pid, self.spec.stop_signal);
         let deadline = Instant::now() + grace;
         while self.is_running() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = signal_group(pid, libc::SIGKILL);
+        self.reap_group();
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.is_running() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -261,18 +276,53 @@ fn is_alive(child: &Mutex<Child>) -> bool {
     matches!(child.try_wait(), Ok(None))
 }
 
-fn signal_group(pid: i32, signal: i32) -> std::io::Result<()> {
-    if pid <= 0 {
-        return Err(std::io::Error::other("no process"));
+/// Sends `signal` to the process group `pid` leads (every child leads its own group).
+pub fn signal_group(pid: i32, signal: Signal) -> std::io::Result<()> {
+    let pid = Pid::from_raw(pid)
+        .filter(|_| pid > 0)
+        .ok_or_else(|| std::io::Error::other("no process"))?;
+    Ok(kill_process_group(pid, signal)?)
+}
+
+/// The reaper of one child's process group: a `sh` in a group of its own, blocked reading a pipe
+/// whose write end is here. When this process ends, however it ends, the kernel closes that end
+/// and the reaper kills the group with SIGKILL. [`Reaper::dismiss`] (the child ended normally)
+/// kills the reaper instead. Its own group keeps the signals sent to the child's group (a stop,
+/// a pause) from reaching it.
+#[derive(Debug)]
+struct Reaper {
+    child: Mutex<Option<Child>>,
+}
+
+impl Reaper {
+    fn spawn(group: i32) -> std::io::Result<Self> {
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg("read _ignored; kill -KILL \"-$0\" 2>/dev/null")
+            .arg(group.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        Ok(Self {
+            child: Mutex::new(Some(child)),
+        })
     }
-    // The child is its process group's leader (process_group(0)), so -pid addresses the group.
-    #[allow(unsafe_code)]
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(-pid, signal) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+
+    /// Stops the reaper without letting it act (the group is gone or going), and reaps it.
+    fn dismiss(&self) {
+        let taken = self.child.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut child) = taken {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        self.dismiss();
     }
 }
 
@@ -308,11 +358,19 @@ fn spawn(spec: &ProcessSpec) -> anyhow::Result<Running> {
         command.uid(uid);
         command.gid(gid);
     }
-    die_with_parent(&mut command);
 
-    let mut child = spawn_from_supervisor_thread(command)
+    let mut child = command
+        .spawn()
         .with_context(|| format!("starting {} ({})", spec.name, spec.program.display()))?;
     let pid = i32::try_from(child.id()).context("pid out of range")?;
+    let reaper = match Reaper::spawn(pid) {
+        Ok(reaper) => reaper,
+        Err(e) => {
+            let _ = signal_group(pid, Signal::KILL);
+            let _ = child.wait();
+            return Err(e).context("starting the reaper (sh) of a child process");
+        }
+    };
 
     let (ready_tx, ready_rx) = watch::channel(false);
     let ready_tx = Arc::new(ready_tx);
@@ -340,6 +398,7 @@ fn spawn(spec: &ProcessSpec) -> anyhow::Result<Running> {
         child: Arc::new(Mutex::new(child)),
         pid,
         ready: ready_rx,
+        reaper,
     })
 }
 
@@ -364,53 +423,4 @@ fn copy_output(
             ready.send_replace(true);
         }
     }
-}
-
-/// Asks the kernel to SIGKILL the child when the thread that forked it ends. That thread is the
-/// supervisor thread below, which lives as long as the process.
-fn die_with_parent(command: &mut Command) {
-    #[allow(unsafe_code)]
-    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe functions
-    // (prctl, getppid). It runs after the uid change, which would otherwise clear the setting.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died between fork and prctl.
-            if libc::getppid() == 1 {
-                return Err(std::io::Error::other("parent exited"));
-            }
-            Ok(())
-        });
-    }
-}
-
-type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
-
-/// `PR_SET_PDEATHSIG` fires when the forking *thread* ends, and test threads end with their test,
-/// so every child is forked by this one long-lived thread.
-fn spawn_from_supervisor_thread(command: Command) -> std::io::Result<Child> {
-    static SUPERVISOR: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    let sender = SUPERVISOR.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("harness-supervisor".into())
-            .spawn(move || {
-                for (mut command, reply) in rx {
-                    let _ = reply.send(command.spawn());
-                }
-            })
-            .expect("spawning the harness supervisor thread");
-        Mutex::new(tx)
-    });
-    let (reply_tx, reply_rx) = mpsc::channel();
-    sender
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .send((command, reply_tx))
-        .map_err(|_| std::io::Error::other("harness supervisor thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| std::io::Error::other("harness supervisor thread is gone"))?
 }

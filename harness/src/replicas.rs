@@ -7,17 +7,17 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::Stack;
 use crate::gateway::GatewayConfig;
 use crate::process::Supervised;
 use crate::services::ServiceProcess;
+use crate::{Service, Stack};
 
 /// One replica of a service: its process (startable again after a kill: same port, same
 /// settings) and where it listens.
 #[derive(Debug)]
 pub struct Replica {
-    /// `ledger` or `consolidation`.
-    pub service: &'static str,
+    /// Its service.
+    pub service: Service,
     /// Its own HTTP port (the gateway's upstream).
     pub port: u16,
     /// The process.
@@ -52,14 +52,14 @@ impl Replica {
     }
 }
 
-/// The gateway's upstreams: each service's replicas, by service name.
+/// The gateway's upstreams: each service's replicas.
 pub fn upstreams<'a>(
     replicas: impl IntoIterator<Item = &'a Replica>,
-) -> BTreeMap<String, Vec<String>> {
-    let mut upstreams: BTreeMap<String, Vec<String>> = BTreeMap::new();
+) -> BTreeMap<Service, Vec<String>> {
+    let mut upstreams: BTreeMap<Service, Vec<String>> = BTreeMap::new();
     for replica in replicas {
         upstreams
-            .entry(replica.service.to_string())
+            .entry(replica.service)
             .or_default()
             .push(replica.upstream());
     }

@@ -7,15 +7,15 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::Stack;
-use crate::process::{ProcessSpec, Supervised};
+use crate::process::{ProcessSpec, Signal, Supervised};
 use crate::sqs::QueuePair;
+use crate::{Service, Stack};
 
 /// Where and how one service process runs.
 #[derive(Debug, Clone)]
 pub struct ServiceProcess {
-    /// `ledger` or `consolidation` (also the binary's name).
-    pub service: &'static str,
+    /// Which service (its name is also the binary's).
+    pub service: Service,
     /// Name in logs and errors (`ledger`, `ledger-2`, ...).
     pub label: String,
     /// The public HTTP port.
@@ -40,7 +40,8 @@ pub struct ServiceProcess {
 
 /// The binary of `service` next to the running executable (`target/<profile>/<service>`), when
 /// it is built.
-pub fn binary(service: &str) -> anyhow::Result<Option<PathBuf>> {
+pub fn binary(service: Service) -> anyhow::Result<Option<PathBuf>> {
+    let service = service.name();
     let exe = std::env::current_exe().context("locating the running executable")?;
     // A test or example binary lives one level deeper (`deps/`, `examples/`).
     let candidates = [
@@ -103,7 +104,7 @@ impl ServiceProcess {
             cwd: None,
             user: None,
             ready_line: "listening".into(),
-            stop_signal: libc::SIGTERM,
+            stop_signal: Signal::TERM,
             log_file: self.log_file.clone(),
         })))
     }

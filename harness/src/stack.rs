@@ -13,8 +13,9 @@ use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use tokio::sync::OnceCell;
 
+use crate::backend::containers::ContainerOptions;
 use crate::backend::native::NativeOptions;
-use crate::backend::{Backend, BackendKind, Dependency, Endpoints, Fault};
+use crate::backend::{Backend, BackendKind, Dependency, Endpoints, Fault, SqsEmulator};
 use crate::identity::{DEFAULT_AUDIENCE, IdentityProvider};
 use crate::netfault::{FaultProxy, Link, NetFault, Proxies, Toxics};
 use crate::scope::{Scope, ScopeOptions, database_url};
@@ -27,6 +28,8 @@ pub struct StackOptions {
     pub backend: Option<BackendKind>,
     /// Native backend choices.
     pub native: NativeOptions,
+    /// Containers backend choices.
+    pub containers: ContainerOptions,
     /// Where the identity provider listens (`None`: a free port).
     pub identity_listener: Option<std::net::TcpListener>,
     /// Use these running dependencies (an external backend) instead of starting any.
@@ -43,6 +46,20 @@ impl StackOptions {
     /// Native backend choices (ports, persistent data).
     pub fn with_native(mut self, native: NativeOptions) -> Self {
         self.native = native;
+        self
+    }
+
+    /// Containers backend choices (ports, persistent data).
+    pub fn with_containers(mut self, containers: ContainerOptions) -> Self {
+        self.containers = containers;
+        self
+    }
+
+    /// PostgreSQL's throwaway data in memory on whichever backend starts it: for stacks that
+    /// never stop, kill or restart PostgreSQL (a process's or a nextest run's shared stack).
+    pub fn in_memory(mut self) -> Self {
+        self.native = self.native.with_postgres_in_memory();
+        self.containers = self.containers.with_postgres_in_memory();
         self
     }
 
@@ -67,7 +84,7 @@ pub struct Stack {
     identity: IdentityProvider,
     /// Migrated template databases by migration-set hash, built once per process.
     templates: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
-    /// Every queue pair made, to make them again after LocalStack restarts.
+    /// Every queue pair made, to make them again after the SQS emulator restarts.
     queues: Mutex<Vec<QueuePairSpec>>,
     /// Fault proxies on service→dependency links, made on first use.
     proxies: Proxies,
@@ -97,7 +114,7 @@ impl Stack {
                 Some(endpoints) => Ok(Backend::External(crate::backend::external::External::new(
                     endpoints,
                 ))),
-                None => Backend::start(kind, &options.native).await,
+                None => Backend::start(kind, &options.native, &options.containers).await,
             }
         };
         let (backend, identity) = tokio::join!(backend, identity);
@@ -118,6 +135,11 @@ impl Stack {
     /// The backend in use.
     pub fn backend(&self) -> &Backend {
         &self.backend
+    }
+
+    /// Which emulator serves SQS (LocalStack or moto).
+    pub fn sqs_emulator(&self) -> SqsEmulator {
+        self.endpoints().sqs_emulator
     }
 
     /// The emulated identity provider.
@@ -213,11 +235,12 @@ impl Stack {
         Ok(())
     }
 
-    /// Injects a fault into a dependency (native backend only). After LocalStack restarts, every
-    /// queue pair made so far is made again: LocalStack keeps no state across restarts.
+    /// Injects a fault into a dependency (the backends that own them). After the SQS emulator
+    /// restarts, every queue pair made so far is made again: neither emulator keeps state across
+    /// restarts.
     pub async fn inject(&self, dependency: Dependency, fault: Fault) -> anyhow::Result<()> {
         self.backend.inject(dependency, fault).await?;
-        if dependency == Dependency::LocalStack && fault == Fault::Restart {
+        if dependency == Dependency::Sqs && fault == Fault::Restart {
             let specs = self
                 .queues
                 .lock()
@@ -240,7 +263,7 @@ impl Stack {
         let upstream = match link.dependency {
             Dependency::Postgres => &endpoints.postgres_url,
             Dependency::Redis => &endpoints.redis_url,
-            Dependency::LocalStack => &endpoints.sqs_endpoint,
+            Dependency::Sqs => &endpoints.sqs_endpoint,
         };
         self.proxies.get_or_start(link, upstream).await
     }

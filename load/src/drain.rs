@@ -100,11 +100,7 @@ pub struct CpuMeter {
 
 /// Read in this order at the start of a phase and in the reverse order at its end, so that the
 /// emulator's window is the closest to the phase's (each reading is a call to the backend).
-const METERED: [Dependency; 3] = [
-    Dependency::Postgres,
-    Dependency::Redis,
-    Dependency::LocalStack,
-];
+const METERED: [Dependency; 3] = [Dependency::Postgres, Dependency::Redis, Dependency::Sqs];
 
 impl CpuMeter {
     /// Reads the CPU used so far by each part.

@@ -210,7 +210,7 @@ impl Platform<'_> {
     fn replica(&self, service: &str, nth: usize) -> &Replica {
         self.replicas
             .iter()
-            .filter(|r| r.service == service)
+            .filter(|r| r.service.name() == service)
             .nth(nth)
             .expect("two replicas of each service")
     }
@@ -296,7 +296,7 @@ async fn start_platform(platform: &mut Platform<'_>) -> anyhow::Result<()> {
             &platform.consolidation_scope
         };
         let spec = ServiceProcess {
-            service,
+            service: service.parse()?,
             label: format!("fire-{service}-{nth}"),
             port: free()?,
             internal_port: if service == "ledger" && nth == 1 {
@@ -519,7 +519,7 @@ async fn inject_faults(platform: &Platform<'_>, gap: Duration) -> anyhow::Result
                 freeze(platform.consolidation_stack, Dependency::Redis).await?;
             }
             FaultKind::SqsFrozen => {
-                freeze(platform.ledger_stack, Dependency::LocalStack).await?;
+                freeze(platform.ledger_stack, Dependency::Sqs).await?;
             }
             FaultKind::ConsolidationPostgresRestarted => {
                 platform

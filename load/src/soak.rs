@@ -746,7 +746,7 @@ async fn start_service(
     let port = harness::backend::native::free_port()?;
     let internal_port = harness::backend::native::free_port()?;
     let spec = harness::services::ServiceProcess {
-        service,
+        service: service.parse()?,
         label: format!("soak-{service}"),
         port,
         internal_port,

@@ -1,6 +1,6 @@
-//! The `containers` backend: PostgreSQL, Redis and LocalStack as Docker containers, started with
-//! testcontainers and its modules (their images, environment and ready lines), one container
-//! each per stack.
+//! The `containers` backend: PostgreSQL, Redis and the SQS emulator (LocalStack or moto) as
+//! Docker containers, started with testcontainers and its modules (their images, environment
+//! and ready lines), one container each per stack.
 //!
 //! - Images default to the official ones at pinned tags and can be overridden with
 //!   `HARNESS_POSTGRES_IMAGE`, `HARNESS_REDIS_IMAGE` and `HARNESS_LOCALSTACK_IMAGE`
@@ -36,8 +36,7 @@ use testcontainers_modules::testcontainers::{
     ContainerAsync, ContainerRequest, GenericImage, Image, ImageExt,
 };
 
-use super::native::{NativeOptions, free_port};
-use super::{Dependency, Endpoints, Fault, SqsEmulator};
+use super::{Dependency, Endpoints, Fault, Ports, SqsEmulator};
 
 /// How long a container may take to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -56,6 +55,41 @@ const LABEL_SESSION: &str = "cashflow.harness.session";
 pub const UP_POSTGRES_VOLUME: &str = "cashflow-harness-up-postgres";
 /// Password of the `postgres` role in the PostgreSQL container.
 const POSTGRES_PASSWORD: &str = "postgres";
+
+/// Choices for the containers backend. `Default` gives free ports and throwaway data.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerOptions {
+    /// Host ports the containers publish (free ports where `None`).
+    pub ports: Ports,
+    /// Keep PostgreSQL's data in this named Docker volume across runs (`harness up`:
+    /// [`up_postgres_volume`]); `None` keeps it in the container, removed with it.
+    pub postgres_volume: Option<String>,
+    /// Keep PostgreSQL's throwaway data on a tmpfs, off Docker's storage driver (fuse-overlayfs
+    /// here, at a third of native speed). A container's tmpfs does not survive a stop, so such a
+    /// stack refuses to stop, kill or restart PostgreSQL: only stacks that never do (the shared
+    /// one of a test process or of a nextest run) set it. Ignored with a volume.
+    pub postgres_in_memory: bool,
+}
+
+impl ContainerOptions {
+    /// Sets the published ports.
+    pub fn with_ports(mut self, ports: Ports) -> Self {
+        self.ports = ports;
+        self
+    }
+
+    /// Keeps PostgreSQL's data in the named volume across runs.
+    pub fn with_postgres_volume(mut self, volume: impl Into<String>) -> Self {
+        self.postgres_volume = Some(volume.into());
+        self
+    }
+
+    /// Keeps PostgreSQL's throwaway data on a tmpfs ([`ContainerOptions::postgres_in_memory`]).
+    pub fn with_postgres_in_memory(mut self) -> Self {
+        self.postgres_in_memory = true;
+        self
+    }
+}
 
 /// An image reference, `name:tag`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,7 +221,7 @@ struct Handles {
     postgres: ContainerAsync<Postgres>,
     redis: ContainerAsync<Redis>,
     /// The SQS emulator (LocalStack or moto).
-    localstack: ContainerAsync<GenericImage>,
+    sqs: ContainerAsync<GenericImage>,
 }
 
 /// The running containers of one stack.
@@ -226,7 +260,7 @@ impl Containers {
     /// A free port is only free when it is chosen: another process (a parallel test's client
     /// socket, another stack's published port) can take it before Docker binds it. Such a start
     /// is tried again, with new free ports, or after a pause for the ports `options` pins.
-    pub async fn start(options: &NativeOptions) -> anyhow::Result<Self> {
+    pub async fn start(options: &ContainerOptions) -> anyhow::Result<Self> {
         let mut attempt = 1;
         loop {
             match Self::start_once(options).await {
@@ -242,16 +276,16 @@ impl Containers {
         }
     }
 
-    async fn start_once(options: &NativeOptions) -> anyhow::Result<Self> {
+    async fn start_once(options: &ContainerOptions) -> anyhow::Result<Self> {
         let images = ContainerImages::from_env()?;
         let docker = docker().await?;
         remove_left_by_dead_processes(&docker).await;
         let run = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
         let reaper = spawn_reaper(&run);
 
-        let postgres_port = options.postgres_port.map_or_else(free_port, Ok)?;
-        let redis_port = options.redis_port.map_or_else(free_port, Ok)?;
-        let localstack_port = options.localstack_port.map_or_else(free_port, Ok)?;
+        let postgres_port = options.ports.or_free(Dependency::Postgres)?;
+        let redis_port = options.ports.or_free(Dependency::Redis)?;
+        let sqs_port = options.ports.or_free(Dependency::Sqs)?;
         let session = std::env::var("HARNESS_SESSION").unwrap_or_default();
         let labels = [
             (LABEL, "1".to_string()),
@@ -284,7 +318,7 @@ impl Containers {
             "-c",
             "shared_buffers=128MB",
         ]);
-        let postgres_volume = options.postgres_data.as_ref().map(|_| up_postgres_volume());
+        let postgres_volume = options.postgres_volume.clone();
         let postgres_in_memory = options.postgres_in_memory && postgres_volume.is_none();
         if let Some(volume) = &postgres_volume {
             // `harness up` keeps its data across runs: a named volume outlives the container.
@@ -311,14 +345,14 @@ impl Containers {
             "10000",
         ])
         .start();
-        let gateway_host = format!("127.0.0.1:{localstack_port}");
+        let gateway_host = format!("127.0.0.1:{sqs_port}");
         let sqs_image = GenericImage::new(&images.sqs.name, &images.sqs.tag);
         let localstack = match images.emulator {
             SqsEmulator::LocalStack => request(
                 sqs_image,
                 &images.sqs,
                 labels("localstack"),
-                (localstack_port, 4566),
+                (sqs_port, 4566),
             )
             .with_env_var("SERVICES", "sqs")
             .with_env_var("EAGER_SERVICE_LOADING", "1")
@@ -328,12 +362,7 @@ impl Containers {
             .with_env_var("DNS_ADDRESS", "0")
             .with_env_var("DISABLE_EVENTS", "1"),
             // moto makes queue URLs from the request's Host header: the published port.
-            SqsEmulator::Moto => request(
-                sqs_image,
-                &images.sqs,
-                labels("moto"),
-                (localstack_port, 5000),
-            ),
+            SqsEmulator::Moto => request(sqs_image, &images.sqs, labels("moto"), (sqs_port, 5000)),
         }
         .start();
 
@@ -368,12 +397,13 @@ impl Containers {
                 redis_url: format!("redis://127.0.0.1:{redis_port}"),
                 sqs_endpoint: format!("http://{gateway_host}"),
                 aws_region: "us-east-1".into(),
+                sqs_emulator: images.emulator,
             },
             docker,
             handles: Mutex::new(Some(Handles {
                 postgres,
                 redis,
-                localstack,
+                sqs: localstack,
             })),
             ids,
             images,
@@ -386,7 +416,7 @@ impl Containers {
         let (pg, rd, ls) = tokio::join!(
             containers.wait_ready(Dependency::Postgres),
             containers.wait_ready(Dependency::Redis),
-            containers.wait_ready(Dependency::LocalStack)
+            containers.wait_ready(Dependency::Sqs)
         );
         if let Err(e) = pg.and(rd).and(ls) {
             containers.shutdown().await;
@@ -431,7 +461,7 @@ impl Containers {
         match dependency {
             Dependency::Postgres => &self.ids[0],
             Dependency::Redis => &self.ids[1],
-            Dependency::LocalStack => &self.ids[2],
+            Dependency::Sqs => &self.ids[2],
         }
     }
 
@@ -586,7 +616,7 @@ impl Containers {
         let (image, waited_for) = match dependency {
             Dependency::Postgres => (&self.images.postgres, "a connection that answers SELECT 1"),
             Dependency::Redis => (&self.images.redis, "an answer to PING"),
-            Dependency::LocalStack => (&self.images.sqs, "an answer to SQS ListQueues"),
+            Dependency::Sqs => (&self.images.sqs, "an answer to SQS ListQueues"),
         };
         let image_hint = format!(
             "check the image ({image}; rebuild it with `bash ci/images/build.sh --force`) and the \
@@ -604,7 +634,7 @@ impl Containers {
         let name = match dependency {
             Dependency::Postgres => "PostgreSQL",
             Dependency::Redis => "Redis",
-            Dependency::LocalStack => match self.images.emulator {
+            Dependency::Sqs => match self.images.emulator {
                 SqsEmulator::LocalStack => "LocalStack",
                 SqsEmulator::Moto => "moto (SQS)",
             },
@@ -632,7 +662,7 @@ impl Containers {
                 .next()
                 .unwrap_or_default(),
             Dependency::Redis => &self.endpoints.redis_url,
-            Dependency::LocalStack => &self.endpoints.sqs_endpoint,
+            Dependency::Sqs => &self.endpoints.sqs_endpoint,
         }
     }
 
@@ -673,7 +703,7 @@ impl Containers {
                 let mut conn = client.get_multiplexed_async_connection().await?;
                 let _: String = redis::cmd("PING").query_async(&mut conn).await?;
             }
-            Dependency::LocalStack => {
+            Dependency::Sqs => {
                 crate::sqs::client(&self.endpoints.sqs_endpoint, &self.endpoints.aws_region)
                     .list_queues()
                     .send()
@@ -695,10 +725,10 @@ impl Containers {
         if let Some(Handles {
             postgres,
             redis,
-            localstack,
+            sqs,
         }) = handles
         {
-            let _ = tokio::join!(postgres.rm(), redis.rm(), localstack.rm());
+            let _ = tokio::join!(postgres.rm(), redis.rm(), sqs.rm());
         }
         remove_run(&self.docker, &self.run).await;
         if let Some((mut child, stdin)) =

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 
-use super::Endpoints;
+use super::{Endpoints, SqsEmulator};
 
 /// Endpoints read from `DATABASE_URL`, `REDIS_URL` and `AWS_ENDPOINT_URL`.
 #[derive(Debug)]
@@ -12,7 +12,8 @@ pub struct External {
 }
 
 impl External {
-    /// Reads the endpoints; every variable is required.
+    /// Reads the endpoints; every variable is required (`HARNESS_SQS` names the emulator behind
+    /// `AWS_ENDPOINT_URL`, LocalStack when unset).
     pub fn from_env() -> anyhow::Result<Self> {
         let var = |name: &str| {
             std::env::var(name).with_context(|| {
@@ -25,6 +26,7 @@ impl External {
                 redis_url: var("REDIS_URL")?,
                 sqs_endpoint: var("AWS_ENDPOINT_URL")?,
                 aws_region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+                sqs_emulator: SqsEmulator::from_env()?,
             },
         })
     }

@@ -1,6 +1,8 @@
-//! Swappable backends that provide the real dependencies: PostgreSQL, Redis and LocalStack SQS.
+//! Swappable backends that provide the real dependencies: PostgreSQL, Redis and SQS (LocalStack
+//! or moto).
 //!
-//! - `native`: local processes (PostgreSQL 15 binaries, `redis-server`, LocalStack from a venv);
+//! - `native`: local processes (PostgreSQL 15 binaries, `redis-server`, the SQS emulator from a
+//!   venv);
 //! - `external`: endpoints given in the environment (`DATABASE_URL`, `REDIS_URL`,
 //!   `AWS_ENDPOINT_URL`), e.g. `compose.yaml` or CI services; faults are not available there;
 //! - `containers`: Docker containers through testcontainers, faults through the Docker API.
@@ -26,45 +28,63 @@ pub struct Endpoints {
     pub postgres_url: String,
     /// Redis URL.
     pub redis_url: String,
-    /// SQS endpoint (LocalStack's gateway).
+    /// SQS endpoint (the emulator's gateway).
     pub sqs_endpoint: String,
     /// AWS region used for SQS.
     pub aws_region: String,
+    /// Which emulator serves SQS there (LocalStack when a lease or the environment does not
+    /// say).
+    #[serde(default)]
+    pub sqs_emulator: SqsEmulator,
 }
 
-/// One of the dependencies a fault can be injected into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// One of the dependencies the platform runs on, as the harness names it everywhere: backends,
+/// faults, fault links and the command line. Which emulator serves SQS (LocalStack or moto) is
+/// a property of the stack ([`SqsEmulator`], [`Endpoints::sqs_emulator`]), not another dependency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dependency {
     /// PostgreSQL.
     Postgres,
     /// Redis.
     Redis,
-    /// LocalStack (SQS).
-    LocalStack,
+    /// SQS (LocalStack or moto).
+    Sqs,
 }
 
 impl Dependency {
     /// Every dependency, in start order.
-    pub const ALL: [Dependency; 3] = [
-        Dependency::Postgres,
-        Dependency::Redis,
-        Dependency::LocalStack,
-    ];
+    pub const ALL: [Dependency; 3] = [Dependency::Postgres, Dependency::Redis, Dependency::Sqs];
+
+    /// The lower-case name (`postgres`, `redis`, `sqs`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dependency::Postgres => "postgres",
+            Dependency::Redis => "redis",
+            Dependency::Sqs => "sqs",
+        }
+    }
 }
 
 impl fmt::Display for Dependency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Dependency::Postgres => "postgres",
-            Dependency::Redis => "redis",
-            Dependency::LocalStack => "localstack",
-        })
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Dependency {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|dependency| dependency.name() == s)
+            .ok_or_else(|| anyhow::anyhow!("unknown dependency {s:?} (postgres, redis, sqs)"))
     }
 }
 
 /// Which emulator stands in for SQS, chosen by `HARNESS_SQS` (`localstack`, the default, or
-/// `moto`) on both owning backends. The fault and dependency name stays `localstack` for both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// `moto`) on both owning backends. Either is [`Dependency::Sqs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SqsEmulator {
     /// LocalStack 4.13.1 (community).
     #[default]
@@ -74,6 +94,14 @@ pub enum SqsEmulator {
 }
 
 impl SqsEmulator {
+    /// The lower-case name (`localstack`, `moto`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LocalStack => "localstack",
+            Self::Moto => "moto",
+        }
+    }
+
     /// The emulator named by `HARNESS_SQS` (LocalStack when unset).
     pub fn from_env() -> anyhow::Result<Self> {
         match std::env::var("HARNESS_SQS") {
@@ -86,6 +114,35 @@ impl SqsEmulator {
                 }
             },
         }
+    }
+}
+
+impl fmt::Display for SqsEmulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Host ports of the dependencies, for the backends that start them; `None` takes a free port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ports {
+    /// PostgreSQL.
+    pub postgres: Option<u16>,
+    /// Redis.
+    pub redis: Option<u16>,
+    /// The SQS emulator.
+    pub sqs: Option<u16>,
+}
+
+impl Ports {
+    /// The port of `dependency`, or a free one.
+    pub fn or_free(self, dependency: Dependency) -> anyhow::Result<u16> {
+        let port = match dependency {
+            Dependency::Postgres => self.postgres,
+            Dependency::Redis => self.redis,
+            Dependency::Sqs => self.sqs,
+        };
+        port.map_or_else(native::free_port, Ok)
     }
 }
 
@@ -164,15 +221,17 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Starts (or connects to) the dependencies.
-    pub async fn start(kind: BackendKind, options: &native::NativeOptions) -> anyhow::Result<Self> {
+    /// Starts (or connects to) the dependencies; each owning backend reads its own options.
+    pub async fn start(
+        kind: BackendKind,
+        native: &native::NativeOptions,
+        containers: &containers::ContainerOptions,
+    ) -> anyhow::Result<Self> {
         match kind {
-            BackendKind::Native => Ok(Self::Native(Box::new(
-                native::Native::start(options).await?,
-            ))),
+            BackendKind::Native => Ok(Self::Native(Box::new(native::Native::start(native).await?))),
             BackendKind::External => Ok(Self::External(external::External::from_env()?)),
             BackendKind::Containers => Ok(Self::Containers(Box::new(
-                containers::Containers::start(options).await?,
+                containers::Containers::start(containers).await?,
             ))),
         }
     }

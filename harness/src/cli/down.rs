@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rustix::process::{Pid, Signal, kill_process};
 
+use super::running;
 use crate::backend::containers;
 use crate::paths;
 
@@ -15,13 +17,13 @@ use crate::paths;
 const STOP_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub(super) async fn run() -> anyhow::Result<()> {
-    if let Some(pid) = super::up::running_up() {
+    if let Some(pid) = running::running_up() {
         eprintln!("harness: stopping the running harness up (pid {pid}) ...");
         stop(pid).await?;
         containers::remove_containers_of_process(pid).await;
     }
     containers::remove_stale_containers().await;
-    remove_kept_data().await?;
+    running::remove_kept_data().await?;
     for leftover in [
         paths::up_state_file(),
         paths::harness_dir().join("up").join("prometheus"),
@@ -40,29 +42,12 @@ pub(super) async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes the PostgreSQL data `harness up` keeps: the native backend's data directory and the
-/// containers backend's volume.
-pub(super) async fn remove_kept_data() -> anyhow::Result<()> {
-    let dir = paths::up_postgres_data();
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-        eprintln!("harness: removed the data directory {}", dir.display());
-    }
-    if containers::remove_up_volume().await? {
-        eprintln!(
-            "harness: removed the Docker volume {}",
-            containers::up_postgres_volume()
-        );
-    }
-    Ok(())
-}
-
 async fn stop(pid: u32) -> anyhow::Result<()> {
-    let target = i32::try_from(pid).context("pid out of range")?;
-    #[allow(unsafe_code)]
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(target, libc::SIGTERM) };
-    if rc != 0 {
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .context("pid out of range")?;
+    if kill_process(target, Signal::TERM).is_err() {
         return Ok(()); // Gone already.
     }
     let deadline = Instant::now() + STOP_TIMEOUT;

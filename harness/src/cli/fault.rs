@@ -14,8 +14,9 @@ use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::Service;
 use crate::backend::Dependency;
-use crate::netfault::{FaultProxy, Link, NetFault, Service, dependency_name, parse_dependency};
+use crate::netfault::{FaultProxy, Link, NetFault};
 use crate::stack::Stack;
 
 /// Arguments of `harness fault`.
@@ -42,7 +43,7 @@ pub(super) async fn run(args: FaultArgs) -> anyhow::Result<()> {
         (service, Some(dependency)) => {
             // Checked here too, for an error before connecting.
             service.parse::<Service>()?;
-            parse_dependency(dependency)?;
+            dependency.parse::<Dependency>()?;
             let fault = args.fault.join(" ");
             fault.parse::<NetFault>()?;
             format!("{service} {dependency} {fault}")
@@ -139,17 +140,12 @@ fn command(proxies: &HashMap<Link, Arc<FaultProxy>>, line: &str) -> anyhow::Resu
     }
     let mut words = line.splitn(3, ' ');
     let service: Service = words.next().unwrap_or_default().parse()?;
-    let dependency = parse_dependency(words.next().unwrap_or_default())?;
+    let dependency: Dependency = words.next().unwrap_or_default().parse()?;
     let fault: NetFault = words.next().unwrap_or_default().parse()?;
     let link = Link::new(service, dependency);
     let proxy = proxies
         .get(&link)
         .with_context(|| format!("{link} is not a link (the ledger has no Redis)"))?;
     proxy.inject(fault);
-    Ok(format!(
-        "{} {}: {}\n",
-        service.name(),
-        dependency_name(dependency),
-        proxy.toxics()
-    ))
+    Ok(format!("{service} {dependency}: {}\n", proxy.toxics()))
 }

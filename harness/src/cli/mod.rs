@@ -6,11 +6,10 @@
 mod down;
 mod fault;
 mod identity;
+mod running;
 mod shared_deps;
 mod token;
 mod up;
-
-pub use shared_deps::{LEASE_VAR, read_lease};
 
 use clap::{Parser, Subcommand};
 
@@ -67,4 +66,16 @@ impl Cli {
             }
         }
     }
+}
+
+/// Waits for SIGTERM or Ctrl-C (the long-running commands: `up`, `identity`).
+async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => eprintln!("harness: SIGTERM received"),
+        _ = interrupt.recv() => eprintln!("harness: Ctrl-C received"),
+    }
+    Ok(())
 }

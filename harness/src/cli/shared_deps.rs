@@ -18,11 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::backend::Endpoints;
+use crate::lease::{self, LEASE_VAR};
 use crate::{Stack, StackOptions, paths};
-
-/// The variable that names the lease file for the tests.
-pub const LEASE_VAR: &str = "HARNESS_SHARED_LEASE";
 /// How long the dependencies may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -57,13 +54,6 @@ pub(super) async fn run(args: SharedDepsArgs) -> anyhow::Result<()> {
         SharedDepsCommand::Start { watch_pid } => start(watch_pid).await,
         SharedDepsCommand::Serve { lease, watch_pid } => serve(&lease, watch_pid).await,
     }
-}
-
-/// The lease a test process reads: the endpoints of the running shared dependencies.
-pub fn read_lease(file: &Path) -> anyhow::Result<Endpoints> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("reading the shared dependencies' lease {}", file.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))
 }
 
 async fn start(watch_pid: Option<u32>) -> anyhow::Result<()> {
@@ -132,19 +122,11 @@ async fn start(watch_pid: Option<u32>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(lease: &Path, watched: u32) -> anyhow::Result<()> {
+async fn serve(lease_file: &Path, watched: u32) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // Tests that stop dependencies start stacks of their own: this one's data can live in memory.
-    let stack =
-        Stack::start(StackOptions::default().with_native(
-            crate::backend::native::NativeOptions::default().with_postgres_in_memory(),
-        ))
-        .await?;
-    let text = serde_json::to_string_pretty(stack.endpoints())?;
-    // Written whole, then renamed: a reader never sees half a lease.
-    let partial = lease.with_extension("partial");
-    std::fs::write(&partial, text)?;
-    std::fs::rename(&partial, lease)?;
+    let stack = Stack::start(StackOptions::default().in_memory()).await?;
+    lease::write(lease_file, stack.endpoints())?;
     eprintln!("harness: shared dependencies ready; watching process {watched}");
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -160,7 +142,7 @@ async fn serve(lease: &Path, watched: u32) -> anyhow::Result<()> {
         }
     }
     eprintln!("harness: process {watched} is gone; stopping the shared dependencies");
-    let _ = std::fs::remove_file(lease);
+    let _ = std::fs::remove_file(lease_file);
     stack.shutdown().await;
     Ok(())
 }

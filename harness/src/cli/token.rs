@@ -5,8 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use super::up::UpState;
-use crate::paths;
+use super::running::UpState;
 
 /// Scopes a token gets when none is asked for.
 const DEFAULT_SCOPES: [&str; 3] = ["entries:write", "entries:read", "balances:read"];
@@ -32,18 +31,7 @@ pub(super) fn run(args: TokenArgs) -> anyhow::Result<()> {
     let keys = match &args.keys_file {
         Some(file) => super::identity::load(file)
             .with_context(|| format!("no identity keys in {} (is compose up?)", file.display()))?,
-        None => {
-            let file = paths::up_state_file();
-            let text = std::fs::read_to_string(&file).with_context(|| {
-                format!(
-                    "no running `harness up` found ({} is missing); start it with: make up",
-                    file.display()
-                )
-            })?;
-            let state: UpState =
-                serde_json::from_str(&text).context("reading the `harness up` state")?;
-            state.identity
-        }
+        None => UpState::read()?.identity,
     };
     let scopes = if args.scopes.is_empty() {
         DEFAULT_SCOPES.iter().map(ToString::to_string).collect()

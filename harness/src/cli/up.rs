@@ -5,15 +5,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use serde::{Deserialize, Serialize};
 
+use super::running::{self, ReplicaState, UpState};
+use crate::backend::containers::{self, ContainerOptions};
 use crate::backend::native::NativeOptions;
-use crate::backend::{Backend, Dependency, Endpoints};
-use crate::identity::IssuerKeys;
-use crate::process::{ProcessSpec, Supervised};
+use crate::backend::{Backend, Dependency, Ports};
+use crate::process::{ProcessSpec, Signal, Supervised};
 use crate::scope::database_url;
 use crate::sqs::{QueuePair, QueuePairSpec};
-use crate::{Stack, StackOptions, paths};
+use crate::{Service, Stack, StackOptions, paths};
 
 #[derive(Debug, Args)]
 pub(super) struct UpArgs {
@@ -36,9 +36,9 @@ pub(super) struct UpArgs {
     /// Redis port (native backend).
     #[arg(long, env = "REDIS_PORT", default_value_t = 6379)]
     redis_port: u16,
-    /// LocalStack port (native backend).
-    #[arg(long, env = "LOCALSTACK_PORT", default_value_t = 4566)]
-    localstack_port: u16,
+    /// The SQS emulator's port (LocalStack or moto, as `HARNESS_SQS` says).
+    #[arg(long, env = "SQS_PORT", default_value_t = 4566)]
+    sqs_port: u16,
     /// Prometheus port (run when the `prometheus` binary is installed; 0 turns it off).
     #[arg(long, env = "PROMETHEUS_PORT", default_value_t = 9090)]
     prometheus_port: u16,
@@ -62,41 +62,6 @@ pub(super) struct UpArgs {
     fresh: bool,
 }
 
-/// What `harness up` shares with `harness token` and other tools while it runs.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct UpState {
-    /// Process id of the running `harness up` (`harness down` stops it).
-    #[serde(default)]
-    pub pid: u32,
-    /// The dependencies.
-    pub endpoints: Endpoints,
-    /// The identity provider's keys.
-    pub identity: IssuerKeys,
-    /// The main queue URL.
-    pub queue_url: String,
-    /// The DLQ URL.
-    pub dlq_url: String,
-    /// The gateway's URL (the one entry point), when nginx runs.
-    #[serde(default)]
-    pub gateway_url: Option<String>,
-    /// Every replica of every service, with its own URL (for debugging and fault tools).
-    #[serde(default)]
-    pub replicas: Vec<ReplicaState>,
-}
-
-/// One replica of a service run by `harness up`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReplicaState {
-    /// `ledger` or `consolidation`.
-    pub service: String,
-    /// 1-based.
-    pub replica: u16,
-    /// Its own HTTP URL (not through the gateway).
-    pub url: String,
-    /// Its process id when it was started.
-    pub pid: Option<i32>,
-}
-
 /// Names used outside tests (see DESIGN.md).
 const QUEUE: &str = "cashflow-entries";
 const DATABASES: [&str; 2] = ["ledger", "consolidation"];
@@ -105,7 +70,7 @@ const SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    if let Some(pid) = running_up() {
+    if let Some(pid) = running::running_up() {
         anyhow::bail!(
             "harness up already runs (pid {pid}) with the state in {}; stop it first (Ctrl-C \
              there, or `make down`)",
@@ -116,7 +81,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     crate::backend::containers::remove_stale_containers().await;
     if args.fresh {
         step("removing the data kept by earlier runs (--fresh)");
-        super::down::remove_kept_data().await?;
+        running::remove_kept_data().await?;
     }
     let identity =
         std::net::TcpListener::bind(("127.0.0.1", args.identity_port)).with_context(|| {
@@ -125,15 +90,21 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
                 args.identity_port
             )
         })?;
+    let ports = Ports {
+        postgres: Some(args.postgres_port),
+        redis: Some(args.redis_port),
+        sqs: Some(args.sqs_port),
+    };
     let native = NativeOptions::default()
-        .with_postgres_port(args.postgres_port)
-        .with_redis_port(args.redis_port)
-        .with_localstack_port(args.localstack_port)
+        .with_ports(ports)
         .with_postgres_data(paths::up_postgres_data());
+    let containers = ContainerOptions::default()
+        .with_ports(ports)
+        .with_postgres_volume(containers::up_postgres_volume());
     for (name, port) in [
         ("postgres", args.postgres_port),
         ("redis", args.redis_port),
-        ("localstack", args.localstack_port),
+        ("sqs", args.sqs_port),
     ] {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             anyhow::bail!("port {port} for {name} is taken; choose another with --{name}-port");
@@ -159,10 +130,14 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         );
     }
 
-    step("starting PostgreSQL, Redis, LocalStack SQS and the identity provider");
+    step(&format!(
+        "starting PostgreSQL, Redis, SQS ({}) and the identity provider",
+        crate::backend::SqsEmulator::from_env()?
+    ));
     let stack = Stack::start(
         StackOptions::default()
             .with_native(native)
+            .with_containers(containers)
             .with_identity_listener(identity),
     )
     .await
@@ -172,7 +147,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let result = serve(&stack, &args, started, reserved).await;
     step("stopping everything");
     stack.shutdown().await;
-    let _ = std::fs::remove_file(paths::up_state_file());
+    UpState::remove();
     eprintln!("harness: stopped");
     result
 }
@@ -204,7 +179,7 @@ async fn serve(
         gateway_url: None,
         replicas: Vec::new(),
     };
-    write_state(&state)?;
+    state.write()?;
     // Each service reaches each dependency through a fault proxy (`harness fault ...`).
     let faults = super::fault::FaultControl::start(stack).await?;
 
@@ -234,7 +209,7 @@ async fn serve(
             replica.process.log_file().display()
         ));
         state.replicas.push(ReplicaState {
-            service: service.name.into(),
+            service: service.name,
             replica: service.replica,
             url: replica.url(),
             pid: replica.process.pid(),
@@ -292,7 +267,7 @@ async fn serve(
         )),
         None => {}
     }
-    write_state(&state)?;
+    state.write()?;
     let ledger_url = state
         .gateway_url
         .clone()
@@ -347,8 +322,11 @@ async fn serve(
         stack.identity().jwks_uri()
     );
     println!(
-        "  localstack     {}   queue {} and {}",
-        endpoints.sqs_endpoint, queues.name, queues.dlq_name
+        "  {:<14} {}   queue {} and {}",
+        format!("sqs ({})", stack.sqs_emulator()),
+        endpoints.sqs_endpoint,
+        queues.name,
+        queues.dlq_name
     );
     println!(
         "  postgres       {}   databases ledger, consolidation",
@@ -377,7 +355,7 @@ async fn serve(
         started.elapsed().as_secs_f64()
     );
     std::io::stdout().flush()?;
-    let result = wait_for_shutdown_signal().await;
+    let result = super::wait_for_shutdown_signal().await;
     // Services first, so they drain against live dependencies.
     for process in running.iter().rev() {
         step(&format!("stopping the {}", process.name()));
@@ -408,11 +386,10 @@ async fn create_databases(postgres_url: &str) -> anyhow::Result<()> {
 /// A service binary `up` runs as a child process (one per replica), built next to the harness
 /// binary.
 struct ServiceSpec {
-    name: &'static str,
+    name: Service,
     /// 1-based replica number.
     replica: u16,
     port: u16,
-    database: &'static str,
     /// This replica's internal listener (the ledger's digests and replays).
     internal_port: u16,
     /// The ledger's internal listener the consolidation's reconciler calls: the first ledger
@@ -428,8 +405,8 @@ fn replica_specs(args: &UpArgs) -> anyhow::Result<Vec<ServiceSpec>> {
         .unwrap_or_else(|| args.ledger_port.saturating_add(1000));
     let mut specs = Vec::new();
     for (name, first_port) in [
-        ("ledger", args.ledger_port),
-        ("consolidation", args.consolidation_port),
+        (Service::Ledger, args.ledger_port),
+        (Service::Consolidation, args.consolidation_port),
     ] {
         for replica in 1..=args.replicas {
             let (port, internal_port) = if replica == 1 {
@@ -444,7 +421,6 @@ fn replica_specs(args: &UpArgs) -> anyhow::Result<Vec<ServiceSpec>> {
                 name,
                 replica,
                 port,
-                database: name,
                 internal_port,
                 ledger_internal_port,
             });
@@ -472,7 +448,7 @@ impl ServiceSpec {
         faults: &super::fault::FaultControl,
     ) -> anyhow::Result<Option<crate::replicas::Replica>> {
         let endpoints = stack.endpoints();
-        let service: crate::netfault::Service = self.name.parse()?;
+        let service = self.name;
         let through = |dependency, url: &str| faults.url(service, dependency, url);
         let spec = crate::services::ServiceProcess {
             service: self.name,
@@ -482,10 +458,10 @@ impl ServiceSpec {
             ledger_internal_url: format!("http://127.0.0.1:{}", self.ledger_internal_port),
             database_url: through(
                 Dependency::Postgres,
-                &database_url(&endpoints.postgres_url, self.database),
+                &database_url(&endpoints.postgres_url, self.name.name()),
             ),
             redis_url: through(Dependency::Redis, &endpoints.redis_url),
-            sqs_endpoint: through(Dependency::LocalStack, &endpoints.sqs_endpoint),
+            sqs_endpoint: through(Dependency::Sqs, &endpoints.sqs_endpoint),
             queues: queues.clone(),
             extra_env: Vec::new(),
             log_file: paths::logs_dir().join(format!(
@@ -515,7 +491,7 @@ fn prometheus(args: &UpArgs, replicas: &[ReplicaState]) -> anyhow::Result<Option
         String::new()
     };
     // Every replica of each service (each has its own /metrics).
-    let targets = |service: &str| {
+    let targets = |service: Service| {
         replicas
             .iter()
             .filter(|r| r.service == service)
@@ -527,8 +503,8 @@ fn prometheus(args: &UpArgs, replicas: &[ReplicaState]) -> anyhow::Result<Option
         "# Written by `harness up`.\nglobal:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n{rule_files}\
          scrape_configs:\n  - job_name: ledger\n    static_configs:\n      - targets: [{}]\n\
          \x20 - job_name: consolidation\n    static_configs:\n      - targets: [{}]\n",
-        targets("ledger"),
-        targets("consolidation")
+        targets(Service::Ledger),
+        targets(Service::Consolidation)
     );
     let config_file = dir.join("prometheus.yml");
     std::fs::write(&config_file, config)?;
@@ -545,49 +521,9 @@ fn prometheus(args: &UpArgs, replicas: &[ReplicaState]) -> anyhow::Result<Option
         cwd: Some(dir),
         user: None,
         ready_line: "Server is ready to receive web requests".into(),
-        stop_signal: libc::SIGTERM,
+        stop_signal: Signal::TERM,
         log_file: paths::logs_dir().join(format!("prometheus-{}.log", std::process::id())),
     })))
-}
-
-/// The pid of a `harness up` that runs with this state folder, if any.
-pub(super) fn running_up() -> Option<u32> {
-    let text = std::fs::read_to_string(paths::up_state_file()).ok()?;
-    let state: UpState = serde_json::from_str(&text).ok()?;
-    let alive = state.pid != 0
-        && state.pid != std::process::id()
-        && std::fs::read_to_string(format!("/proc/{}/cmdline", state.pid))
-            .is_ok_and(|cmdline| cmdline.contains("harness"));
-    alive.then_some(state.pid)
-}
-
-fn write_state(state: &UpState) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = paths::up_state_file();
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    // It holds a signing key: readable by its owner only.
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&file)
-        .with_context(|| format!("writing {}", file.display()))?;
-    out.write_all(serde_json::to_string_pretty(state)?.as_bytes())?;
-    Ok(())
-}
-
-pub(super) async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => eprintln!("harness: SIGTERM received"),
-        _ = interrupt.recv() => eprintln!("harness: Ctrl-C received"),
-    }
-    Ok(())
 }
 
 fn step(what: &str) {

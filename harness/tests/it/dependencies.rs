@@ -76,7 +76,7 @@ async fn a_dependency_s_cpu_time_grows_while_it_works() -> anyhow::Result<()> {
     let scope = stack.scope().await?;
     let cpu = |dependency| stack.backend().cpu_time(dependency);
     let (Some(emulator), Some(postgres)) = (
-        cpu(Dependency::LocalStack).await?,
+        cpu(Dependency::Sqs).await?,
         cpu(Dependency::Postgres).await?,
     ) else {
         return Ok(());
@@ -94,7 +94,7 @@ async fn a_dependency_s_cpu_time_grows_while_it_works() -> anyhow::Result<()> {
             .execute(&pool)
             .await?;
     }
-    let emulator = cpu(Dependency::LocalStack)
+    let emulator = cpu(Dependency::Sqs)
         .await?
         .unwrap_or_default()
         .saturating_sub(emulator);

@@ -66,7 +66,7 @@ async fn faults_on_each_dependency_and_restart_keeps_postgres_data() -> anyhow::
 
     // LocalStack: paused requests hang; after a restart the scope's queues exist again.
     let sqs = scope.sqs();
-    stack.inject(Dependency::LocalStack, Fault::Pause).await?;
+    stack.inject(Dependency::Sqs, Fault::Pause).await?;
     let paused = tokio::time::timeout(
         Duration::from_millis(500),
         sqs.send_message()
@@ -76,13 +76,13 @@ async fn faults_on_each_dependency_and_restart_keeps_postgres_data() -> anyhow::
     )
     .await;
     assert!(paused.is_err(), "LocalStack answered while paused");
-    stack.inject(Dependency::LocalStack, Fault::Resume).await?;
-    stack.inject(Dependency::LocalStack, Fault::Kill).await?;
+    stack.inject(Dependency::Sqs, Fault::Resume).await?;
+    stack.inject(Dependency::Sqs, Fault::Kill).await?;
     assert!(
         sqs.list_queues().send().await.is_err(),
         "LocalStack answered after kill -9"
     );
-    stack.inject(Dependency::LocalStack, Fault::Restart).await?;
+    stack.inject(Dependency::Sqs, Fault::Restart).await?;
     let sqs = scope.sqs();
     sqs.send_message()
         .queue_url(&scope.queues.url)

@@ -59,8 +59,8 @@ async fn gateway_routes_throttles_with_problem_json_and_passes_request_ids() -> 
     let config = GatewayConfig {
         listen: format!("127.0.0.1:{port}"),
         upstreams: BTreeMap::from([
-            ("ledger".to_string(), vec![upstream.to_string()]),
-            ("consolidation".to_string(), vec![dead]),
+            (harness::Service::Ledger, vec![upstream.to_string()]),
+            (harness::Service::Consolidation, vec![dead]),
         ]),
         rate_limit: 1,
         burst_limit: 4,
@@ -178,14 +178,14 @@ async fn gateway_in_front_of_a_dying_replica()
         listen: format!("127.0.0.1:{port}"),
         upstreams: BTreeMap::from([
             (
-                "ledger".to_string(),
+                harness::Service::Ledger,
                 vec![
                     dying_upstream().await?.to_string(),
                     echo_upstream().await?.to_string(),
                 ],
             ),
             (
-                "consolidation".to_string(),
+                harness::Service::Consolidation,
                 vec![echo_upstream().await?.to_string()],
             ),
         ]),
@@ -292,11 +292,11 @@ async fn a_replicas_own_503_reaches_the_client_and_is_not_resent() -> anyhow::Re
         listen: format!("127.0.0.1:{port}"),
         upstreams: BTreeMap::from([
             (
-                "ledger".to_string(),
+                harness::Service::Ledger,
                 vec![echo_upstream().await?.to_string()],
             ),
             (
-                "consolidation".to_string(),
+                harness::Service::Consolidation,
                 vec![
                     unavailable_upstream(received.clone()).await?.to_string(),
                     unavailable_upstream(received.clone()).await?.to_string(),
@@ -365,7 +365,7 @@ async fn up_with_two_replicas_keeps_answering_through_the_gateway_when_one_of_ea
         .args(["--consolidation-port", &free_port().to_string()])
         .args(["--postgres-port", &free_port().to_string()])
         .args(["--redis-port", &free_port().to_string()])
-        .args(["--localstack-port", &free_port().to_string()])
+        .args(["--sqs-port", &free_port().to_string()])
         .args(["--prometheus-port", "0"])
         .env("HARNESS_STATE_DIR", &state)
         .env("HARNESS_BACKEND", "native")

@@ -33,12 +33,12 @@ async fn shared_dependencies_serve_through_the_lease_and_stop_when_the_runner_is
     .await??;
     let lease = line
         .trim()
-        .strip_prefix(&format!("{}=", harness::cli::LEASE_VAR))
+        .strip_prefix(&format!("{}=", harness::lease::LEASE_VAR))
         .unwrap_or_else(|| panic!("a lease line, not {line:?}"))
         .to_string();
 
     // A test process uses them as an external backend: a scope works on them.
-    let endpoints = harness::cli::read_lease(std::path::Path::new(&lease))?;
+    let endpoints = harness::lease::read(std::path::Path::new(&lease))?;
     let stack =
         harness::Stack::start(harness::StackOptions::default().with_external(endpoints)).await?;
     assert_eq!(stack.backend().name(), "external");

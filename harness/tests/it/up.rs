@@ -29,7 +29,7 @@ async fn up_prints_urls_and_ready_then_stops_everything_on_sigterm() -> anyhow::
         .args(["--consolidation-port", &free_port().to_string()])
         .args(["--postgres-port", &free_port().to_string()])
         .args(["--redis-port", &free_port().to_string()])
-        .args(["--localstack-port", &free_port().to_string()])
+        .args(["--sqs-port", &free_port().to_string()])
         .env("HARNESS_STATE_DIR", &state)
         .env("HARNESS_BACKEND", "native")
         .stdout(Stdio::piped())
@@ -56,11 +56,13 @@ async fn up_prints_urls_and_ready_then_stops_everything_on_sigterm() -> anyhow::
         printed.join("\n")
     );
     let text = printed.join("\n");
+    // The emulator the environment chose is named, not LocalStack whatever it is.
+    let emulator = harness::backend::SqsEmulator::from_env()?;
     for expected in [
         "ledger",
         "consolidation",
         "identity",
-        "localstack",
+        &format!("sqs ({emulator})"),
         "postgres",
         "redis",
         "TOKEN=",

@@ -131,7 +131,7 @@ impl Up {
             .args(["--consolidation-port", &consolidation.to_string()])
             .args(["--postgres-port", &port().to_string()])
             .args(["--redis-port", &port().to_string()])
-            .args(["--localstack-port", &port().to_string()])
+            .args(["--sqs-port", &port().to_string()])
             .args(["--prometheus-port", "0"])
             .args(extra)
             .env("HARNESS_STATE_DIR", state)

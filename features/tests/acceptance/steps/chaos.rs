@@ -158,11 +158,9 @@ pub(crate) async fn kill_redis(w: &mut Platform, seconds: u64) {
 
 #[when(regex = r"^LocalStack is paused for (\d+) seconds and resumed$")]
 pub(crate) async fn pause_localstack(w: &mut Platform, seconds: u64) {
-    w.inject(Side::Ledger, Dependency::LocalStack, Fault::Pause)
-        .await;
+    w.inject(Side::Ledger, Dependency::Sqs, Fault::Pause).await;
     hold(seconds).await;
-    w.inject(Side::Ledger, Dependency::LocalStack, Fault::Resume)
-        .await;
+    w.inject(Side::Ledger, Dependency::Sqs, Fault::Resume).await;
 }
 
 #[when(regex = r"^the consolidation service is killed for (\d+) seconds and restarted$")]

@@ -36,9 +36,8 @@ pub(crate) async fn own_platform_with_reconciler(w: &mut Platform, seconds: u64)
 
 #[when("the broker is killed and starts again empty")]
 pub(crate) async fn broker_killed_and_restarted(w: &mut Platform) {
-    w.inject(Side::Ledger, Dependency::LocalStack, Fault::Kill)
-        .await;
-    w.inject(Side::Ledger, Dependency::LocalStack, Fault::Restart)
+    w.inject(Side::Ledger, Dependency::Sqs, Fault::Kill).await;
+    w.inject(Side::Ledger, Dependency::Sqs, Fault::Restart)
         .await;
     let depth = w.system().queue_depth().await.expect("depth");
     assert_eq!(depth, 0, "LocalStack kept messages across a restart");

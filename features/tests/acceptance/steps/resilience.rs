@@ -17,14 +17,12 @@ pub(crate) async fn consolidation_starts(w: &mut Platform) {
 
 #[when("LocalStack is paused")]
 pub(crate) async fn localstack_paused(w: &mut Platform) {
-    w.inject(Side::Ledger, Dependency::LocalStack, Fault::Pause)
-        .await;
+    w.inject(Side::Ledger, Dependency::Sqs, Fault::Pause).await;
 }
 
 #[when("LocalStack resumes")]
 pub(crate) async fn localstack_resumes(w: &mut Platform) {
-    w.inject(Side::Ledger, Dependency::LocalStack, Fault::Resume)
-        .await;
+    w.inject(Side::Ledger, Dependency::Sqs, Fault::Resume).await;
 }
 
 #[then(expr = "the ledger's outbox holds {int} events")]

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::remove_stale_runs;
 use crate::paths;
-use crate::process::ProcessSpec;
+use crate::process::{ProcessSpec, Signal};
 
 /// The pinned requirements; the venv is rebuilt when they change.
 const REQUIREMENTS: &str = include_str!("../../../../localstack/requirements.txt");
@@ -42,7 +42,7 @@ pub(super) async fn spec(port: u16, run: &str) -> anyhow::Result<ProcessSpec> {
         cwd: Some(filesystem),
         user: None,
         ready_line: "Ready.".into(),
-        stop_signal: libc::SIGTERM,
+        stop_signal: Signal::TERM,
         log_file: paths::logs_dir().join(format!("localstack-{run}.log")),
     })
 }

@@ -1,5 +1,5 @@
-//! The `native` backend: real PostgreSQL 15, Redis and LocalStack as local processes, started
-//! once per test process (or per `harness up`) and stopped with it.
+//! The `native` backend: real PostgreSQL 15, Redis and the SQS emulator (LocalStack or moto) as
+//! local processes, started once per test process (or per `harness up`) and stopped with it.
 
 mod localstack;
 mod moto;
@@ -15,7 +15,7 @@ use anyhow::Context;
 
 pub use self::localstack::ensure_venv;
 pub use self::moto::ensure_venv as ensure_moto_venv;
-use super::{Dependency, Endpoints, Fault, SqsEmulator};
+use super::{Dependency, Endpoints, Fault, Ports, SqsEmulator};
 use crate::process::Supervised;
 
 /// How long a dependency may take to become ready.
@@ -23,42 +23,24 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a clean stop may take before the process is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Choices for the native backend. `Default` gives free ports and throwaway data.
+/// Choices for the native backend (the containers backend has its own,
+/// [`super::containers::ContainerOptions`]). `Default` gives free ports and throwaway data.
 #[derive(Debug, Clone, Default)]
 pub struct NativeOptions {
-    /// PostgreSQL port (free port when `None`).
-    pub postgres_port: Option<u16>,
-    /// Redis port (free port when `None`).
-    pub redis_port: Option<u16>,
-    /// LocalStack gateway port (free port when `None`).
-    pub localstack_port: Option<u16>,
+    /// Ports of the dependencies (free ports where `None`).
+    pub ports: Ports,
     /// Keep PostgreSQL's data in this folder across runs (`harness up`); `None` gives a fresh copy
     /// of the initialised data directory, removed by a later run.
     pub postgres_data: Option<PathBuf>,
-    /// Keep PostgreSQL's throwaway data in memory (tmpfs): database creation and writes cost no
-    /// disk work (on the containers backend the data directory otherwise sits on Docker's
-    /// storage driver, fuse-overlayfs here, at a third of native speed). A container's tmpfs does
-    /// not survive a stop, so such a stack refuses to stop, kill or restart PostgreSQL: only
-    /// stacks that never do (the shared one of a test process or of a nextest run) set it.
+    /// Keep PostgreSQL's throwaway data in memory (a folder on `/dev/shm` when it has room):
+    /// database creation and writes cost no disk work.
     pub postgres_in_memory: bool,
 }
 
 impl NativeOptions {
-    /// Sets the PostgreSQL port.
-    pub fn with_postgres_port(mut self, port: u16) -> Self {
-        self.postgres_port = Some(port);
-        self
-    }
-
-    /// Sets the Redis port.
-    pub fn with_redis_port(mut self, port: u16) -> Self {
-        self.redis_port = Some(port);
-        self
-    }
-
-    /// Sets the LocalStack port.
-    pub fn with_localstack_port(mut self, port: u16) -> Self {
-        self.localstack_port = Some(port);
+    /// Sets the dependencies' ports.
+    pub fn with_ports(mut self, ports: Ports) -> Self {
+        self.ports = ports;
         self
     }
 
@@ -80,7 +62,8 @@ impl NativeOptions {
 pub struct Native {
     postgres: Supervised,
     redis: Supervised,
-    localstack: Supervised,
+    /// LocalStack or moto.
+    sqs: Supervised,
     endpoints: Endpoints,
 }
 
@@ -88,9 +71,10 @@ impl Native {
     /// Starts the three dependencies in parallel and waits until each is ready.
     pub async fn start(options: &NativeOptions) -> anyhow::Result<Self> {
         let run = run_id();
-        let postgres_port = port_or_free(options.postgres_port)?;
-        let redis_port = port_or_free(options.redis_port)?;
-        let localstack_port = port_or_free(options.localstack_port)?;
+        let postgres_port = options.ports.or_free(Dependency::Postgres)?;
+        let redis_port = options.ports.or_free(Dependency::Redis)?;
+        let sqs_port = options.ports.or_free(Dependency::Sqs)?;
+        let sqs_emulator = SqsEmulator::from_env()?;
 
         // Specs are prepared first: each step that can fail on a missing binary fails fast,
         // before anything was started.
@@ -105,26 +89,27 @@ impl Native {
         );
         let redis = Supervised::new(redis::spec(redis_port, &run)?);
         // The SQS emulator (`HARNESS_SQS`): LocalStack, or moto.
-        let localstack = Supervised::new(match SqsEmulator::from_env()? {
-            SqsEmulator::LocalStack => localstack::spec(localstack_port, &run).await?,
-            SqsEmulator::Moto => moto::spec(localstack_port, &run).await?,
+        let sqs = Supervised::new(match sqs_emulator {
+            SqsEmulator::LocalStack => localstack::spec(sqs_port, &run).await?,
+            SqsEmulator::Moto => moto::spec(sqs_port, &run).await?,
         });
 
         let (pg, rd, ls) = tokio::join!(
             postgres.start(START_TIMEOUT),
             redis.start(START_TIMEOUT),
-            localstack.start(START_TIMEOUT)
+            sqs.start(START_TIMEOUT)
         );
         let native = Self {
             endpoints: Endpoints {
                 postgres_url: format!("postgres://postgres@127.0.0.1:{postgres_port}/postgres"),
                 redis_url: format!("redis://127.0.0.1:{redis_port}"),
-                sqs_endpoint: format!("http://127.0.0.1:{localstack_port}"),
+                sqs_endpoint: format!("http://127.0.0.1:{sqs_port}"),
                 aws_region: "us-east-1".into(),
+                sqs_emulator,
             },
             postgres,
             redis,
-            localstack,
+            sqs,
         };
         // Whatever started is stopped by Drop when another one failed.
         if let (Err(e), Some(dir)) = (&pg, &options.postgres_data) {
@@ -151,7 +136,7 @@ impl Native {
         match dependency {
             Dependency::Postgres => &self.postgres,
             Dependency::Redis => &self.redis,
-            Dependency::LocalStack => &self.localstack,
+            Dependency::Sqs => &self.sqs,
         }
     }
 
@@ -195,7 +180,7 @@ impl Native {
     /// Stops every dependency cleanly.
     pub async fn shutdown(&self) {
         let _ = tokio::join!(
-            self.localstack.stop(STOP_GRACE),
+            self.sqs.stop(STOP_GRACE),
             self.redis.stop(STOP_GRACE),
             self.postgres.stop(STOP_GRACE)
         );
@@ -235,13 +220,6 @@ fn remove_stale_runs(dir: &Path) {
         if left_by_dead_process(&entry.file_name().to_string_lossy()) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
-    }
-}
-
-fn port_or_free(port: Option<u16>) -> anyhow::Result<u16> {
-    match port {
-        Some(port) => Ok(port),
-        None => free_port(),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::paths;
-use crate::process::ProcessSpec;
+use crate::process::{ProcessSpec, Signal};
 
 /// The pinned requirements; the venv is rebuilt when they change.
 const REQUIREMENTS: &str = include_str!("../../../../moto/requirements.txt");
@@ -26,7 +26,7 @@ pub(super) async fn spec(port: u16, run: &str) -> anyhow::Result<ProcessSpec> {
         user: None,
         // werkzeug's start line, on stderr.
         ready_line: "Running on".into(),
-        stop_signal: libc::SIGTERM,
+        stop_signal: Signal::TERM,
         log_file: paths::logs_dir().join(format!("moto-{run}.log")),
     })
 }

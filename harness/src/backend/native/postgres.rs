@@ -12,7 +12,7 @@ use sqlx::Connection;
 
 use super::{remove_stale_runs, which};
 use crate::paths;
-use crate::process::ProcessSpec;
+use crate::process::{ProcessSpec, Signal};
 
 const DEFAULT_BIN: &str = "/usr/lib/postgresql/15/bin";
 
@@ -92,7 +92,7 @@ pub(super) async fn prepare(
         // Logged at LOG level even with log_min_messages=warning.
         ready_line: "ready to accept connections".into(),
         // SIGINT is PostgreSQL's fast shutdown: it does not wait for clients to disconnect.
-        stop_signal: libc::SIGINT,
+        stop_signal: Signal::INT,
         log_file: paths::logs_dir().join(format!("postgres-{run}.log")),
     })
 }
@@ -161,10 +161,7 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
 
 /// The (uid, gid) PostgreSQL runs as: `None` (ourselves) unless we are root.
 fn server_user() -> anyhow::Result<Option<(u32, u32)>> {
-    #[allow(unsafe_code)]
-    // SAFETY: geteuid(2) cannot fail and touches no memory.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Ok(None);
     }
     let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;

@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use super::which;
 use crate::paths;
-use crate::process::ProcessSpec;
+use crate::process::{ProcessSpec, Signal};
 
 pub(super) fn spec(port: u16, run: &str) -> anyhow::Result<ProcessSpec> {
     let program = which("redis-server").context(
@@ -35,7 +35,7 @@ pub(super) fn spec(port: u16, run: &str) -> anyhow::Result<ProcessSpec> {
         cwd: None,
         user: None,
         ready_line: "Ready to accept connections".into(),
-        stop_signal: libc::SIGTERM,
+        stop_signal: Signal::TERM,
         log_file: paths::logs_dir().join(format!("redis-{run}.log")),
     })
 }

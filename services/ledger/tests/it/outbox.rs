@@ -48,7 +48,7 @@ async fn while_sqs_is_down_entries_are_accepted_and_published_once_it_is_back() 
     ));
     let app = TestApp::spawn_on(stack, |_| {}).await;
     stack
-        .inject(Dependency::LocalStack, Fault::Stop)
+        .inject(Dependency::Sqs, Fault::Stop)
         .await
         .expect("stop LocalStack");
 
@@ -88,7 +88,7 @@ async fn while_sqs_is_down_entries_are_accepted_and_published_once_it_is_back() 
     assert_eq!(ready.status(), 200, "readiness does not depend on SQS");
 
     stack
-        .inject(Dependency::LocalStack, Fault::Restart)
+        .inject(Dependency::Sqs, Fault::Restart)
         .await
         .expect("restart LocalStack");
     let seen = drain_events(&app.scope, 20, Duration::from_secs(60)).await;
