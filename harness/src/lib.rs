@@ -18,6 +18,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod cluster;
 pub mod cpu;
 pub mod gateway;
 pub mod identity;

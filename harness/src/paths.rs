@@ -86,3 +86,9 @@ pub fn up_postgres_data() -> PathBuf {
 pub fn up_state_file() -> PathBuf {
     harness_dir().join("up").join("state.json")
 }
+
+/// The Unix socket a running `harness up`'s cluster listens on (`harness ps`, `rollout`,
+/// `scale`).
+pub fn up_control_socket() -> PathBuf {
+    harness_dir().join("up").join("control.sock")
+}

@@ -184,6 +184,27 @@ impl Supervised {
         signal_group(pid, signal).with_context(|| format!("signalling {}", self.spec.name))
     }
 
+    /// Sends `signal` to the process alone, not its group (a reload of an nginx master).
+    pub fn signal_leader(&self, signal: Signal) -> anyhow::Result<()> {
+        let pid = self
+            .pid()
+            .and_then(Pid::from_raw)
+            .with_context(|| format!("{} is not running", self.spec.name))?;
+        rustix::process::kill_process(pid, signal)
+            .with_context(|| format!("signalling {}", self.spec.name))
+    }
+
+    /// How the process ended, once it has (`None` while it runs or before it started).
+    pub fn exited(&self) -> Option<std::process::ExitStatus> {
+        let state = self.lock();
+        let mut child = state
+            .as_ref()?
+            .child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        child.try_wait().ok().flatten()
+    }
+
     /// Asks the process to shut down cleanly and waits for it; kills it after `grace`.
     pub async fn stop(&self, grace: Duration) -> anyhow::Result<()> {
         if !self.is_running() {
@@ -324,6 +345,30 @@ impl Drop for Reaper {
     fn drop(&mut self) {
         self.dismiss();
     }
+}
+
+/// The live children of process `pid` (an nginx master's workers), from `/proc`.
+pub fn children(pid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                // After the command name (which may hold spaces): state, then the parent.
+                let mut fields = stat
+                    .rfind(')')
+                    .map(|i| stat[i + 1..].split_whitespace())
+                    .into_iter()
+                    .flatten();
+                let state = fields.next();
+                !matches!(state, Some("Z" | "X"))
+                    && fields.next().and_then(|p| p.parse::<i32>().ok()) == Some(pid)
+            })
+        })
+        .collect()
 }
 
 /// Last `lines` lines of a log file, for error messages.

@@ -1,7 +1,9 @@
-//! Replicas of the services as child processes behind the nginx gateway: the assembly `harness
-//! up` runs, and the one the load suite's `sla-under-fire` scenario kills replicas of. A replica
-//! is a [`ServiceProcess`] started and waited for until its `/health/ready` answers; the gateway
-//! is [`crate::gateway`]'s nginx with one upstream per service over its replicas' ports.
+//! Replicas of the services behind the nginx gateway, put together by hand: what the load
+//! suite's `sla-under-fire` scenario still builds and kills replicas of. `harness up` and the
+//! cluster tests use the supervised assembly, [`crate::cluster`]; the load scenarios move onto
+//! it next, and this module goes. A replica is a [`ServiceProcess`] started and waited for until
+//! its `/health/ready` answers; the gateway is [`crate::gateway`]'s nginx with one upstream per
+//! service over its replicas' ports.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -83,32 +85,13 @@ pub async fn start_gateway(
 
 /// Polls `/health/ready` on `port` until it answers 200, or fails after `timeout`.
 pub async fn wait_ready(port: u16, timeout: Duration) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Ok(mut stream)) = tokio::time::timeout(
-            Duration::from_secs(1),
-            tokio::net::TcpStream::connect(("127.0.0.1", port)),
-        )
-        .await
-        {
-            let request = format!(
-                "GET /health/ready HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-            );
-            let mut answer = Vec::new();
-            let exchanged = tokio::time::timeout(Duration::from_secs(2), async {
-                stream.write_all(request.as_bytes()).await?;
-                stream.read_to_end(&mut answer).await
-            })
-            .await;
-            if matches!(exchanged, Ok(Ok(_))) && answer.starts_with(b"HTTP/1.1 200") {
-                return Ok(());
-            }
-        }
+    while !crate::services::is_ready(port).await {
         anyhow::ensure!(
             Instant::now() < deadline,
             "the service on port {port} did not become ready within {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Ok(())
 }

@@ -53,38 +53,91 @@ pub fn binary(service: Service) -> anyhow::Result<Option<PathBuf>> {
     Ok(candidates.into_iter().find(|path| path.is_file()))
 }
 
-impl ServiceProcess {
-    /// The supervised process (not started), or `None` when the binary is not built.
-    pub fn supervised(&self, stack: &Stack) -> anyhow::Result<Option<Supervised>> {
-        let Some(program) = binary(self.service)? else {
-            return Ok(None);
-        };
-        // The consolidation calls the ledger as itself (client credentials).
+/// Whether the service on `port` answers `GET /health/ready` with 200 within 2 s.
+pub async fn is_ready(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let request = format!(
+            "GET /health/ready HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        std::io::Result::Ok(answer)
+    };
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), exchange).await,
+        Ok(Ok(answer)) if answer.starts_with(b"HTTP/1.1 200")
+    )
+}
+
+/// What every service process is told about the platform around it, the same for each of its
+/// replicas: the identity provider, the consolidation's client credentials there (it calls the
+/// ledger as itself), and the AWS region.
+#[derive(Debug, Clone)]
+pub struct PlatformEnv {
+    issuer: String,
+    audience: String,
+    jwks_uri: String,
+    token_url: String,
+    client_id: String,
+    client_secret: String,
+    aws_region: String,
+}
+
+impl PlatformEnv {
+    /// The environment of `stack`'s identity provider, with a client registered for the
+    /// consolidation.
+    pub fn of(stack: &Stack) -> Self {
         let client = stack.identity().register_client(
             "consolidation",
             &["ledger:reconcile"],
             std::time::Duration::from_secs(300),
         );
-        let endpoints = stack.endpoints();
+        Self {
+            issuer: stack.identity().issuer().to_string(),
+            audience: stack.identity().audience().to_string(),
+            jwks_uri: stack.identity().jwks_uri(),
+            token_url: client.token_url,
+            client_id: client.client_id,
+            client_secret: client.client_secret,
+            aws_region: stack.endpoints().aws_region.clone(),
+        }
+    }
+}
+
+impl ServiceProcess {
+    /// The supervised process (not started), or `None` when the binary is not built.
+    pub fn supervised(&self, stack: &Stack) -> anyhow::Result<Option<Supervised>> {
+        self.process(&PlatformEnv::of(stack))
+    }
+
+    /// The supervised process in `platform` (not started), or `None` when the binary is not
+    /// built.
+    pub fn process(&self, platform: &PlatformEnv) -> anyhow::Result<Option<Supervised>> {
+        let Some(program) = binary(self.service)? else {
+            return Ok(None);
+        };
         let mut env: Vec<(String, String)> = [
             (
                 "INTERNAL_LISTEN_ADDR",
                 format!("127.0.0.1:{}", self.internal_port),
             ),
             ("LEDGER_URL", self.ledger_internal_url.clone()),
-            ("OAUTH_TOKEN_URL", client.token_url),
-            ("OAUTH_CLIENT_ID", client.client_id),
-            ("OAUTH_CLIENT_SECRET", client.client_secret),
+            ("OAUTH_TOKEN_URL", platform.token_url.clone()),
+            ("OAUTH_CLIENT_ID", platform.client_id.clone()),
+            ("OAUTH_CLIENT_SECRET", platform.client_secret.clone()),
             ("LISTEN_ADDR", format!("127.0.0.1:{}", self.port)),
             ("DATABASE_URL", self.database_url.clone()),
             ("REDIS_URL", self.redis_url.clone()),
             ("ENTRIES_QUEUE_URL", self.queues.url.clone()),
             ("ENTRIES_DLQ_URL", self.queues.dlq_url.clone()),
             ("AWS_ENDPOINT_URL", self.sqs_endpoint.clone()),
-            ("AWS_REGION", endpoints.aws_region.clone()),
-            ("AUTH_ISSUER", stack.identity().issuer().to_string()),
-            ("AUTH_AUDIENCE", stack.identity().audience().to_string()),
-            ("AUTH_JWKS_URI", stack.identity().jwks_uri()),
+            ("AWS_REGION", platform.aws_region.clone()),
+            ("AUTH_ISSUER", platform.issuer.clone()),
+            ("AUTH_AUDIENCE", platform.audience.clone()),
+            ("AUTH_JWKS_URI", platform.jwks_uri.clone()),
             (
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

@@ -341,6 +341,7 @@ async fn start_platform(platform: &mut Platform<'_>) -> anyhow::Result<()> {
         burst_limit: GATEWAY_RATE,
         access_log: dir.join("access.log"),
         dir,
+        ledger_internal: None,
     };
     let log = harness::paths::logs_dir().join(format!("fire-gateway-{}.log", std::process::id()));
     platform.gateway = Some(

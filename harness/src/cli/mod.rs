@@ -1,8 +1,10 @@
 //! The `harness` command line: `up` runs the whole system locally, `down` stops it and removes
 //! what it keeps, `token` mints a token that a running `up` (or `identity`) accepts, `identity`
 //! serves the emulated identity provider alone, `fault` injects network faults on a running
-//! `up`'s service→dependency links.
+//! `up`'s service→dependency links, and `ps`, `rollout restart` and `scale` act on its
+//! replicas.
 
+mod cluster;
 mod down;
 mod fault;
 mod identity;
@@ -38,6 +40,15 @@ enum Command {
     /// `harness fault ledger postgres latency 300ms|blackhole|reset|refuse|heal`,
     /// `harness fault list`.
     Fault(fault::FaultArgs),
+    /// Each replica of the running `harness up`: its state, restarts, last exit (and why),
+    /// port and age.
+    Ps(cluster::PsArgs),
+    /// `harness rollout restart <service>`: replace a service's replicas one at a time on the
+    /// running `harness up`, none leaving the gateway before its replacement is ready.
+    Rollout(cluster::RolloutArgs),
+    /// `harness scale <service> <1-8>`: run that many replicas of a service on the running
+    /// `harness up`; the gateway follows without dropping a request.
+    Scale(cluster::ScaleArgs),
     /// Install what the native backend needs that lives in the project (the LocalStack and moto
     /// venvs).
     Setup,
@@ -55,6 +66,9 @@ impl Cli {
             Command::Token(args) => token::run(args),
             Command::Identity(args) => identity::run(args).await,
             Command::Fault(args) => fault::run(args).await,
+            Command::Ps(args) => cluster::ps(args).await,
+            Command::Rollout(args) => cluster::rollout(args).await,
+            Command::Scale(args) => cluster::scale(args).await,
             Command::Setup => {
                 let venv =
                     tokio::task::spawn_blocking(crate::backend::native::ensure_venv).await??;

@@ -28,22 +28,6 @@ pub struct UpState {
     /// The gateway's URL (the one entry point), when nginx runs.
     #[serde(default)]
     pub gateway_url: Option<String>,
-    /// Every replica of every service, with its own URL (for debugging and fault tools).
-    #[serde(default)]
-    pub replicas: Vec<ReplicaState>,
-}
-
-/// One replica of a service run by `harness up`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReplicaState {
-    /// Its service.
-    pub service: crate::Service,
-    /// 1-based.
-    pub replica: u16,
-    /// Its own HTTP URL (not through the gateway).
-    pub url: String,
-    /// Its process id when it was started.
-    pub pid: Option<i32>,
 }
 
 impl UpState {

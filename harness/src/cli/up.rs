@@ -1,18 +1,22 @@
 //! `harness up`: the whole system running locally, until Ctrl-C or SIGTERM.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
 
-use super::running::{self, ReplicaState, UpState};
+use super::running::{self, UpState};
 use crate::backend::containers::{self, ContainerOptions};
 use crate::backend::native::NativeOptions;
 use crate::backend::{Backend, Dependency, Ports};
+use crate::cluster::{
+    Cluster, ClusterSpec, ControlServer, GatewaySpec, RestartPolicy, ServiceTemplate,
+};
 use crate::process::{ProcessSpec, Signal, Supervised};
 use crate::scope::database_url;
-use crate::sqs::{QueuePair, QueuePairSpec};
+use crate::sqs::QueuePairSpec;
 use crate::{Service, Stack, StackOptions, paths};
 
 #[derive(Debug, Args)]
@@ -45,8 +49,10 @@ pub(super) struct UpArgs {
     /// The gateway's port: the one entry point, nginx in front of the replicas (ADR 0011).
     #[arg(long, env = "GATEWAY_PORT", default_value_t = 8080)]
     gateway_port: u16,
-    /// Replicas of each service behind the gateway. The first replica of each keeps its own
-    /// port (`--ledger-port`, `--consolidation-port`) for debugging; the others get free ports.
+    /// Replicas of each service behind the gateway, each restarted with a growing back-off when
+    /// it exits (`harness ps`, `harness rollout restart`, `harness scale` while it runs). The
+    /// first replica of each keeps its own port (`--ledger-port`, `--consolidation-port`) for
+    /// debugging; the others get free ports.
     #[arg(long, env = "HARNESS_REPLICAS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
     replicas: u16,
     /// The gateway's steady request rate per second (the terraform stage's default).
@@ -170,128 +176,118 @@ async fn serve(
     .await?;
     done(started);
 
-    let mut state = UpState {
+    let gateway_url = format!("http://127.0.0.1:{}", args.gateway_port);
+    let state = UpState {
         pid: std::process::id(),
         endpoints: endpoints.clone(),
         identity: stack.identity().keys().clone(),
         queue_url: queues.url.clone(),
         dlq_url: queues.dlq_url.clone(),
-        gateway_url: None,
-        replicas: Vec::new(),
+        gateway_url: Some(gateway_url.clone()),
     };
     state.write()?;
     // Each service reaches each dependency through a fault proxy (`harness fault ...`).
     let faults = super::fault::FaultControl::start(stack).await?;
-
-    let services = replica_specs(args)?;
+    let through = |service, dependency, url: &str| faults.url(service, dependency, url);
+    let services = Service::ALL.map(|service| {
+        let template = ServiceTemplate {
+            database_url: through(
+                service,
+                Dependency::Postgres,
+                &database_url(&endpoints.postgres_url, service.name()),
+            ),
+            redis_url: through(service, Dependency::Redis, &endpoints.redis_url),
+            sqs_endpoint: through(service, Dependency::Sqs, &endpoints.sqs_endpoint),
+            queues: queues.clone(),
+            env: Vec::new(),
+        };
+        (service, template)
+    });
     // Released for the services and the gateway to bind.
     drop(reserved);
-    let mut running = Vec::new();
-    let mut lines = Vec::new();
-    let mut started_replicas = Vec::new();
-    for service in &services {
-        let Some(replica) = service.replica(stack, &queues, &faults)? else {
-            lines.push(format!(
-                "  {:<14} http://127.0.0.1:{}   (not built: cargo build -p {})",
-                service.label(),
-                service.port,
-                service.name
-            ));
-            continue;
-        };
-        step(&format!("starting the {}", service.label()));
-        replica.start(SERVICE_TIMEOUT).await?;
-        done(started);
-        lines.push(format!(
-            "  {:<14} {}   (logs {})",
-            service.label(),
-            replica.url(),
-            replica.process.log_file().display()
-        ));
-        state.replicas.push(ReplicaState {
-            service: service.name,
-            replica: service.replica,
-            url: replica.url(),
-            pid: replica.process.pid(),
-        });
-        started_replicas.push(replica);
-    }
-    let upstreams = crate::replicas::upstreams(&started_replicas);
-    running.extend(started_replicas.into_iter().map(|r| r.process));
-
-    // The gateway in front of the replicas, when nginx is installed and both services run.
-    let mut first_lines = Vec::new();
-    let gateway_url = format!("http://127.0.0.1:{}", args.gateway_port);
-    let both_services = upstreams.len() == 2;
-    let dir = paths::harness_dir().join("up").join("gateway");
-    let config = crate::gateway::GatewayConfig {
-        listen: format!("127.0.0.1:{}", args.gateway_port),
-        upstreams,
-        rate_limit: args.gateway_rate_limit,
-        burst_limit: args.gateway_burst_limit,
-        access_log: dir.join("access.log"),
-        dir,
-    };
-    let gateway = if both_services {
-        step("starting the gateway (nginx)");
-        crate::replicas::start_gateway(
-            &config,
-            paths::logs_dir().join(format!("gateway-{}.log", std::process::id())),
-            SERVICE_TIMEOUT,
-        )
-        .await?
-    } else {
-        None
-    };
-    match gateway {
-        Some(gateway) => {
-            done(started);
-            first_lines.push(format!(
-                "  {:<14} {gateway_url}   (nginx: {} replica(s) of each service, {} req/s, burst {}; \
-                 access log {})",
-                "gateway",
-                args.replicas,
-                args.gateway_rate_limit,
-                args.gateway_burst_limit,
-                config.access_log.display()
-            ));
-            // Stopped first (services stop in reverse order): nothing new reaches a draining
-            // service through it.
-            running.push(gateway);
-            state.gateway_url = Some(gateway_url.clone());
+    step(&format!(
+        "starting {} replica(s) of each service behind the gateway (nginx)",
+        args.replicas
+    ));
+    let gateway_dir = paths::harness_dir().join("up").join("gateway");
+    let cluster = Cluster::start(
+        stack,
+        ClusterSpec {
+            services: services.into(),
+            replicas: args.replicas,
+            first_ports: [
+                (Service::Ledger, args.ledger_port),
+                (Service::Consolidation, args.consolidation_port),
+            ]
+            .into(),
+            gateway: GatewaySpec {
+                port: args.gateway_port,
+                ledger_internal_port: args
+                    .ledger_internal_port
+                    .unwrap_or_else(|| args.ledger_port.saturating_add(1000)),
+                rate_limit: args.gateway_rate_limit,
+                burst_limit: args.gateway_burst_limit,
+                dir: gateway_dir,
+            },
+            restart: RestartPolicy::default(),
+            logs: (paths::logs_dir(), std::process::id().to_string()),
+        },
+    )
+    .await?;
+    let cluster = Arc::new(cluster);
+    done(started);
+    // From here on, one line per replica event (a crash, its restart, a rollout's steps).
+    let mut events = cluster.subscribe();
+    let printer = tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            eprintln!("harness: {event}");
         }
-        None if both_services => first_lines.push(format!(
-            "  {:<14} not running: nginx is not installed (apt-get install -y nginx, or \
-             bash ci/install-deps.sh); use each service's own port",
-            "gateway"
-        )),
-        None => {}
-    }
-    state.write()?;
-    let ledger_url = state
-        .gateway_url
-        .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{}", args.ledger_port));
-    let consolidation_url = state
-        .gateway_url
-        .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{}", args.consolidation_port));
-    lines.splice(0..0, first_lines);
+    });
+    let control = ControlServer::start(Arc::clone(&cluster), paths::up_control_socket())?;
 
-    if let Some(prometheus) = prometheus(args, &state.replicas)? {
+    let mut lines = vec![format!(
+        "  {:<14} {gateway_url}   (nginx: {} replica(s) of each service, {} req/s, burst {}; \
+         access log {})",
+        "gateway",
+        args.replicas,
+        args.gateway_rate_limit,
+        args.gateway_burst_limit,
+        cluster.access_log().await.display()
+    )];
+    for replica in cluster.ps() {
+        lines.push(format!(
+            "  {:<16} http://127.0.0.1:{}   (logs {})",
+            replica.name, replica.port, replica.log_file
+        ));
+    }
+    lines.push(format!(
+        "  {:<14} harness ps | harness rollout restart <service> | harness scale <service> <1-8>",
+        "replicas"
+    ));
+    let prometheus = prometheus(args, &cluster)?;
+    if let Some((process, _)) = &prometheus {
         step("starting Prometheus");
-        match prometheus.start(SERVICE_TIMEOUT).await {
+        match process.start(SERVICE_TIMEOUT).await {
             Ok(()) => {
                 done(started);
                 lines.push(format!(
-                    "  {:<14} http://127.0.0.1:{}   (scrapes both services; alert rules from deploy/prometheus)",
+                    "  {:<14} http://127.0.0.1:{}   (scrapes every replica; alert rules from deploy/prometheus)",
                     "prometheus", args.prometheus_port
                 ));
-                running.insert(0, prometheus);
             }
             Err(e) => eprintln!("harness: Prometheus did not start, going on without it: {e:#}"),
         }
     }
+    // Prometheus follows the replicas as they come and go.
+    let targets = prometheus.as_ref().map(|(_, targets)| {
+        let (cluster, targets) = (Arc::clone(&cluster), targets.clone());
+        let mut events = cluster.subscribe();
+        tokio::spawn(async move {
+            while events.recv().await.is_ok() {
+                let _ = write_targets(&targets, &cluster);
+            }
+        })
+    });
 
     let token = stack
         .identity()
@@ -334,7 +330,7 @@ async fn serve(
     );
     println!("  redis          {}", endpoints.redis_url);
     println!(
-        "  metrics        http://127.0.0.1:{}/metrics (and each service's /metrics)",
+        "  metrics        http://127.0.0.1:{}/metrics (and each replica's /metrics)",
         args.ledger_port
     );
     println!("  logs           {dependency_logs}");
@@ -343,11 +339,11 @@ async fn serve(
     println!("    export TOKEN={token}");
     println!("  record a credit:");
     println!(
-        "    curl -s -X POST {ledger_url}/v1/merchants/m1/entries -H \"Authorization: Bearer $TOKEN\" -H \"Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)\" -H 'Content-Type: application/json' -d '{{\"kind\":\"credit\",\"amount\":\"100.10\",\"currency\":\"BRL\",\"description\":\"card sale\"}}'"
+        "    curl -s -X POST {gateway_url}/v1/merchants/m1/entries -H \"Authorization: Bearer $TOKEN\" -H \"Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)\" -H 'Content-Type: application/json' -d '{{\"kind\":\"credit\",\"amount\":\"100.10\",\"currency\":\"BRL\",\"description\":\"card sale\"}}'"
     );
     println!("  the day's balance:");
     println!(
-        "    curl -s {consolidation_url}/v1/merchants/m1/balances/$(TZ=America/Sao_Paulo date +%F) -H \"Authorization: Bearer $TOKEN\""
+        "    curl -s {gateway_url}/v1/merchants/m1/balances/$(TZ=America/Sao_Paulo date +%F) -H \"Authorization: Bearer $TOKEN\""
     );
     println!();
     println!(
@@ -356,11 +352,18 @@ async fn serve(
     );
     std::io::stdout().flush()?;
     let result = super::wait_for_shutdown_signal().await;
-    // Services first, so they drain against live dependencies.
-    for process in running.iter().rev() {
-        step(&format!("stopping the {}", process.name()));
-        process.stop(Duration::from_secs(30)).await?;
+    drop(control);
+    if let Some(targets) = targets {
+        targets.abort();
     }
+    if let Some((process, _)) = &prometheus {
+        step("stopping Prometheus");
+        process.stop(Duration::from_secs(10)).await?;
+    }
+    // The gateway first, then the replicas drain, against live dependencies.
+    step("stopping the gateway and the replicas");
+    cluster.shutdown().await;
+    printer.abort();
     result
 }
 
@@ -383,100 +386,13 @@ async fn create_databases(postgres_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A service binary `up` runs as a child process (one per replica), built next to the harness
-/// binary.
-struct ServiceSpec {
-    name: Service,
-    /// 1-based replica number.
-    replica: u16,
-    port: u16,
-    /// This replica's internal listener (the ledger's digests and replays).
-    internal_port: u16,
-    /// The ledger's internal listener the consolidation's reconciler calls: the first ledger
-    /// replica's, at the ledger's port + 1000. The gateway never routes it (ADR 0011).
-    ledger_internal_port: u16,
-}
-
-/// The replicas to run: the first of each service on its configured port (reachable directly
-/// for debugging), the others on free ports.
-fn replica_specs(args: &UpArgs) -> anyhow::Result<Vec<ServiceSpec>> {
-    let ledger_internal_port = args
-        .ledger_internal_port
-        .unwrap_or_else(|| args.ledger_port.saturating_add(1000));
-    let mut specs = Vec::new();
-    for (name, first_port) in [
-        (Service::Ledger, args.ledger_port),
-        (Service::Consolidation, args.consolidation_port),
-    ] {
-        for replica in 1..=args.replicas {
-            let (port, internal_port) = if replica == 1 {
-                (first_port, ledger_internal_port)
-            } else {
-                (
-                    crate::backend::native::free_port()?,
-                    crate::backend::native::free_port()?,
-                )
-            };
-            specs.push(ServiceSpec {
-                name,
-                replica,
-                port,
-                internal_port,
-                ledger_internal_port,
-            });
-        }
-    }
-    Ok(specs)
-}
-
-impl ServiceSpec {
-    /// `ledger`, or `ledger-2` for a second replica.
-    fn label(&self) -> String {
-        if self.replica == 1 {
-            self.name.to_string()
-        } else {
-            format!("{}-{}", self.name, self.replica)
-        }
-    }
-
-    /// The replica (not started), or `None` when the binary is not built. Every dependency is
-    /// reached through its fault proxy.
-    fn replica(
-        &self,
-        stack: &Stack,
-        queues: &QueuePair,
-        faults: &super::fault::FaultControl,
-    ) -> anyhow::Result<Option<crate::replicas::Replica>> {
-        let endpoints = stack.endpoints();
-        let service = self.name;
-        let through = |dependency, url: &str| faults.url(service, dependency, url);
-        let spec = crate::services::ServiceProcess {
-            service: self.name,
-            label: self.label(),
-            port: self.port,
-            internal_port: self.internal_port,
-            ledger_internal_url: format!("http://127.0.0.1:{}", self.ledger_internal_port),
-            database_url: through(
-                Dependency::Postgres,
-                &database_url(&endpoints.postgres_url, self.name.name()),
-            ),
-            redis_url: through(Dependency::Redis, &endpoints.redis_url),
-            sqs_endpoint: through(Dependency::Sqs, &endpoints.sqs_endpoint),
-            queues: queues.clone(),
-            extra_env: Vec::new(),
-            log_file: paths::logs_dir().join(format!(
-                "{}-{}.log",
-                self.label(),
-                std::process::id()
-            )),
-        };
-        crate::replicas::Replica::new(&spec, stack)
-    }
-}
-
-/// Prometheus scraping both services, when the `prometheus` binary (Debian's `prometheus`
-/// package) is installed; `None` otherwise or when `--prometheus-port 0`.
-fn prometheus(args: &UpArgs, replicas: &[ReplicaState]) -> anyhow::Result<Option<Supervised>> {
+/// Prometheus scraping every replica, when the `prometheus` binary (Debian's `prometheus`
+/// package) is installed; `None` otherwise or when `--prometheus-port 0`. Its targets are a
+/// file (`file_sd_configs`) rewritten as replicas come and go; the second value is that file.
+fn prometheus(
+    args: &UpArgs,
+    cluster: &Cluster,
+) -> anyhow::Result<Option<(Supervised, std::path::PathBuf)>> {
     let Some(program) =
         crate::backend::native::which("prometheus").filter(|_| args.prometheus_port != 0)
     else {
@@ -490,25 +406,17 @@ fn prometheus(args: &UpArgs, replicas: &[ReplicaState]) -> anyhow::Result<Option
     } else {
         String::new()
     };
-    // Every replica of each service (each has its own /metrics).
-    let targets = |service: Service| {
-        replicas
-            .iter()
-            .filter(|r| r.service == service)
-            .map(|r| format!("\"{}\"", r.url.trim_start_matches("http://")))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let targets = dir.join("targets.json");
+    write_targets(&targets, cluster)?;
     let config = format!(
         "# Written by `harness up`.\nglobal:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n{rule_files}\
-         scrape_configs:\n  - job_name: ledger\n    static_configs:\n      - targets: [{}]\n\
-         \x20 - job_name: consolidation\n    static_configs:\n      - targets: [{}]\n",
-        targets(Service::Ledger),
-        targets(Service::Consolidation)
+         scrape_configs:\n  - job_name: services\n    file_sd_configs:\n      - files: [{}]\n\
+         \x20       refresh_interval: 5s\n",
+        targets.display()
     );
     let config_file = dir.join("prometheus.yml");
     std::fs::write(&config_file, config)?;
-    Ok(Some(Supervised::new(ProcessSpec {
+    let process = Supervised::new(ProcessSpec {
         name: "prometheus".into(),
         program,
         args: vec![
@@ -523,7 +431,27 @@ fn prometheus(args: &UpArgs, replicas: &[ReplicaState]) -> anyhow::Result<Option
         ready_line: "Server is ready to receive web requests".into(),
         stop_signal: Signal::TERM,
         log_file: paths::logs_dir().join(format!("prometheus-{}.log", std::process::id())),
-    })))
+    });
+    Ok(Some((process, targets)))
+}
+
+/// Prometheus's targets: each replica's `/metrics`, labelled with its service (the `job` the
+/// alert rules name) and replica. Written whole, then renamed.
+fn write_targets(file: &std::path::Path, cluster: &Cluster) -> anyhow::Result<()> {
+    let groups: Vec<serde_json::Value> = cluster
+        .ps()
+        .into_iter()
+        .map(|replica| {
+            serde_json::json!({
+                "targets": [format!("127.0.0.1:{}", replica.port)],
+                "labels": {"job": replica.service.name(), "replica": replica.name},
+            })
+        })
+        .collect();
+    let partial = file.with_extension("partial");
+    std::fs::write(&partial, serde_json::to_string_pretty(&groups)?)?;
+    std::fs::rename(&partial, file)?;
+    Ok(())
 }
 
 fn step(what: &str) {

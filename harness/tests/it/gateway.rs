@@ -1,15 +1,14 @@
-//! The local API gateway (nginx, ADR 0011): on its own against a stand-in upstream (throttling,
-//! problem+json answers, request ids), and in `harness up --replicas 2`, where it keeps
-//! answering while one replica of each service is SIGKILLed. Needs nginx (ci/install-deps.sh)
-//! and, for the second test, the service binaries (`cargo build --workspace --bins`).
+//! The local API gateway (nginx, ADR 0011) on its own against stand-in upstreams: routing,
+//! throttling, problem+json answers, request ids, a service's own 503 not resent, and a reload
+//! that changes the replicas without dropping a request. With the services behind it:
+//! `cluster.rs`. Needs nginx (ci/install-deps.sh).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use harness::gateway::{GatewayConfig, nginx_binary};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn free_port() -> u16 {
     harness::backend::native::free_port().expect("a free port")
@@ -66,6 +65,7 @@ async fn gateway_routes_throttles_with_problem_json_and_passes_request_ids() -> 
         burst_limit: 4,
         access_log: dir.join("access.log"),
         dir: dir.clone(),
+        ledger_internal: None,
     };
     let gateway = harness::gateway::process(&config, &nginx, dir.join("gateway.log"))?;
     gateway.start(Duration::from_secs(10)).await?;
@@ -193,6 +193,7 @@ async fn gateway_in_front_of_a_dying_replica()
         burst_limit: 1000,
         access_log: dir.join("access.log"),
         dir: dir.clone(),
+        ledger_internal: None,
     };
     let gateway = harness::gateway::process(&config, &nginx, dir.join("gateway.log"))?;
     gateway.start(Duration::from_secs(10)).await?;
@@ -307,6 +308,7 @@ async fn a_replicas_own_503_reaches_the_client_and_is_not_resent() -> anyhow::Re
         burst_limit: 1000,
         access_log: dir.join("access.log"),
         dir: dir.clone(),
+        ledger_internal: None,
     };
     let gateway = harness::gateway::process(&config, &nginx, dir.join("gateway.log"))?;
     gateway.start(Duration::from_secs(10)).await?;
@@ -340,168 +342,124 @@ async fn a_replicas_own_503_reaches_the_client_and_is_not_resent() -> anyhow::Re
     Ok(())
 }
 
-#[derive(serde::Deserialize)]
-struct Replica {
-    service: String,
-    pid: Option<i32>,
-    url: String,
+/// An upstream that answers every request 200 with `name` as the body, after `delay`; and how
+/// many requests it received.
+async fn named_upstream(
+    name: &'static str,
+    delay: Duration,
+) -> anyhow::Result<(SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = std::sync::Arc::clone(&received);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counter = std::sync::Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                loop {
+                    let mut request = Vec::new();
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}",
+                        name.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((addr, received))
 }
 
+/// A reload that swaps the replicas returns only once the old worker has finished the request
+/// it held (so no request can reach a replica left out after it), drops nothing on the way, and
+/// a service left without replicas answers 503 problem+json.
 #[tokio::test]
-async fn up_with_two_replicas_keeps_answering_through_the_gateway_when_one_of_each_dies()
--> anyhow::Result<()> {
-    if std::env::var("HARNESS_BACKEND").is_ok_and(|b| b == "external") {
-        return Ok(());
-    }
-    let state = std::env::temp_dir().join(format!("harness-gw-test-{}", uuid::Uuid::new_v4()));
-    let gateway_port = free_port();
-    let ledger_port = free_port();
-    let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
-        .arg("up")
-        .args(["--replicas", "2"])
-        .args(["--gateway-port", &gateway_port.to_string()])
-        .args(["--identity-port", &free_port().to_string()])
-        .args(["--ledger-port", &ledger_port.to_string()])
-        .args(["--consolidation-port", &free_port().to_string()])
-        .args(["--postgres-port", &free_port().to_string()])
-        .args(["--redis-port", &free_port().to_string()])
-        .args(["--sqs-port", &free_port().to_string()])
-        .args(["--prometheus-port", "0"])
-        .env("HARNESS_STATE_DIR", &state)
-        .env("HARNESS_BACKEND", "native")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = i32::try_from(up.id().expect("running"))?;
-    let mut lines = BufReader::new(up.stdout.take().expect("piped")).lines();
-    let mut printed = Vec::new();
-    tokio::time::timeout(Duration::from_secs(180), async {
-        while let Some(line) = lines.next_line().await? {
-            let done = line.contains("ready");
-            printed.push(line);
-            if done {
-                return anyhow::Ok(());
-            }
-        }
-        anyhow::bail!("harness up ended without ready:\n{}", printed.join("\n"))
-    })
-    .await??;
-    let gateway = format!("http://127.0.0.1:{gateway_port}");
-    let text = printed.join("\n");
-    let first = printed
-        .iter()
-        .find(|l| !l.trim().is_empty())
-        .expect("printed lines");
-    assert!(
-        first.contains("gateway") && first.contains(&gateway),
-        "the gateway's URL comes first:\n{text}"
-    );
-    assert!(
-        text.contains(&format!("{gateway}/v1/merchants/m1/entries")),
-        "the curls use the gateway:\n{text}"
-    );
-
-    let up_state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state.join("up/state.json"))?)?;
-    let replicas: Vec<Replica> = serde_json::from_value(up_state["replicas"].clone())?;
-    assert_eq!(replicas.len(), 4, "two of each service");
-    // The first ledger replica stays reachable on its own port.
-    assert!(
-        replicas
-            .iter()
-            .any(|r| r.url == format!("http://127.0.0.1:{ledger_port}"))
-    );
-
-    let token = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["token", "--merchant", "m9"])
-        .env("HARNESS_STATE_DIR", &state)
-        .output()
-        .await?;
-    let token = String::from_utf8(token.stdout)?.trim().to_string();
+async fn a_reload_swaps_replicas_without_dropping_a_request() -> anyhow::Result<()> {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("gateway-reload-{}", uuid::Uuid::new_v4()));
+    let (slow_old, old_received) = named_upstream("old", Duration::from_millis(1500)).await?;
+    let (new, _) = named_upstream("new", Duration::ZERO).await?;
+    let config = GatewayConfig {
+        listen: format!("127.0.0.1:{port}"),
+        upstreams: BTreeMap::from([
+            (harness::Service::Ledger, vec![slow_old.to_string()]),
+            (harness::Service::Consolidation, vec![new.to_string()]),
+        ]),
+        rate_limit: 1000,
+        burst_limit: 1000,
+        access_log: dir.join("access.log"),
+        dir: dir.clone(),
+        ledger_internal: None,
+    };
+    let gateway =
+        harness::gateway::Gateway::start(config, dir.join("gateway.log"), Duration::from_secs(10))
+            .await?
+            .expect("nginx is installed (bash ci/install-deps.sh)");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let record = |amount: &'static str| {
-        let client = client.clone();
-        let token = token.clone();
-        let gateway = gateway.clone();
-        async move {
-            client
-                .post(format!("{gateway}/v1/merchants/m9/entries"))
-                .bearer_auth(&token)
-                .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-                .json(&serde_json::json!({"kind": "credit", "amount": amount, "currency": "BRL"}))
-                .send()
-                .await
-        }
-    };
-    let recorded = record("10.00").await?;
-    assert_eq!(recorded.status(), 201, "{}", recorded.text().await?);
-    let entry: serde_json::Value = recorded.json().await?;
-    let date = entry["business_date"].as_str().expect("a date").to_string();
-    let balance_url = format!("{gateway}/v1/merchants/m9/balances/{date}");
-    let credits = |expected: &'static str| {
-        let client = client.clone();
-        let token = token.clone();
-        let url = balance_url.clone();
-        async move {
-            let answer = client.get(&url).bearer_auth(&token).send().await.ok()?;
-            let body: serde_json::Value = answer.json().await.ok()?;
-            (body["credits"] == expected).then_some(())
-        }
-    };
+    let ledger_url = format!("http://127.0.0.1:{port}/v1/merchants/m1/entries/e1");
+    let held = tokio::spawn({
+        let (client, url) = (client.clone(), ledger_url.clone());
+        async move { client.get(url).send().await?.text().await }
+    });
+    // The slow request is in the old worker before the reload.
     harness::eventually(
-        Duration::from_secs(30),
-        "the balance through the gateway",
-        || credits("10.00"),
+        Duration::from_secs(10),
+        "the request at the old replica",
+        || {
+            let received = std::sync::Arc::clone(&old_received);
+            async move { (received.load(std::sync::atomic::Ordering::SeqCst) == 1).then_some(()) }
+        },
     )
     .await;
-
-    // One replica of each service dies; the gateway answers from the other.
-    for service in ["ledger", "consolidation"] {
-        let victim = replicas
-            .iter()
-            .find(|r| r.service == service)
-            .and_then(|r| r.pid)
-            .expect("a replica's pid");
-        let killed = std::process::Command::new("kill")
-            .args(["-KILL", &victim.to_string()])
-            .status()?;
-        assert!(killed.success(), "SIGKILL of {service} pid {victim}");
-    }
-    for i in 0..40 {
-        let answer = client.get(&balance_url).bearer_auth(&token).send().await?;
-        assert_eq!(answer.status(), 200, "read {i} after the kills");
-        let listed = client
-            .get(format!("{gateway}/v1/merchants/m9/entries?date={date}"))
-            .bearer_auth(&token)
-            .send()
-            .await?;
-        assert_eq!(listed.status(), 200, "list {i} after the kills");
-    }
-    let after = record("5.00").await?;
-    assert_eq!(after.status(), 201, "a POST after the kills");
-    // Up to the queue's visibility timeout (30 s): LocalStack may have handed the message to
-    // the killed consolidation's open long poll, and delivers it again once that times out.
-    harness::eventually(
-        Duration::from_secs(75),
-        "the second entry in the balance through the gateway",
-        || credits("15.00"),
-    )
-    .await;
-
-    let children = crate::up::children_of(pid);
-    let stopped = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()?;
-    assert!(stopped.success());
-    let status = tokio::time::timeout(Duration::from_secs(60), up.wait()).await??;
-    assert!(status.success(), "harness up exited with {status}");
-    assert!(
-        crate::orphans::survivors(&children).is_empty(),
-        "processes outlived harness up"
+    let asked = std::time::Instant::now();
+    let took = gateway
+        .update(
+            BTreeMap::from([
+                (harness::Service::Ledger, vec![new.to_string()]),
+                (harness::Service::Consolidation, Vec::new()),
+            ]),
+            Vec::new(),
+        )
+        .await?;
+    let (in_force, done) = (
+        took.in_force.expect("a reload"),
+        took.old_workers_done.expect("a replica was left out"),
     );
-    let _ = std::fs::remove_dir_all(&state);
+    assert!(
+        asked.elapsed() >= Duration::from_millis(1000) && in_force < done,
+        "the reload returned before the old worker finished its request ({took:?})"
+    );
+    assert_eq!(
+        held.await??,
+        "old",
+        "the request held across the reload was answered"
+    );
+    for _ in 0..20 {
+        let answer = client.get(&ledger_url).send().await?;
+        assert_eq!(answer.text().await?, "new");
+    }
+    let none = client
+        .get(format!(
+            "http://127.0.0.1:{port}/v1/merchants/m1/balances/2026-01-01"
+        ))
+        .send()
+        .await?;
+    assert_eq!(none.status(), 503);
+    assert_eq!(none.headers()["content-type"], "application/problem+json");
+    gateway.stop(Duration::from_secs(5)).await?;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

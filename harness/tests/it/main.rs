@@ -1,5 +1,6 @@
 //! The harness's self-tests, against the real processes it runs.
 
+mod cluster;
 mod dependencies;
 mod faults;
 mod gateway;
@@ -7,8 +8,10 @@ mod identity;
 mod isolation;
 mod netfault;
 mod orphans;
+mod running_up;
 mod shared_deps;
 mod sqs_emulators;
+mod traffic;
 mod up;
 mod up_again;
 
