@@ -2,7 +2,9 @@
 """Asserts that the names every deployment path relies on agree with what the services read:
 environment variables, ports, queue names and service accounts, across the services' source,
 their Dockerfiles, compose.yaml, the Kubernetes manifests (rendered with kustomize) and terraform;
-and that the API routes terraform deploys and the local nginx gateway serves come from one file.
+that the API routes terraform deploys and the local nginx gateway serves come from one file; and
+that the manifests' rollout, probes, PodDisruptionBudgets, grace periods and preStop agree with
+how `harness up` runs its replicas and what its tests measure (harness/src/cluster/mod.rs).
 
 Run by `make lint-infra` (ci/lint-infra.sh); needs PyYAML and `kubectl kustomize`. Exits 1 with
 one line per disagreement."""
@@ -96,6 +98,108 @@ up = (ROOT / "harness/src/cli/up.rs").read_text()
 if f'const QUEUE: &str = "{QUEUE}";' not in up:
     problem("harness up: the queue is not named cashflow-entries")
 
+# How `harness up` runs its replicas, and the bounds its tests hold it to (issue 28).
+cluster_rs = (ROOT / "harness/src/cluster/mod.rs").read_text()
+
+
+def cluster_secs(name):
+    found = re.search(rf"pub const {name}: Duration = Duration::from_secs\((\d+)\);", cluster_rs)
+    if not found:
+        problem(f"harness/src/cluster/mod.rs: no {name} in whole seconds")
+        return 0
+    return int(found.group(1))
+
+
+LOCAL_GRACE = cluster_secs("TERMINATION_GRACE")
+LEAVE_DEADLINE = cluster_secs("GATEWAY_LEAVE_DEADLINE")
+START_TIMEOUT = cluster_secs("START_TIMEOUT")
+drain_default = re.search(r"shutdown_drain: Duration::from_secs\((\d+)\)",
+                          (ROOT / "services/platform/src/deadline.rs").read_text())
+DRAIN_DEFAULT = int(drain_default.group(1)) if drain_default else 0
+if not drain_default:
+    problem("services/platform/src/deadline.rs: no shutdown_drain default in whole seconds")
+up_replicas = re.search(r'env = "HARNESS_REPLICAS", default_value_t = (\d+)', up)
+UP_REPLICAS = int(up_replicas.group(1)) if up_replicas else 0
+if not up_replicas:
+    problem("harness up: no default for --replicas (HARNESS_REPLICAS)")
+if LOCAL_GRACE <= DRAIN_DEFAULT:
+    problem(f"harness: TERMINATION_GRACE {LOCAL_GRACE} s does not exceed the services' drain "
+            f"deadline {DRAIN_DEFAULT} s")
+for service in SERVICES:
+    spec = compose["services"][service]
+    if spec.get("restart") not in ("unless-stopped", "always", "on-failure"):
+        problem(f"compose.yaml: {service} has no restart policy (harness up restarts it)")
+    grace = re.fullmatch(r"(\d+)s", str(spec.get("stop_grace_period", "10s")))
+    if not grace or int(grace.group(1)) <= DRAIN_DEFAULT:
+        problem(f"compose.yaml: {service} stop_grace_period does not exceed the drain deadline "
+                f"{DRAIN_DEFAULT} s")
+
+
+def scalar(value, of):
+    """An IntOrString of Kubernetes (2, "25%") resolved against `of` replicas."""
+    text = str(value)
+    if text.endswith("%"):
+        return -(-int(text[:-1]) * of // 100)  # surge rounds up
+    return int(text)
+
+
+def check_cluster(where, service, deployment, container, docs, env):
+    """The manifests agree with harness up's cluster and what its tests measure."""
+    pod = deployment["spec"]["template"]["spec"]
+    minimum = None
+    for d in docs:
+        target = (d.get("spec", {}).get("scaleTargetRef") or {}).get("name")
+        if target == service and d["kind"] == "HorizontalPodAutoscaler":
+            minimum = d["spec"].get("minReplicas", 1)
+        if target == service and d["kind"] == "ScaledObject":
+            minimum = d["spec"].get("minReplicaCount", 0)
+    if minimum is None or minimum < UP_REPLICAS:
+        problem(f"{where}: {service} may run fewer replicas ({minimum}) than harness up's "
+                f"{UP_REPLICAS}, which its rollouts and tests assume")
+        minimum = minimum or 1
+    rolling = deployment["spec"].get("strategy", {}).get("rollingUpdate", {})
+    if scalar(rolling.get("maxUnavailable", "25%"), minimum) != 0 \
+            or scalar(rolling.get("maxSurge", "25%"), minimum) < 1:
+        problem(f"{where}: {service}'s rollout is not maxSurge >= 1, maxUnavailable 0, as "
+                f"`harness rollout restart`")
+    ready = container.get("readinessProbe", {}).get("httpGet", {}).get("path")
+    if ready != "/health/ready":
+        problem(f"{where}: {service} readinessProbe is {ready}, not /health/ready, the gate "
+                f"harness up puts replicas in its gateway by")
+    startup = container.get("startupProbe", {})
+    if startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3) < START_TIMEOUT:
+        problem(f"{where}: {service} startupProbe allows less than the {START_TIMEOUT} s "
+                f"harness up gives a replica to become ready")
+    command = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    pre_stop = int(command[1]) if command[:1] == ["sleep"] and len(command) == 2 else 0
+    if pre_stop < LEAVE_DEADLINE:
+        problem(f"{where}: {service} preStop sleeps {pre_stop} s, less than the "
+                f"{LEAVE_DEADLINE} s a replica may take to leave the gateway "
+                f"(GATEWAY_LEAVE_DEADLINE)")
+    drain = DRAIN_DEFAULT
+    if env.get("SHUTDOWN_DRAIN_TIMEOUT_MS", "").isdigit():
+        drain = int(env["SHUTDOWN_DRAIN_TIMEOUT_MS"]) / 1000
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if grace < pre_stop + drain + (LOCAL_GRACE - DRAIN_DEFAULT):
+        problem(f"{where}: {service} terminationGracePeriodSeconds {grace} is less than preStop "
+                f"{pre_stop} s + drain {drain} s + the {LOCAL_GRACE - DRAIN_DEFAULT} s harness up "
+                f"leaves to exit")
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    budgets = [d for d in docs if d["kind"] == "PodDisruptionBudget"
+               and d["spec"].get("selector", {}).get("matchLabels") == labels]
+    if len(budgets) != 1:
+        problem(f"{where}: {service} has {len(budgets)} PodDisruptionBudgets, not 1")
+    for budget in budgets:
+        spec = budget["spec"]
+        if "maxUnavailable" in spec:
+            down = scalar(spec["maxUnavailable"], minimum)
+        else:
+            down = minimum - scalar(spec.get("minAvailable", 1), minimum)
+        if down != 1:
+            problem(f"{where}: {service}'s PodDisruptionBudget lets {down} of its {minimum} "
+                    f"pods go at once, not one at a time as a rollout replaces them")
+
+
 # Kubernetes, as rendered for production.
 for overlay in ("deploy/k8s/overlays/prod",):
     rendered = subprocess.run(["kubectl", "kustomize", str(ROOT / overlay)], check=True,
@@ -138,6 +242,7 @@ for overlay in ("deploy/k8s/overlays/prod",):
                 problem(f"{overlay}: {service} {probe} is not on /health/*")
         if pod.get("serviceAccountName") != service or service not in accounts:
             problem(f"{overlay}: {service} does not run as ServiceAccount {service}")
+        check_cluster(overlay, service, d, container, docs, env)
 
 # The ledger's internal routes: never routed by the API Gateway or the ALB, and reachable on
 # the internal port from the consolidation's pods only.
@@ -207,4 +312,6 @@ if problems:
         print("  - " + line)
     sys.exit(1)
 print("deploy-consistency: env vars, ports, queue names, service accounts and routes agree "
-      "(services, Dockerfiles, compose.yaml, deploy/k8s/overlays/prod, terraform, the local gateway)")
+      "(services, Dockerfiles, compose.yaml, deploy/k8s/overlays/prod, terraform, the local gateway); "
+      f"rollout, probes, PDBs, preStop {LEAVE_DEADLINE} s and grace periods agree with harness up "
+      f"(drain {DRAIN_DEFAULT} s, start {START_TIMEOUT} s, {UP_REPLICAS} replicas)")

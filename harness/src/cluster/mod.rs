@@ -558,3 +558,16 @@ impl Drop for Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// SIGTERM gives a replica the services' whole drain, and room to exit, before SIGKILL
+    /// (ci/check-deploy-consistency.py holds the manifests' grace period to the same).
+    #[test]
+    fn a_replica_drains_in_full_before_it_is_killed() {
+        let drain = cashflow_platform::deadline::Deadlines::default().shutdown_drain;
+        assert!(super::TERMINATION_GRACE >= drain + Duration::from_secs(5));
+    }
+}

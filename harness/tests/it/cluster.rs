@@ -19,11 +19,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use harness::Service;
 use harness::cluster::{
     Cluster, ClusterSpec, EventKind, GATEWAY_LEAVE_DEADLINE, GatewaySpec, PROGRESS_DEADLINE, Phase,
     RestartPolicy, ServiceTemplate,
 };
-use harness::{ScopeOptions, Service};
 
 use crate::running_up::{Down, Up};
 use crate::traffic::{Op, Plan, Retry, Traffic, quantile_ms};
@@ -221,9 +221,7 @@ async fn up_restarts_a_killed_replica_and_backs_off_one_that_cannot_start() -> a
 #[tokio::test]
 async fn rolling_restarts_and_scaling_under_load_lose_nothing() -> anyhow::Result<()> {
     let stack = harness::shared().await?;
-    let ledger = stack
-        .scope_with(ScopeOptions::default().with_visibility_timeout_secs(10))
-        .await?;
+    let ledger = stack.scope().await?;
     let consolidation = stack.scope().await?;
     let dir = std::env::temp_dir().join(format!("cluster-load-{}", uuid::Uuid::new_v4()));
     let template = |scope: &harness::Scope, env: Vec<(String, String)>| ServiceTemplate {
@@ -244,10 +242,16 @@ async fn rolling_restarts_and_scaling_under_load_lose_nothing() -> anyhow::Resul
                         Service::Consolidation,
                         template(
                             &consolidation,
-                            vec![(
-                                "REDIS_KEY_PREFIX".into(),
-                                consolidation.redis_prefix.clone(),
-                            )],
+                            vec![
+                                (
+                                    "REDIS_KEY_PREFIX".into(),
+                                    consolidation.redis_prefix.clone(),
+                                ),
+                                // The books must balance through the pipeline alone, with no
+                                // replay to repair them (a new replica's first reconcile pass
+                                // would replay every day still in flight).
+                                ("RECONCILE_ENABLED".into(), "false".into()),
+                            ],
                         ),
                     ),
                 ]),
@@ -293,10 +297,17 @@ async fn rolling_restarts_and_scaling_under_load_lose_nothing() -> anyhow::Resul
         .to_offset(time::macros::offset!(-3))
         .date()
         .to_string();
+    // 200 writes/s (issue 28) where LocalStack serves SQS. moto scans every queued message on
+    // each receive, so past ~50/s here its backlog, and the wait for the books, grow without
+    // bound: the moto run asks for 50/s.
+    let writes_per_second = match stack.sqs_emulator() {
+        harness::backend::SqsEmulator::LocalStack => 200,
+        harness::backend::SqsEmulator::Moto => 50,
+    };
     let traffic = Traffic::start(Plan {
         gateway: cluster.gateway_url().to_string(),
         merchants: merchants.clone(),
-        writes_per_second: 200,
+        writes_per_second,
         reads_per_second: 50,
         read_date: today,
     });
@@ -349,7 +360,7 @@ async fn rolling_restarts_and_scaling_under_load_lose_nothing() -> anyhow::Resul
         .filter(|op| op.retried == Some(Retry::Unavailable))
         .count();
     eprintln!(
-        "figure: {} writes ({:.0}/s achieved of 200/s asked) and {} reads in {:.1} s, {} failed, \
+        "figure: {} writes ({:.0}/s achieved of {writes_per_second}/s asked) and {} reads in {:.1} s, {} failed, \
          {} sent again after the gateway closed a kept-alive connection, {unavailable} after a \
          service's own 503 + Retry-After; write p99 {:.0} ms steady ({} writes), {:.0} ms during \
          the rolling restarts ({}), {:.0} ms while scaling ({}); p50 {:.0} / {:.0} / {:.0} ms",
@@ -446,31 +457,50 @@ async fn rolling_restarts_and_scaling_under_load_lose_nothing() -> anyhow::Resul
             cluster.gateway_url()
         );
         let want = (*count, format!("{}.{:02}", cents / 100, cents % 100));
-        harness::eventually(
-            Duration::from_secs(90),
-            &format!("{name} {date}: {want:?} in the consolidation's balance"),
-            || async {
-                let body: serde_json::Value = http
-                    .get(&url)
+        // The pipeline may still be catching up: wait while the count grows, and fail once it
+        // has not moved for 30 s.
+        let mut got: Option<(u64, String)> = None;
+        let mut moved = Instant::now();
+        while got.as_ref() != Some(&want) {
+            if moved.elapsed() > Duration::from_secs(30) {
+                let queue = depth(stack, &ledger.queues.url).await;
+                let dlq = depth(stack, &ledger.queues.dlq_url).await;
+                let unpublished = unpublished(&ledger.database_url).await;
+                panic!(
+                    "{name} {date}: the consolidation's balance is {got:?}, not {want:?}, and has \
+                     not moved for 30 s (outbox rows unpublished: {unpublished:?}; queue \
+                     (visible, in flight): {queue:?}; DLQ: {dlq:?})"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let body: Option<serde_json::Value> = async {
+                http.get(&url)
                     .bearer_auth(token)
                     .send()
                     .await
                     .ok()?
                     .json()
                     .await
-                    .ok()?;
-                let got = (
+                    .ok()
+            }
+            .await;
+            let now = body.and_then(|body| {
+                Some((
                     body["entry_count"].as_u64()?,
                     body["credits"].as_str()?.to_string(),
-                );
+                ))
+            });
+            if now.as_ref().map(|n| n.0) > got.as_ref().map(|g| g.0) {
+                moved = Instant::now();
+            }
+            got = now.or(got);
+            if let Some(got) = &got {
                 assert!(
                     got.0 <= want.0,
                     "{name} {date}: counted twice: {got:?} > {want:?}"
                 );
-                (got == want).then_some(())
-            },
-        )
-        .await;
+            }
+        }
     }
 
     cluster.shutdown().await;
@@ -546,4 +576,36 @@ async fn ledger_count(
             _ => return Ok(count),
         }
     }
+}
+
+/// Messages visible and in flight in a queue (for a failure's message).
+async fn depth(stack: &harness::Stack, queue_url: &str) -> Option<(String, String)> {
+    use aws_sdk_sqs::types::QueueAttributeName::{
+        ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible,
+    };
+    let answer = stack
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(ApproximateNumberOfMessages)
+        .attribute_names(ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .ok()?;
+    let attributes = answer.attributes()?;
+    Some((
+        attributes.get(&ApproximateNumberOfMessages)?.clone(),
+        attributes
+            .get(&ApproximateNumberOfMessagesNotVisible)?
+            .clone(),
+    ))
+}
+
+/// Outbox rows the ledger has not published yet (for a failure's message).
+async fn unpublished(database_url: &str) -> Option<i64> {
+    let pool = sqlx::PgPool::connect(database_url).await.ok()?;
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(&pool)
+        .await
+        .ok()
 }
