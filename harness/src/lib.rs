@@ -3,8 +3,10 @@
 //! It runs the real dependencies — PostgreSQL, Redis and SQS (LocalStack or moto) — as containers
 //! or local processes, or uses ones given in the environment (`external`); gives each test its own
 //! database, queue pair and Redis key prefix ([`Scope`]); emulates the identity provider
-//! ([`IdentityProvider`]); and injects faults ([`Fault`]), network faults included, through a
-//! proxy on each service→dependency link ([`FaultProxy`], [`NetFault`]).
+//! ([`IdentityProvider`]); injects faults ([`Fault`]), network faults included, through a
+//! proxy on each service→dependency link ([`FaultProxy`], [`NetFault`]); and runs the services
+//! as a supervised cluster of replicas behind the nginx gateway ([`cluster`]), as `harness up`
+//! does.
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {

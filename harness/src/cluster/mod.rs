@@ -3,7 +3,7 @@
 //! deployed system lives through every day (ADR 0016).
 //!
 //! - A replica that exits is started again with a growing back-off ([`RestartPolicy`]), and the
-//!   gateway sends it requests only once `/health/ready` answers again ([`replica`]).
+//!   gateway sends it requests only once `/health/ready` answers again (`replica.rs`).
 //! - [`Cluster::rollout_restart`] replaces a service's replicas one at a time, as `kubectl
 //!   rollout restart` with maxSurge 1 and maxUnavailable 0: a new replica starts; once it is
 //!   ready it joins the gateway; then an old one leaves the gateway (the reload returns once no
@@ -135,6 +135,8 @@ struct State {
     replicas: Vec<Arc<Replica>>,
     tasks: Vec<(String, tokio::task::JoinHandle<()>)>,
     last_ordinal: BTreeMap<Service, u16>,
+    /// Set by [`Cluster::shutdown`]: no replica starts any more.
+    stopping: bool,
 }
 
 impl Cluster {
@@ -200,18 +202,22 @@ impl Cluster {
         let syncer = tokio::spawn(Arc::clone(&inner).keep_gateway_in_sync());
         let cluster = Self { inner, syncer };
         // The ledger first: the consolidation's reconciler calls it from its first start.
-        for service in Service::ALL {
-            let mut started = Vec::new();
-            for _ in 0..spec.replicas {
-                started.push(cluster.inner.add_replica(service)?);
-            }
-            let deadline = Instant::now() + START_TIMEOUT;
-            for replica in &started {
-                if let Err(e) = cluster.inner.wait_serving(replica, deadline).await {
-                    cluster.shutdown().await;
-                    return Err(e);
+        let started = async {
+            for service in Service::ALL {
+                let mut started = Vec::new();
+                for _ in 0..spec.replicas {
+                    started.push(cluster.inner.add_replica(service)?);
+                }
+                let deadline = Instant::now() + START_TIMEOUT;
+                for replica in &started {
+                    cluster.inner.wait_serving(replica, deadline).await?;
                 }
             }
+            anyhow::Ok(())
+        };
+        if let Err(e) = started.await {
+            cluster.shutdown().await;
+            return Err(e);
         }
         Ok(cluster)
     }
@@ -225,11 +231,6 @@ impl Cluster {
     /// their statuses).
     pub async fn access_log(&self) -> PathBuf {
         self.inner.gateway.config().await.access_log
-    }
-
-    /// The gateway's own log.
-    pub fn gateway_log(&self) -> PathBuf {
-        self.inner.gateway.log_file().to_path_buf()
     }
 
     /// Every event from now on.
@@ -327,10 +328,11 @@ impl Cluster {
     }
 
     /// Stops everything: the gateway first (nothing new reaches a draining replica), then every
-    /// replica with SIGTERM, each within [`TERMINATION_GRACE`].
+    /// replica with SIGTERM, each within [`TERMINATION_GRACE`]. A rollout or scale under way
+    /// fails: it can start no replica any more.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
-        let _no_more_operations = inner.operations.lock().await;
+        inner.state().stopping = true;
         self.syncer.abort();
         let _ = inner.gateway.stop(TERMINATION_GRACE).await;
         let (replicas, tasks) = {
@@ -384,6 +386,7 @@ impl Inner {
     /// A new replica of `service` from its template, started by its own lifecycle task.
     fn add_replica(&self, service: Service) -> anyhow::Result<Arc<Replica>> {
         let mut state = self.state();
+        anyhow::ensure!(!state.stopping, "the cluster is stopping");
         let template = state
             .templates
             .get(&service)
@@ -431,6 +434,7 @@ impl Inner {
             if replica.serves() && replica.in_gateway() {
                 return Ok(());
             }
+            anyhow::ensure!(!self.state().stopping, "the cluster is stopping");
             if Instant::now() >= deadline {
                 let (restarts, last_exit) = replica.exits();
                 anyhow::bail!(
@@ -542,7 +546,10 @@ impl Inner {
         loop {
             self.surroundings.gateway_changed.notified().await;
             if let Err(e) = self.sync_gateway().await {
-                self.note(Service::Ledger, format!("gateway update failed: {e:#}"));
+                let _ = self.surroundings.events.send(Event {
+                    subject: "gateway".into(),
+                    kind: EventKind::Note(format!("update failed: {e:#}")),
+                });
             }
         }
     }
