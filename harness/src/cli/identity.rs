@@ -68,7 +68,7 @@ pub(super) async fn run(args: IdentityArgs) -> anyhow::Result<()> {
         args.listen,
         args.keys_file.display()
     );
-    super::wait_for_shutdown_signal().await?;
+    super::signals::wait_for_shutdown_signal().await?;
     drop(provider);
     Ok(())
 }

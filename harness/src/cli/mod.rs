@@ -10,6 +10,7 @@ mod fault;
 mod identity;
 mod running;
 mod shared_deps;
+mod signals;
 mod token;
 mod up;
 
@@ -80,16 +81,4 @@ impl Cli {
             }
         }
     }
-}
-
-/// Waits for SIGTERM or Ctrl-C (the long-running commands: `up`, `identity`).
-async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => eprintln!("harness: SIGTERM received"),
-        _ = interrupt.recv() => eprintln!("harness: Ctrl-C received"),
-    }
-    Ok(())
 }

@@ -11,9 +11,8 @@ use super::running::{self, UpState};
 use crate::backend::containers::{self, ContainerOptions};
 use crate::backend::native::NativeOptions;
 use crate::backend::{Backend, Dependency, Ports};
-use crate::cluster::{
-    Cluster, ClusterSpec, ControlServer, GatewaySpec, RestartPolicy, ServiceTemplate,
-};
+use crate::cluster::control::ControlServer;
+use crate::cluster::{Cluster, ClusterSpec, GatewaySpec, RestartPolicy, ServiceTemplate};
 use crate::process::{ProcessSpec, Signal, Supervised};
 use crate::scope::database_url;
 use crate::sqs::QueuePairSpec;
@@ -351,7 +350,7 @@ async fn serve(
         started.elapsed().as_secs_f64()
     );
     std::io::stdout().flush()?;
-    let result = super::wait_for_shutdown_signal().await;
+    let result = super::signals::wait_for_shutdown_signal().await;
     drop(control);
     if let Some(targets) = targets {
         targets.abort();

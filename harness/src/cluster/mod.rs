@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::{Notify, broadcast};
 
-pub use self::control::ControlServer;
 pub use self::event::{Event, EventKind};
 pub use self::replica::{LastExit, Phase, ReplicaStatus};
 use self::replica::{Replica, Surroundings};
