@@ -152,7 +152,7 @@ pub(crate) enum Side {
 }
 
 pub(crate) fn today() -> Date {
-    ledger::entries::today(&ledger::config::EntryRules::default())
+    ledger::entries::today(&ledger::config::EntryRules::default()).expect("today")
 }
 
 pub(crate) fn day(days_ago: Option<i64>) -> Date {

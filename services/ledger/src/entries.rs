@@ -12,6 +12,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::config::EntryRules;
+use crate::zone::ZoneError;
 use cashflow_platform::edge::ApiError;
 
 /// Longest description, in characters.
@@ -103,18 +104,8 @@ impl From<EntryRow> for Entry {
 }
 
 /// Today in the merchants' time zone.
-pub fn today(rules: &EntryRules) -> Date {
-    let date = jiff::Timestamp::now()
-        .to_zoned(rules.timezone.clone())
-        .date();
-    let month = time::Month::try_from(u8::try_from(date.month()).unwrap_or(1))
-        .unwrap_or(time::Month::January);
-    Date::from_calendar_date(
-        i32::from(date.year()),
-        month,
-        u8::try_from(date.day()).unwrap_or(1),
-    )
-    .unwrap_or(Date::MIN)
+pub fn today(rules: &EntryRules) -> Result<Date, ZoneError> {
+    rules.timezone.today()
 }
 
 /// Checks a request body, reporting every problem at once. Writes nothing.

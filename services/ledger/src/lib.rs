@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod reconcile;
 pub mod routes;
 pub mod startup;
+pub mod zone;
 
 pub use config::Config;
 pub use startup::Application;

@@ -176,7 +176,7 @@ pub async fn record(
         merchant_id,
         &body,
         &state.rules,
-        entries::today(&state.rules),
+        entries::today(&state.rules)?,
     )?;
     let path = format!("/v1/merchants/{merchant}/entries");
     let idempotency = Idempotency::from_request(&headers, "POST", &path, &body)?;
@@ -234,7 +234,7 @@ pub async fn reverse(
         Begun::Fresh(tx) => tx,
         Begun::Replay(response) => return Ok(response),
     };
-    let today = entries::today(&state.rules);
+    let today = entries::today(&state.rules)?;
     let entry = entries::reverse(
         &mut tx,
         &merchant_id,
