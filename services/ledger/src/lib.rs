@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod entries;
+pub mod entry_request;
 pub mod group_commit;
 pub mod idempotency;
 pub mod metrics;

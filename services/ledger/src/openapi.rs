@@ -7,7 +7,8 @@ use utoipa::OpenApi;
 
 use crate::config::EntryRules;
 use crate::entries::{Entry, MAX_CATEGORY, MAX_DESCRIPTION};
-use crate::routes::{EntryPage, RecordEntryRequest, ReversalRequest};
+use crate::entry_request::RecordEntryRequest;
+use crate::routes::{EntryPage, ReversalRequest};
 use crate::zone::ZoneError;
 
 /// The ledger's API description.

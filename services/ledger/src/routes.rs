@@ -18,7 +18,7 @@ use cashflow_platform::auth::JwtVerifier;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-pub use self::entries::{EntryPage, RecordEntryRequest, ReversalRequest};
+pub use self::entries::{EntryPage, ReversalRequest};
 use crate::config::EntryRules;
 use crate::metrics::Metrics;
 
