@@ -118,6 +118,8 @@ pub fn locations(site: &PageSite) -> anyhow::Result<String> {
          \x20   location = / {{\n        root {root};\n        try_files /index.html =404;\n\
          \x20       {statics}\n        {headers}\n    }}\n\
          \x20   location ^~ /assets/ {{\n        root {root};\n        {statics}\n        {headers}\n    }}\n\
+         \x20   location = /favicon.ico {{\n        root {root};\n        try_files /assets/icon.svg =404;\n\
+         \x20       {statics}\n        {headers}\n    }}\n\
          \x20   location = /config.json {{\n        default_type application/json;\n\
          \x20       add_header Cache-Control no-store always;\n        {headers}\n\
          \x20       return 200 '{config}';\n    }}\n\
