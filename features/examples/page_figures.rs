@@ -64,9 +64,15 @@ async fn seed(system: &System, merchant: &str) -> anyhow::Result<()> {
         let date = today.replace_day(day)?;
         for n in 0..ENTRIES_PER_DAY {
             let (kind, amount) = if n % 2 == 0 {
-                ("credit", format!("{}.{:02}", 100 + u32::from(day) * 7, n * 11))
+                (
+                    "credit",
+                    format!("{}.{:02}", 100 + u32::from(day) * 7, n * 11),
+                )
             } else {
-                ("debit", format!("{}.{:02}", 40 + u32::from(day) * 3, n * 13))
+                (
+                    "debit",
+                    format!("{}.{:02}", 40 + u32::from(day) * 3, n * 13),
+                )
             };
             let (status, body) = system
                 .record(
@@ -154,7 +160,10 @@ async fn chart_load(browser: &Browser) -> anyhow::Result<Value> {
 }
 
 fn summary(loads: &[Value]) -> Value {
-    let mut ms: Vec<f64> = loads.iter().filter_map(|l| l["chart_ms"].as_f64()).collect();
+    let mut ms: Vec<f64> = loads
+        .iter()
+        .filter_map(|l| l["chart_ms"].as_f64())
+        .collect();
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
     json!({"n": ms.len(), "min": at(0.0), "median": at(0.5), "p95": at(0.95), "max": at(1.0)})
@@ -182,7 +191,9 @@ fn table(f: &Value) -> String {
         kb(&f["cold_load"]["transferred"]),
         f["cold_load"]["requests"],
         kb(&f["cold_load"]["decoded"]),
-        f["first_load_signed_in"]["chart_ms"].as_f64().unwrap_or(0.0),
+        f["first_load_signed_in"]["chart_ms"]
+            .as_f64()
+            .unwrap_or(0.0),
         ms(&f["chart_ms_up"]),
         ms(&f["chart_ms_outage"]),
         kb(&f["reload_transferred_up"]),

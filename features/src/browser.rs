@@ -203,6 +203,28 @@ impl Browser {
             .with_context(|| format!("typing into {css}"))
     }
 
+    /// Presses each key in turn (a character, or a [`fantoccini::key::Key`] as `char`) where the
+    /// focus is, as a keyboard would.
+    pub async fn press(&self, keys: &[char]) -> anyhow::Result<()> {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        let mut actions = KeyActions::new("keyboard".into());
+        for &key in keys {
+            actions = actions
+                .then(KeyAction::Down { value: key })
+                .then(KeyAction::Up { value: key });
+        }
+        self.client.perform_actions(actions).await?;
+        Ok(self.client.release_actions().await?)
+    }
+
+    /// The `id` of the element that has the focus (empty when none has one).
+    pub async fn focused(&self) -> anyhow::Result<String> {
+        let id = self
+            .script("return document.activeElement ? document.activeElement.id : '';")
+            .await?;
+        Ok(id.as_str().unwrap_or("").to_string())
+    }
+
     /// The text of `css` now, if it is there.
     pub async fn text(&self, css: &str) -> anyhow::Result<Option<String>> {
         match self.client.find(Locator::Css(css)).await {

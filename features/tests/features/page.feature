@@ -17,7 +17,7 @@ Feature: The cash-flow page
     Then the page says the consolidation is unavailable and entries are still accepted
     When the merchant records on the page a credit of "10.00"
     Then the page counts 1 entry not in the balance yet
-    When the merchant records on the page a credit of "5.00"
+    When the merchant reloads the page and records a credit of "5.00" with the keyboard alone
     Then the page counts 2 entries not in the balance yet
     When the consolidation service starts again
     Then the page counts 0 entries not in the balance yet and a closing balance of "115.50"

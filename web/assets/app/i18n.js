@@ -5,6 +5,7 @@ const MESSAGES = {
   'pt-BR': {
     title: 'Fluxo de caixa',
     skip: 'Ir para o conteúdo',
+    footer: 'Lançamentos são aceitos mesmo quando a consolidação está fora; o saldo os alcança depois.',
     language: 'Idioma',
     merchant: 'Comerciante',
     signedInAs: 'Conectado como {user}',
@@ -80,6 +81,7 @@ const MESSAGES = {
   en: {
     title: 'Cash flow',
     skip: 'Skip to content',
+    footer: 'Entries are accepted even while the consolidation is down; the balance catches up later.',
     language: 'Language',
     merchant: 'Merchant',
     signedInAs: 'Signed in as {user}',

@@ -35,6 +35,7 @@ function renderChrome() {
   document.title = t('title');
   document.getElementById('app-title').textContent = t('title');
   document.getElementById('skip-link').textContent = t('skip');
+  document.getElementById('footer-text').textContent = t('footer');
   const session = auth.currentSession();
   const language = h('select', { id: 'language' },
     LANGUAGES.map(({ code, name }) => h('option', { value: code, lang: code, selected: code === currentLanguage() }, name)));

@@ -135,6 +135,47 @@ pub(crate) async fn records_credit(w: &mut Platform, credit: String) {
     check(w, "record a credit", result).await;
 }
 
+#[when(
+    expr = "the merchant reloads the page and records a credit of {string} with the keyboard alone"
+)]
+pub(crate) async fn records_with_keyboard(w: &mut Platform, amount: String) {
+    use fantoccini::key::Key;
+    let p = page(w);
+    let route = format!(
+        "{}#/{}/{}",
+        p.served.url(),
+        w.merchant,
+        &format(today())[..7]
+    );
+    let result = async {
+        p.browser.goto(&route).await?;
+        p.browser.reload().await?;
+        p.browser.element("#entry-form").await?;
+        // From the top: the skip link, into the main content, the kind, the amount, Enter.
+        let mut path = Vec::new();
+        for key in [Key::Tab, Key::Enter, Key::Tab, Key::Tab] {
+            p.browser.press(&[key.into()]).await?;
+            path.push(p.browser.focused().await?);
+        }
+        anyhow::ensure!(
+            path == ["skip-link", "main", "kind-credit", "amount"],
+            "the focus went {path:?}"
+        );
+        let typed: Vec<char> = amount.chars().chain([char::from(Key::Enter)]).collect();
+        p.browser.press(&typed).await?;
+        p.browser
+            .wait("the entry recorded from the keyboard", WAIT, || async {
+                let status = p.browser.text("#form-status").await?.unwrap_or_default();
+                Ok(plain(&status)
+                    .contains(&amount.replace('.', ","))
+                    .then_some(()))
+            })
+            .await
+    }
+    .await;
+    check(w, "record with the keyboard", result).await;
+}
+
 async fn closing_balance(p: &PageSession, amount: &str) -> anyhow::Result<()> {
     p.browser
         .wait_attribute("#closing-balance", "data-amount", amount)
