@@ -26,6 +26,8 @@ pub struct Platform {
     pub(crate) load: Option<Load>,
     /// Every merchant this scenario wrote for.
     pub(crate) merchants: Vec<String>,
+    /// The browser and the page it shows (`page.feature`).
+    pub(crate) page: Option<crate::steps::page::PageSession>,
 }
 
 /// Entries sent at a steady rate in the background.
@@ -82,6 +84,9 @@ impl Platform {
     }
 
     pub(crate) async fn cleanup(&mut self) {
+        if let Some(page) = self.page.take() {
+            page.close().await;
+        }
         if let Some(mut load) = self.load.take() {
             load.stop.cancel();
             if let Some(task) = load.task.take() {

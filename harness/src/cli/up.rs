@@ -259,6 +259,7 @@ async fn serve(
     };
     let gateway = if both_services {
         step("starting the gateway (nginx)");
+        serve_page(stack, &config.dir, &gateway_url)?;
         crate::replicas::start_gateway(
             &config,
             paths::logs_dir().join(format!("gateway-{}.log", std::process::id())),
@@ -271,6 +272,11 @@ async fn serve(
     match gateway {
         Some(gateway) => {
             done(started);
+            first_lines.push(format!(
+                "  {:<14} {gateway_url}/   (the cash-flow page: sign in with any user name, for \
+                 merchant m1)",
+                "page"
+            ));
             first_lines.push(format!(
                 "  {:<14} {gateway_url}   (nginx: {} replica(s) of each service, {} req/s, burst {}; \
                  access log {})",
@@ -384,6 +390,31 @@ async fn serve(
         process.stop(Duration::from_secs(30)).await?;
     }
     result
+}
+
+/// The cash-flow page behind the gateway: its locations, and its client at the identity
+/// provider (redirected back to the gateway's `/`).
+fn serve_page(
+    stack: &Stack,
+    gateway_dir: &std::path::Path,
+    gateway_url: &str,
+) -> anyhow::Result<()> {
+    use crate::page;
+    let identity = stack.identity();
+    page::write(
+        gateway_dir,
+        &page::PageSite {
+            root: page::web_root(),
+            identity: identity.issuer().trim_start_matches("http://").to_string(),
+            config: page::PageConfig::proxied(identity.issuer()),
+        },
+    )?;
+    identity.register_public_client(
+        page::CLIENT_ID,
+        &[&format!("{gateway_url}/")],
+        page::ACCESS_TTL,
+    );
+    Ok(())
 }
 
 /// Creates the services' databases when missing.

@@ -393,9 +393,14 @@ async fn up_with_two_replicas_keeps_answering_through_the_gateway_when_one_of_ea
         .iter()
         .find(|l| !l.trim().is_empty())
         .expect("printed lines");
+    // The cash-flow page first (served by the gateway at /), then the gateway itself.
     assert!(
-        first.contains("gateway") && first.contains(&gateway),
-        "the gateway's URL comes first:\n{text}"
+        first.contains("page") && first.contains(&format!("{gateway}/")),
+        "the page's URL comes first:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("gateway        {gateway}")),
+        "the gateway's URL is printed:\n{text}"
     );
     assert!(
         text.contains(&format!("{gateway}/v1/merchants/m1/entries")),
@@ -422,6 +427,22 @@ async fn up_with_two_replicas_keeps_answering_through_the_gateway_when_one_of_ea
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
+    // The page at /, with its CSP, and the identity provider same-origin under /identity/.
+    let page = client.get(format!("{gateway}/")).send().await?;
+    assert_eq!(page.status(), 200);
+    let csp = page.headers().get("content-security-policy").cloned();
+    assert_eq!(
+        csp.as_ref().and_then(|v| v.to_str().ok()),
+        Some(harness::page::CSP)
+    );
+    assert!(page.text().await?.contains("/assets/app/main.js"));
+    let discovery = client
+        .get(format!(
+            "{gateway}/identity/.well-known/openid-configuration"
+        ))
+        .send()
+        .await?;
+    assert_eq!(discovery.status(), 200);
     let record = |amount: &'static str| {
         let client = client.clone();
         let token = token.clone();

@@ -5,6 +5,7 @@ mod faults;
 mod gateway;
 mod identity;
 mod isolation;
+mod login;
 mod netfault;
 mod orphans;
 mod shared_deps;
