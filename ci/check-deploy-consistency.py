@@ -202,7 +202,7 @@ for service in SERVICES:
         problem(f"terraform: no IRSA trust for system:serviceaccount:cashflow:{service}")
 
 # The page's CSP: CloudFront's (terraform/modules/web) is the local gateway's (harness/src/page.rs)
-# with the identity provider's origin added to connect-src (ADR 0016).
+# with the identity provider's origin added to connect-src (ADR 0017).
 page_rs = (ROOT / "harness/src/page.rs").read_text()
 web_tf = (ROOT / "terraform/modules/web/main.tf").read_text()
 local_csp = re.search(r'pub const CSP: &str = "(.*?)";', page_rs, re.S)

@@ -1,6 +1,6 @@
 //! The identity emulator's user login, for the cash-flow page: OpenID Connect Authorization Code
 //! with PKCE (S256 only) for public clients, rotating refresh tokens and RP-initiated logout
-//! (ADR 0016). It runs on the same server and signs with the same key as the rest of
+//! (ADR 0017). It runs on the same server and signs with the same key as the rest of
 //! [`crate::identity`], so the page's access tokens are exactly what the services already check:
 //! issuer, audience `cashflow-api`, the `merchants` claim and the scopes.
 //!

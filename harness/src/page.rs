@@ -1,5 +1,5 @@
 //! The cash-flow page behind the local gateway: its static files (`web/`), its `config.json`,
-//! and the identity provider reached same-origin under [`IDENTITY_PREFIX`] (ADR 0016).
+//! and the identity provider reached same-origin under [`IDENTITY_PREFIX`] (ADR 0017).
 //!
 //! [`locations`] renders the nginx locations that serve them; the gateway's configuration
 //! includes every `site/*.conf` of its folder ([`crate::gateway`]), where [`write`] puts them.

@@ -1,6 +1,6 @@
 # The cash-flow page in AWS: its static files in a private S3 bucket, served by CloudFront on
 # the same host names as the API, whose /v1/* CloudFront forwards to API Gateway. The page calls
-# the API same-origin; the identity provider keeps its own origin (ADR 0016), which the CSP's
+# the API same-origin; the identity provider keeps its own origin (ADR 0017), which the CSP's
 # connect-src names for the token endpoint. Every answer carries the page's CSP (the same as the
 # local gateway's, harness/src/page.rs, plus that origin).
 
