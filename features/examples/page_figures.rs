@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
 /// Credits and debits on every day of the month up to today.
 async fn seed(system: &System, merchant: &str) -> anyhow::Result<()> {
     let token = system.full_token(merchant)?;
-    let today = ledger::entries::today(&ledger::config::EntryRules::default());
+    let today = ledger::entries::today(&ledger::config::EntryRules::default())?;
     for day in 1..=today.day() {
         let date = today.replace_day(day)?;
         for n in 0..ENTRIES_PER_DAY {
