@@ -347,8 +347,12 @@ async fn serve(
         stack.identity().jwks_uri()
     );
     println!(
-        "  localstack     {}   queue {} and {}",
-        endpoints.sqs_endpoint, queues.name, queues.dlq_name
+        "  localstack     {}   queue {} and {} (through the SQS fault layer, `harness fault \
+         sqs ...`; the emulator itself at {})",
+        endpoints.sqs_endpoint,
+        queues.name,
+        queues.dlq_name,
+        stack.sqs_faults().upstream()
     );
     println!(
         "  postgres       {}   databases ledger, consolidation",
