@@ -189,7 +189,8 @@ async fn serve(
     let queues = QueuePairSpec {
         name: QUEUE.into(),
         max_receive_count: 5,
-        visibility_timeout_secs: 30,
+        // As deployed (terraform's queue module): the consumer extends it while it works.
+        visibility_timeout_secs: 5,
     }
     .create(&stack.sqs())
     .await?;
