@@ -98,7 +98,7 @@ async fn consumer_duplicate_delivery_counts_each_event_once() {
     )
     .await;
     cell.drained().await;
-    cell.consistent().await;
+    cell.consistent_after_more_entries().await;
     cell.report("ReceiveMessage delivered twice (4 receives)");
 }
 
@@ -136,8 +136,8 @@ async fn consumer_failed_delete_is_sent_again_so_nothing_is_redelivered() {
     cell.consistent().await;
     cell.drained().await;
     assert_eq!(cell.faults.fired(rule), 2);
-    assert!(cell.consumer().delete_retries.get() >= 1);
     delivered_once(&cell);
+    assert!(cell.consumer().delete_retries.get() >= 1);
     cell.report("DeleteMessageBatch entries failed, InternalFailure (2 batches)");
 }
 
@@ -166,7 +166,7 @@ async fn consumer_invalid_receipt_handle_the_redelivered_message_counts_once() {
     )
     .await;
     cell.drained().await;
-    cell.consistent().await;
+    cell.consistent_after_more_entries().await;
     cell.report("DeleteMessageBatch entries refused, ReceiptHandleIsInvalid (1 batch)");
 }
 
@@ -179,21 +179,22 @@ async fn consumer_lost_delete_answer_counts_each_event_once() {
     cell.record(12).await;
     cell.consistent().await;
     cell.drained().await;
-    cell.consistent().await;
+    cell.consistent_after_more_entries().await;
     cell.report("DeleteMessageBatch answer lost (2)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn consumer_failed_visibility_change_still_ends_in_the_dlq_after_max_receive_count() {
     let mut cell = Cell::start("cmvfail", 3).await;
-    for operation in [
-        Operation::ChangeMessageVisibility,
-        Operation::ChangeMessageVisibilityBatch,
-    ] {
-        cell.faults
-            .add(Rule::on(operation, Action::Error(REQUEST_THROTTLED)))
-            .expect("rule");
-    }
+    // The retry's backoff (ChangeMessageVisibility) fails; the heartbeat's calls
+    // (ChangeMessageVisibilityBatch) work, and must not keep the message hidden once its retry
+    // was decided.
+    cell.faults
+        .add(Rule::on(
+            Operation::ChangeMessageVisibility,
+            Action::Error(REQUEST_THROTTLED),
+        ))
+        .expect("rule");
     cell.writes_fail_for_first_merchant().await;
     let token = cell.system.full_token(&cell.merchants[0]).expect("token");
     let (status, _) = cell
@@ -246,13 +247,31 @@ async fn consumer_heartbeat_keeps_a_slow_batch_hidden_so_nothing_is_delivered_tw
     cell.record(12).await;
     cell.consistent().await;
     cell.drained().await;
+    delivered_once(&cell);
     assert!(
         cell.consumer().visibility_extended.get() >= 1,
         "the heartbeat extended a held message"
     );
-    delivered_once(&cell);
     cell.batches_fast_again().await;
     cell.report("batches 3 s slower (PostgreSQL)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consumer_failed_heartbeat_a_slow_batch_delivered_again_counts_once() {
+    let mut cell = Cell::start("beatfail", 5).await;
+    cell.faults
+        .add(Rule::on(
+            Operation::ChangeMessageVisibilityBatch,
+            Action::Error(REQUEST_THROTTLED),
+        ))
+        .expect("rule");
+    cell.batches_slow(3).await;
+    cell.record(12).await;
+    cell.consistent().await;
+    cell.drained().await;
+    cell.batches_fast_again().await;
+    cell.consistent_after_more_entries().await;
+    cell.report("batches 3 s slower, heartbeat throttled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -267,12 +286,32 @@ async fn consumer_killed_holding_messages_they_come_back_within_seconds() {
         .send()
         .await
         .expect("queue visibility 30 s");
+    // A statement whose client died is cancelled (PostgreSQL would otherwise finish, and
+    // commit, the batch the dead consumer was applying): what it held must come back from SQS.
+    let database = cell.system.consolidation_scope.database.clone();
+    cell.consolidation_sql(&[&format!(
+        r#"ALTER DATABASE "{database}" SET client_connection_check_interval = '100ms'"#
+    )])
+    .await;
+    cell.system
+        .stop_consolidation()
+        .await
+        .expect("stop the consolidation");
+    cell.system
+        .start_consolidation()
+        .await
+        .expect("start it on connections with the setting");
     cell.batches_slow(3).await;
     cell.record(12).await;
     harness::eventually(Duration::from_secs(30), "messages held", || async {
         (cell.consumer().received.get() >= 1).then_some(())
     })
     .await;
+    assert_eq!(
+        cell.consumer().applied.get(),
+        0,
+        "killed holding messages it had not applied"
+    );
     cell.system.kill_consolidation();
     let killed = Instant::now();
     cell.batches_fast_again().await;

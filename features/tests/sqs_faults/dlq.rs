@@ -29,14 +29,23 @@ async fn poison_dead_lettered(cell: &Cell) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn poison_reaches_the_dlq_while_sqs_throttles() {
-    let cell = Cell::start("pthrottle", 5).await;
+    let mut cell = Cell::start("pthrottle", 5).await;
     let dlq = cell.dlq_faults();
+    // The consumer's calls are throttled, not the test's own send.
+    cell.system
+        .stop_consolidation()
+        .await
+        .expect("stop the consumer");
+    send_poison(&cell).await;
     cell.faults
         .add(Rule::on_every_operation(Action::Error(REQUEST_THROTTLED)).rate(0.5))
         .expect("rule");
     dlq.add(Rule::on(Operation::SendMessage, Action::Error(REQUEST_THROTTLED)).next(2))
         .expect("rule");
-    send_poison(&cell).await;
+    cell.system
+        .start_consolidation()
+        .await
+        .expect("consolidation");
     poison_dead_lettered(&cell).await;
 }
 
@@ -116,17 +125,18 @@ async fn dlq_redrive_completes_while_sqs_throttles() {
         .start_consolidation()
         .await
         .expect("consolidation");
+    // Throttled as the redrive goes: its first receive and send once each, its first delete
+    // more often than the SDK's three attempts cover.
     let dlq = cell.dlq_faults();
-    for operation in [
-        Operation::ReceiveMessage,
-        Operation::DeleteMessage,
-        Operation::SendMessage,
+    for (operation, times) in [
+        (Operation::ReceiveMessage, 1),
+        (Operation::DeleteMessage, 3),
     ] {
-        dlq.add(Rule::on(operation, Action::Error(REQUEST_THROTTLED)).rate(0.3))
+        dlq.add(Rule::on(operation, Action::Error(REQUEST_THROTTLED)).next(times))
             .expect("rule");
     }
     cell.faults
-        .add(Rule::on(Operation::SendMessage, Action::Error(REQUEST_THROTTLED)).rate(0.3))
+        .add(Rule::on(Operation::SendMessage, Action::Error(REQUEST_THROTTLED)).next(1))
         .expect("rule");
     let admin = cell.system.token("ops", &["admin"]).expect("token");
     let response = cell
@@ -144,9 +154,10 @@ async fn dlq_redrive_completes_while_sqs_throttles() {
     let redriven: serde_json::Value = response.json().await.expect("json");
     assert_eq!(status, 200, "{redriven}");
     assert_eq!(redriven["redriven"], 4, "{redriven}");
-    assert!(
-        dlq.requests().values().map(|c| c.faulted).sum::<u64>() >= 1,
-        "the redrive met throttling"
+    assert_eq!(
+        dlq.requests().values().map(|c| c.faulted).sum::<u64>(),
+        4,
+        "the redrive met the throttling"
     );
     cell.consistent().await;
 }

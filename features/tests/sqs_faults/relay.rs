@@ -62,7 +62,7 @@ async fn relay_lost_answer_after_a_send_the_duplicate_on_the_queue_counts_once()
     )
     .await;
     cell.drained().await;
-    cell.consistent().await;
+    cell.consistent_after_more_entries().await;
     cell.report("SendMessageBatch answer lost (1)");
 }
 
