@@ -75,6 +75,10 @@ pub(super) async fn run(args: FaultArgs) -> anyhow::Result<()> {
             words.join(" ")
         }
         (service, Some(dependency)) => {
+            anyhow::ensure!(
+                args.rate.is_none() && args.next.is_none() && args.queue.is_none(),
+                "--rate, --next and --queue are for SQS faults (harness fault sqs ...)"
+            );
             // Checked here too, for an error before connecting.
             service.parse::<Service>()?;
             parse_dependency(dependency)?;
