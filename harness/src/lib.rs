@@ -4,7 +4,8 @@
 //! (`native`), or uses ones given in the environment (`external`); gives each test its own
 //! database, queue pair and Redis key prefix ([`Scope`]); emulates the identity provider
 //! ([`IdentityProvider`]); and injects faults ([`Fault`]), network faults included, through a
-//! proxy on each service→dependency link ([`FaultProxy`], [`NetFault`]).
+//! proxy on each service→dependency link ([`FaultProxy`], [`NetFault`]), and SQS answering as
+//! AWS does when it degrades, through a layer in front of the emulator ([`SqsFaults`]).
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
@@ -29,6 +30,7 @@ pub mod rotation;
 pub mod scope;
 pub mod services;
 pub mod sqs;
+pub mod sqs_faults;
 pub mod stack;
 pub mod wait;
 
@@ -37,6 +39,7 @@ pub use identity::{IdentityProvider, IssuerKeys, TokenFlaw};
 pub use netfault::{FaultProxy, Link, NetFault, Service};
 pub use rotation::RotatingIdentity;
 pub use scope::{Scope, ScopeOptions};
+pub use sqs_faults::SqsFaults;
 pub use stack::{Stack, StackOptions};
 pub use wait::eventually;
 

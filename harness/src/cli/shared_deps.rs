@@ -140,7 +140,8 @@ async fn serve(lease: &Path, watched: u32) -> anyhow::Result<()> {
             crate::backend::native::NativeOptions::default().with_postgres_in_memory(),
         ))
         .await?;
-    let text = serde_json::to_string_pretty(stack.endpoints())?;
+    // The emulator's own endpoints: each test process puts its own fault layer in front.
+    let text = serde_json::to_string_pretty(stack.backend().endpoints())?;
     // Written whole, then renamed: a reader never sees half a lease.
     let partial = lease.with_extension("partial");
     std::fs::write(&partial, text)?;

@@ -189,7 +189,8 @@ async fn serve(
     let queues = QueuePairSpec {
         name: QUEUE.into(),
         max_receive_count: 5,
-        visibility_timeout_secs: 30,
+        // As deployed (terraform's queue module): the consumer extends it while it works.
+        visibility_timeout_secs: 5,
     }
     .create(&stack.sqs())
     .await?;
@@ -353,8 +354,12 @@ async fn serve(
         stack.identity().jwks_uri()
     );
     println!(
-        "  localstack     {}   queue {} and {}",
-        endpoints.sqs_endpoint, queues.name, queues.dlq_name
+        "  localstack     {}   queue {} and {} (through the SQS fault layer, `harness fault \
+         sqs ...`; the emulator itself at {})",
+        endpoints.sqs_endpoint,
+        queues.name,
+        queues.dlq_name,
+        stack.sqs_faults().upstream()
     );
     println!(
         "  postgres       {}   databases ledger, consolidation",

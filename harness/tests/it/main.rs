@@ -10,6 +10,7 @@ mod netfault;
 mod orphans;
 mod shared_deps;
 mod sqs_emulators;
+mod sqs_faults;
 mod up;
 mod up_again;
 
