@@ -75,7 +75,7 @@ load: deps
 # window shortened, the two services as their own processes (release binaries). Fails, naming
 # the series, if a table, a service's memory or connections, Redis's memory or a backlog keeps
 # growing once the windows have elapsed. `make soak SOAK_MINUTES=2` is a quick look at the
-# machinery; judging needs about 7 minutes. Plot: target/load/soak.svg (README: Soak test).
+# machinery; judging needs about 7 minutes. Plot: target/load/soak.svg (docs/load.md: Soak test).
 SOAK_MINUTES ?= 10
 soak: deps
 	$(CARGO) build --release --quiet -p ledger -p consolidation -p load --bins

@@ -306,6 +306,20 @@ for service in SERVICES:
             not re.search(rf'service_account\w*\s*=\s*"{service}"', tf):
         problem(f"terraform: no IRSA trust for system:serviceaccount:cashflow:{service}")
 
+# The page's CSP: CloudFront's (terraform/modules/web) is the local gateway's (harness/src/page.rs)
+# with the identity provider's origin added to connect-src (ADR 0017).
+page_rs = (ROOT / "harness/src/page.rs").read_text()
+web_tf = (ROOT / "terraform/modules/web/main.tf").read_text()
+local_csp = re.search(r'pub const CSP: &str = "(.*?)";', page_rs, re.S)
+aws_csp = re.search(r'csp\s*=\s*"([^"]*)"', web_tf)
+if not local_csp or not aws_csp:
+    problem("page: no CSP in harness/src/page.rs or terraform/modules/web/main.tf")
+else:
+    local = re.sub(r'\\\s*', '', local_csp.group(1))
+    if aws_csp.group(1).replace(" ${local.idp_origin}", "") != local:
+        problem(f"page: CloudFront's CSP {aws_csp.group(1)!r} is not the gateway's {local!r} "
+                "plus the identity provider's origin")
+
 if problems:
     print("deploy-consistency: FAILED")
     for line in problems:

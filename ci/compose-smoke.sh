@@ -78,6 +78,17 @@ until curl -sf -H "Authorization: Bearer $token" \
 done
 say "the entry shows in the consolidated balance of $day, read through the gateway"
 
+# The cash-flow page: served at / with its CSP, its configuration and the sign-in form
+# same-origin (the browser test in features/ drives it; here, only that compose serves it).
+page=$(curl -s -D - -o /dev/null "http://127.0.0.1:$COMPOSE_GATEWAY_PORT/")
+printf '%s' "$page" | grep -qi "^content-security-policy: default-src 'self'" \
+  || { printf '%s\n' "$page"; say "FAILED: the page is not served with its CSP"; exit 1; }
+curl -sf "http://127.0.0.1:$COMPOSE_GATEWAY_PORT/config.json" | grep -q '"client_id":"cashflow-page"' \
+  || { say "FAILED: no /config.json"; exit 1; }
+curl -sf "http://127.0.0.1:$COMPOSE_GATEWAY_PORT/identity/.well-known/openid-configuration" | grep -q authorization_endpoint \
+  || { say "FAILED: the identity provider is not reachable under /identity/"; exit 1; }
+say "the page, its configuration and the identity provider are served through the gateway"
+
 compose down -v --remove-orphans >/dev/null 2>&1
 left=$(docker ps -aq --filter label=com.docker.compose.project=cashflow-smoke)
 [ -z "$left" ] || { say "FAILED: containers left after down: $left"; exit 1; }

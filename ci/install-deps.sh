@@ -73,6 +73,9 @@ fi
 command -v python3 >/dev/null 2>&1 || missing_packages+=(python3 python3-venv)
 # The local API gateway of `harness up` (ADR 0011); /usr/sbin is not on every user's PATH.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing_packages+=(nginx)
+# The cash-flow page's browser tests (features/): Debian's Chromium and its WebDriver server.
+command -v chromium >/dev/null 2>&1 || missing_packages+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing_packages+=(chromium-driver)
 
 if [ ${#missing_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
@@ -84,7 +87,32 @@ if [ ${#missing_packages[@]} -gt 0 ]; then
     exit 1
   fi
 else
-  say "redis-server, PostgreSQL 15, nginx and python3 are installed"
+  say "redis-server, PostgreSQL 15, nginx, chromium, chromedriver and python3 are installed"
+fi
+
+# axe-core for the page's accessibility check in the browser tests (features/src/browser.rs):
+# the axe.min.js that the axe-playwright-python wheel on PyPI ships (axe-core 4.12.1, MPL-2.0,
+# its licence header kept in the file), fetched by pip with the wheel's hash pinned, into
+# target/axe/. Not vendored: the repository carries no third-party minified code.
+axe_js=target/axe/axe.min.js
+axe_wheel="axe-playwright-python==0.1.8 --hash=sha256:fdd263c998388f1a8e67cad02677e612d946248bd44d163be5e8650ea31f95f8"
+if head -c 200 "$axe_js" 2>/dev/null | grep -q 'axe v4.12.1'; then
+  say "axe-core 4.12.1 is in $axe_js"
+else
+  say "fetching axe-core 4.12.1 into $axe_js (the axe-playwright-python 0.1.8 wheel, pip, hash-pinned)"
+  axe_tmp=$(mktemp -d)
+  printf '%s\n' "$axe_wheel" >"$axe_tmp/requirements.txt"
+  pip=(python3 -m pip)
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    python3 -m venv "$axe_tmp/venv"
+    pip=("$axe_tmp/venv/bin/pip")
+  fi
+  "${pip[@]}" download --quiet --disable-pip-version-check --no-deps --require-hashes \
+    -r "$axe_tmp/requirements.txt" -d "$axe_tmp"
+  python3 -m zipfile -e "$axe_tmp"/axe_playwright_python-0.1.8-*.whl "$axe_tmp/wheel"
+  mkdir -p "$(dirname "$axe_js")"
+  cp "$axe_tmp/wheel/axe_playwright_python/axe.min.js" "$axe_js"
+  rm -rf "$axe_tmp"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -15,6 +15,9 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod browser;
+pub mod page;
+
 /// A service running in-process, stoppable and restartable.
 #[derive(Debug)]
 struct Running {

@@ -371,6 +371,8 @@ pub fn render(config: &GatewayConfig) -> anyhow::Result<String> {
             problem(status, title, detail)
         )?;
     }
+    // What else this gateway serves (the page: `crate::page::write`), when anything.
+    writeln!(out, "        include {dir}/site/*.conf;")?;
     writeln!(out, "        location / {{ return 404; }}\n    }}\n}}")?;
     Ok(out)
 }

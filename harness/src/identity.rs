@@ -6,6 +6,9 @@
 //! It also has an OAuth2 token endpoint ([`TOKEN_PATH`], advertised in discovery) granting
 //! `client_credentials` to the service clients registered with [`IdentityProvider::register_client`]:
 //! the consolidation calls the ledger as itself with such a token.
+//!
+//! Users sign in through [`crate::login`] (Authorization Code with PKCE, for the cash-flow page),
+//! mounted on the same server and signing with the same key.
 
 use std::time::Duration;
 
@@ -352,6 +355,8 @@ pub(crate) struct TokenEndpoint {
     pub(crate) clients: Clients,
     /// Tokens issued, for tests that check refreshing.
     pub(crate) issued: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The users' login (authorization code and refresh token grants), where it is mounted.
+    pub(crate) logins: Option<crate::login::Logins>,
 }
 
 impl wiremock::Respond for TokenEndpoint {
@@ -363,7 +368,12 @@ impl wiremock::Respond for TokenEndpoint {
         };
         let form: std::collections::HashMap<String, String> =
             form_urlencoded::parse(&request.body).into_owned().collect();
-        if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        let grant = form.get("grant_type").map(String::as_str);
+        if let (Some("authorization_code" | "refresh_token"), Some(logins)) = (grant, &self.logins)
+        {
+            return logins.grant(&self.keys, &form);
+        }
+        if grant != Some("client_credentials") {
             return error(
                 400,
                 "unsupported_grant_type",
@@ -443,6 +453,7 @@ pub struct IdentityProvider {
     keys: IssuerKeys,
     clients: Clients,
     issued: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    logins: crate::login::Logins,
 }
 
 impl IdentityProvider {
@@ -469,11 +480,14 @@ impl IdentityProvider {
             "issuer": keys.issuer,
             "jwks_uri": format!("{}{JWKS_PATH}", keys.issuer),
             "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["token"],
+            "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "token_endpoint": format!("{}{TOKEN_PATH}", keys.issuer),
-            "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "authorization_endpoint": format!("{}{}", keys.issuer, crate::login::AUTHORIZE_PATH),
+            "end_session_endpoint": format!("{}{}", keys.issuer, crate::login::LOGOUT_PATH),
+            "code_challenge_methods_supported": ["S256"],
+            "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "scopes_supported": ["entries:write", "entries:read", "balances:read", "admin", "ledger:reconcile"],
         });
         Mock::given(method("GET"))
@@ -488,20 +502,24 @@ impl IdentityProvider {
             .await;
         let clients = Clients::default();
         let issued = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let logins = crate::login::Logins::default();
         Mock::given(method("POST"))
             .and(path(TOKEN_PATH))
             .respond_with(TokenEndpoint {
                 keys: keys.clone(),
                 clients: std::sync::Arc::clone(&clients),
                 issued: std::sync::Arc::clone(&issued),
+                logins: Some(logins.clone()),
             })
             .mount(&server)
             .await;
+        crate::login::mount(&server, &keys, &logins).await;
         Ok(Self {
             server,
             keys,
             clients,
             issued,
+            logins,
         })
     }
 
@@ -532,6 +550,28 @@ impl IdentityProvider {
             scopes,
             ttl,
         )
+    }
+
+    /// Registers (or replaces) a public client of the users' login (the cash-flow page):
+    /// Authorization Code with PKCE, its tokens living `access_ttl`.
+    pub fn register_public_client(
+        &self,
+        client_id: &str,
+        redirect_uris: &[&str],
+        access_ttl: Duration,
+    ) -> crate::login::PublicClient {
+        let client = crate::login::PublicClient {
+            client_id: client_id.to_string(),
+            redirect_uris: redirect_uris.iter().map(|u| u.to_string()).collect(),
+            access_ttl,
+        };
+        self.logins.register(client.clone());
+        client
+    }
+
+    /// What the users' login granted so far (sign-ins, refreshes).
+    pub fn login_counts(&self) -> crate::login::LoginCounts {
+        self.logins.counts()
     }
 
     /// The token endpoint's URL.

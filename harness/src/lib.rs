@@ -4,9 +4,10 @@
 //! or local processes, or uses ones given in the environment (`external`); gives each test its own
 //! database, queue pair and Redis key prefix ([`Scope`]); emulates the identity provider
 //! ([`IdentityProvider`]); injects faults ([`Fault`]), network faults included, through a
-//! proxy on each service→dependency link ([`FaultProxy`], [`NetFault`]); and runs the services
-//! as a supervised cluster of replicas behind the nginx gateway ([`cluster`]), as `harness up`
-//! does.
+//! proxy on each service→dependency link ([`FaultProxy`], [`NetFault`]), and SQS answering as
+//! AWS does when it degrades, through a layer in front of the emulator ([`SqsFaults`]); and runs
+//! the services as a supervised cluster of replicas behind the nginx gateway ([`cluster`]), as
+//! `harness up` does.
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
@@ -25,7 +26,9 @@ pub mod cpu;
 pub mod gateway;
 pub mod identity;
 pub mod lease;
+pub mod login;
 pub mod netfault;
+pub mod page;
 pub mod paths;
 pub mod process;
 pub mod replicas;
@@ -34,6 +37,7 @@ pub mod scope;
 pub mod service;
 pub mod services;
 pub mod sqs;
+pub mod sqs_faults;
 pub mod stack;
 pub mod wait;
 
@@ -43,6 +47,7 @@ pub use netfault::{FaultProxy, Link, NetFault};
 pub use rotation::RotatingIdentity;
 pub use scope::{Scope, ScopeOptions};
 pub use service::Service;
+pub use sqs_faults::SqsFaults;
 pub use stack::{Stack, StackOptions};
 pub use wait::eventually;
 

@@ -198,6 +198,7 @@ impl RotatingIdentity {
                 keys: signing,
                 clients: std::sync::Arc::clone(&self.clients),
                 issued: std::sync::Arc::clone(&self.issued),
+                logins: None,
             })
             .mount(&self.server)
             .await;

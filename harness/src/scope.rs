@@ -7,7 +7,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::sqs::{self, QueuePair};
 
-/// What a scope needs. `Default`: no migrations, maxReceiveCount 5, visibility timeout 30 s.
+/// What a scope needs. `Default`: no migrations, maxReceiveCount 5, visibility timeout 5 s (as
+/// deployed: the consumer extends it while it holds a message).
 #[derive(Debug, Clone, Copy)]
 pub struct ScopeOptions {
     /// Migrations the scope's database starts with (through a template built once per process).
@@ -23,7 +24,7 @@ impl Default for ScopeOptions {
         Self {
             migrations: None,
             max_receive_count: 5,
-            visibility_timeout_secs: 30,
+            visibility_timeout_secs: 5,
         }
     }
 }

@@ -11,6 +11,7 @@ use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::QueueAttributeName;
 use backon::Retryable;
 use cashflow_platform::backoff::Backoff;
+use cashflow_platform::sqs::is_transient;
 
 /// An SQS client for `endpoint` with LocalStack's dummy credentials.
 pub fn client(endpoint: &str, region: &str) -> aws_sdk_sqs::Client {
@@ -55,23 +56,9 @@ pub struct QueuePair {
 
 /// An emulator that has just started can answer a request with a 5xx while its SQS provider
 /// loads (LocalStack loads it on first use; on a busy machine that takes a while), or not
-/// answer in time: such failures are retried, with the platform's backoff, for up to about
-/// 10 s. Client errors (a queue that exists with other attributes) are not.
-fn transient<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
-    match error {
-        SdkError::ServiceError(e) => e.err().code().is_none_or(|code| {
-            matches!(
-                code,
-                "InternalError" | "InternalFailure" | "ServiceUnavailable"
-            ) || code.contains("Throttl")
-        }),
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        _ => false,
-    }
-}
-
+/// answer in time: such failures (the platform's [`is_transient`]) are retried, with the
+/// platform's backoff, for up to about 10 s. Client errors (a queue that exists with other
+/// attributes) are not.
 fn retrying() -> backon::ExponentialBuilder {
     Backoff::new(Duration::from_millis(100), Duration::from_secs(2)).retrying(8)
 }
@@ -79,7 +66,7 @@ fn retrying() -> backon::ExponentialBuilder {
 impl QueuePairSpec {
     /// Creates the DLQ, then the main queue with a redrive policy to it. Creating an existing
     /// queue with the same attributes is a no-op in SQS, so this is idempotent; a transient
-    /// failure of the emulator is retried ([`transient`]).
+    /// failure of the emulator is retried ([`is_transient`]).
     pub async fn create(&self, sqs: &aws_sdk_sqs::Client) -> anyhow::Result<QueuePair> {
         let dlq_name = format!("{}-dlq", self.name);
         let dlq_url = create_queue(
@@ -118,7 +105,7 @@ impl QueuePairSpec {
     }
 }
 
-/// Runs `call`, retrying transient failures of the emulator ([`transient`]); a final error
+/// Runs `call`, retrying transient failures of the emulator ([`is_transient`]); a final error
 /// carries SQS's own message and says what was being done.
 async fn with_retries<T, E, R, F, Fut>(what: impl Fn() -> String, call: F) -> anyhow::Result<T>
 where
@@ -128,7 +115,7 @@ where
     Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
 {
     call.retry(retrying())
-        .when(transient)
+        .when(is_transient)
         .await
         .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
         .with_context(what)

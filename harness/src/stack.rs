@@ -20,6 +20,7 @@ use crate::identity::{DEFAULT_AUDIENCE, IdentityProvider};
 use crate::netfault::{FaultProxy, Link, NetFault, Proxies, Toxics};
 use crate::scope::{Scope, ScopeOptions, database_url};
 use crate::sqs::{self, QueuePairSpec};
+use crate::sqs_faults::SqsFaults;
 
 /// How a stack is started. `Default` reads `HARNESS_BACKEND` and uses free ports.
 #[derive(Debug, Default)]
@@ -81,6 +82,10 @@ impl StackOptions {
 #[derive(Debug)]
 pub struct Stack {
     backend: Backend,
+    /// The backend's endpoints, SQS's through the fault layer.
+    endpoints: Endpoints,
+    /// In front of the SQS emulator, for everything that reaches SQS through this stack.
+    sqs_faults: SqsFaults,
     identity: IdentityProvider,
     /// Migrated template databases by migration-set hash, built once per process.
     templates: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
@@ -118,8 +123,16 @@ impl Stack {
             }
         };
         let (backend, identity) = tokio::join!(backend, identity);
+        let backend = backend?;
+        let sqs_faults = SqsFaults::start(&backend.endpoints().sqs_endpoint)?;
+        let endpoints = Endpoints {
+            sqs_endpoint: sqs_faults.url(),
+            ..backend.endpoints().clone()
+        };
         Ok(Self {
-            backend: backend?,
+            backend,
+            endpoints,
+            sqs_faults,
             identity: identity.context("starting the identity provider")?,
             templates: Mutex::default(),
             queues: Mutex::default(),
@@ -127,9 +140,15 @@ impl Stack {
         })
     }
 
-    /// Connection details of the dependencies.
+    /// Connection details of the dependencies; SQS's is the fault layer's
+    /// ([`Stack::sqs_faults`]). The emulator's own: `backend().endpoints()`.
     pub fn endpoints(&self) -> &Endpoints {
-        self.backend.endpoints()
+        &self.endpoints
+    }
+
+    /// The SQS fault layer in front of the emulator.
+    pub fn sqs_faults(&self) -> &SqsFaults {
+        &self.sqs_faults
     }
 
     /// The backend in use.

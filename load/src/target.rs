@@ -106,7 +106,7 @@ impl Target {
 
     /// Today in the merchants' zone.
     pub fn today() -> time::Date {
-        ledger::entries::today(&ledger::config::EntryRules::default())
+        ledger::entries::today(&ledger::config::EntryRules::default()).expect("today")
     }
 
     /// Seeds `per_day` entries per merchant and day through the ledger API, then waits until

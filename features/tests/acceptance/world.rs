@@ -26,6 +26,8 @@ pub struct Platform {
     pub(crate) load: Option<Load>,
     /// Every merchant this scenario wrote for.
     pub(crate) merchants: Vec<String>,
+    /// The browser and the page it shows (`page.feature`).
+    pub(crate) page: Option<crate::steps::page::PageSession>,
 }
 
 /// Entries sent at a steady rate in the background.
@@ -82,6 +84,9 @@ impl Platform {
     }
 
     pub(crate) async fn cleanup(&mut self) {
+        if let Some(page) = self.page.take() {
+            page.close().await;
+        }
         if let Some(mut load) = self.load.take() {
             load.stop.cancel();
             if let Some(task) = load.task.take() {
@@ -152,7 +157,7 @@ pub(crate) enum Side {
 }
 
 pub(crate) fn today() -> Date {
-    ledger::entries::today(&ledger::config::EntryRules::default())
+    ledger::entries::today(&ledger::config::EntryRules::default()).expect("today")
 }
 
 pub(crate) fn day(days_ago: Option<i64>) -> Date {

@@ -1,9 +1,11 @@
-//! `harness fault`: network faults on the links of a running `harness up`.
+//! `harness fault`: network faults on the links of a running `harness up`, and SQS faults in
+//! its SQS fault layer ([`crate::sqs_faults`]).
 //!
 //! `up` puts a [`FaultProxy`] on every service→dependency link and serves a tiny line protocol
 //! on a local port whose address it writes to [`control_file`]: one request line
-//! (`list`, or `<service> <dependency> <fault…>`), answered with text lines, then closed.
-//! `harness fault …` is the client.
+//! (`list`, `heal`, `<service> <dependency> <fault…>`, or `sqs <operation> <fault…>
+//! [--rate p|--next n] [--queue name]`, `sqs heal [operation]`), answered with text lines, then
+//! closed. `harness fault …` is the client.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,18 +19,33 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::Service;
 use crate::backend::Dependency;
 use crate::netfault::{FaultProxy, Link, NetFault};
+use crate::sqs_faults::{Operation, Rule, SqsFaults};
 use crate::stack::Stack;
 
 /// Arguments of `harness fault`.
 #[derive(Debug, clap::Args)]
 pub struct FaultArgs {
-    /// `list`, or the service: `ledger`, `consolidation`.
+    /// `list`, `heal` (every fault off), `sqs` (an SQS fault), or the service: `ledger`,
+    /// `consolidation`.
     target: String,
-    /// The dependency: `postgres`, `redis`, `sqs`.
+    /// The dependency: `postgres`, `redis`, `sqs`. After `sqs`: the operation
+    /// (`SendMessageBatch`, `ReceiveMessage`, ..., `any`), or `heal`.
     dependency: Option<String>,
     /// `latency 300ms [jitter 50ms]`, `bandwidth <bytes/s>`, `blackhole`, `reset`, `refuse`,
-    /// `heal`.
+    /// `heal`. After `sqs <operation>`: `throttle`, `InternalFailure`, `ServiceUnavailable`,
+    /// `ThrottlingException`, `ReceiptHandleIsInvalid`, `MessageNotInflight`, `OverLimit`,
+    /// `fail-entries <share> [<error>]`, `drop-answer`, `duplicate`, `reorder`,
+    /// `latency <duration>`.
     fault: Vec<String>,
+    /// SQS faults: apply to each matching request with this probability (default: every one).
+    #[arg(long, conflicts_with = "next")]
+    rate: Option<f64>,
+    /// SQS faults: apply to the next N matching requests only.
+    #[arg(long)]
+    next: Option<u32>,
+    /// SQS faults: only requests about this queue (default: every queue).
+    #[arg(long)]
+    queue: Option<String>,
 }
 
 /// Where a running `up` writes its fault control address.
@@ -40,7 +57,29 @@ pub fn control_file() -> PathBuf {
 pub(super) async fn run(args: FaultArgs) -> anyhow::Result<()> {
     let line = match (args.target.as_str(), &args.dependency) {
         ("list", None) => "list".to_string(),
+        ("heal", None) => "heal".to_string(),
+        ("sqs", Some(operation)) => {
+            let mut words = vec!["sqs".to_string(), operation.clone()];
+            words.extend(args.fault.iter().cloned());
+            for (option, value) in [
+                ("--rate", args.rate.map(|r| r.to_string())),
+                ("--next", args.next.map(|n| n.to_string())),
+                ("--queue", args.queue.clone()),
+            ] {
+                if let Some(value) = value {
+                    words.extend([option.to_string(), value]);
+                }
+            }
+            // Checked here too, for an error before connecting.
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            sqs_command(&words[1..])?;
+            words.join(" ")
+        }
         (service, Some(dependency)) => {
+            anyhow::ensure!(
+                args.rate.is_none() && args.next.is_none() && args.queue.is_none(),
+                "--rate, --next and --queue are for SQS faults (harness fault sqs ...)"
+            );
             // Checked here too, for an error before connecting.
             service.parse::<Service>()?;
             dependency.parse::<Dependency>()?;
@@ -49,7 +88,9 @@ pub(super) async fn run(args: FaultArgs) -> anyhow::Result<()> {
             format!("{service} {dependency} {fault}")
         }
         _ => anyhow::bail!(
-            "usage: harness fault list | harness fault <service> <dependency> <fault>"
+            "usage: harness fault list | harness fault heal | harness fault <service> \
+             <dependency> <fault> | harness fault sqs <operation> <fault> [--rate p | --next n] \
+             [--queue name] | harness fault sqs heal [<operation>]"
         ),
     };
     let file = control_file();
@@ -71,6 +112,13 @@ pub(super) async fn run(args: FaultArgs) -> anyhow::Result<()> {
 pub(super) struct FaultControl {
     proxies: Arc<HashMap<Link, Arc<FaultProxy>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What the control port acts on.
+#[derive(Debug)]
+struct Controlled {
+    proxies: Arc<HashMap<Link, Arc<FaultProxy>>>,
+    sqs: SqsFaults,
 }
 
 impl Drop for FaultControl {
@@ -95,7 +143,11 @@ impl FaultControl {
         }
         std::fs::write(&file, listener.local_addr()?.to_string())
             .with_context(|| format!("writing {}", file.display()))?;
-        let task = tokio::spawn(serve(listener, Arc::clone(&proxies)));
+        let controlled = Arc::new(Controlled {
+            proxies: Arc::clone(&proxies),
+            sqs: stack.sqs_faults().clone(),
+        });
+        let task = tokio::spawn(serve(listener, controlled));
         Ok(Self { proxies, task })
     }
 
@@ -108,16 +160,16 @@ impl FaultControl {
     }
 }
 
-async fn serve(listener: TcpListener, proxies: Arc<HashMap<Link, Arc<FaultProxy>>>) {
+async fn serve(listener: TcpListener, controlled: Arc<Controlled>) {
     while let Ok((stream, _)) = listener.accept().await {
-        let proxies = Arc::clone(&proxies);
+        let controlled = Arc::clone(&controlled);
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
             if BufReader::new(read).read_line(&mut line).await.is_err() {
                 return;
             }
-            let answer = match command(&proxies, line.trim()) {
+            let answer = match command(&controlled, line.trim()) {
                 Ok(answer) => answer,
                 Err(e) => format!("error: {e:#}\n"),
             };
@@ -126,17 +178,43 @@ async fn serve(listener: TcpListener, proxies: Arc<HashMap<Link, Arc<FaultProxy>
     }
 }
 
-fn command(proxies: &HashMap<Link, Arc<FaultProxy>>, line: &str) -> anyhow::Result<String> {
+fn command(controlled: &Controlled, line: &str) -> anyhow::Result<String> {
+    let proxies = &controlled.proxies;
     if line == "list" {
         let mut rows: Vec<(String, SocketAddr, String)> = proxies
             .iter()
             .map(|(link, p)| (link.to_string(), p.address(), p.toxics().to_string()))
             .collect();
         rows.sort();
-        return Ok(rows
+        let mut answer: String = rows
             .into_iter()
             .map(|(link, address, toxics)| format!("{link:<26} {address:<21} {toxics}\n"))
-            .collect());
+            .collect();
+        answer.push_str(&sqs_listing(&controlled.sqs));
+        return Ok(answer);
+    }
+    if line == "heal" {
+        for proxy in proxies.values() {
+            proxy.inject(NetFault::Heal);
+        }
+        let removed = controlled.sqs.heal(None);
+        return Ok(format!(
+            "every link healthy; {removed} SQS fault(s) removed\n"
+        ));
+    }
+    if let Some(rest) = line.strip_prefix("sqs ") {
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        return match sqs_command(&words)? {
+            SqsCommand::Heal(operation) => {
+                let removed = controlled.sqs.heal(operation);
+                Ok(format!("{removed} SQS fault(s) removed\n"))
+            }
+            SqsCommand::Add(rule) => {
+                let text = rule.to_string();
+                let id = controlled.sqs.add(rule)?;
+                Ok(format!("sqs fault {id}: {text}\n"))
+            }
+        };
     }
     let mut words = line.splitn(3, ' ');
     let service: Service = words.next().unwrap_or_default().parse()?;
@@ -148,4 +226,123 @@ fn command(proxies: &HashMap<Link, Arc<FaultProxy>>, line: &str) -> anyhow::Resu
         .with_context(|| format!("{link} is not a link (the ledger has no Redis)"))?;
     proxy.inject(fault);
     Ok(format!("{service} {dependency}: {}\n", proxy.toxics()))
+}
+
+/// An SQS fault command.
+#[derive(Debug)]
+enum SqsCommand {
+    /// Remove the rules of an operation (`None`: all of them).
+    Heal(Option<Operation>),
+    /// Add a rule.
+    Add(Rule),
+}
+
+/// `heal [<operation>]`, or `<operation> <fault…> [--rate p] [--next n] [--queue name]`.
+fn sqs_command(words: &[&str]) -> anyhow::Result<SqsCommand> {
+    match words {
+        ["heal"] => return Ok(SqsCommand::Heal(None)),
+        ["heal", operation] => return Ok(SqsCommand::Heal(Some(operation.parse()?))),
+        _ => {}
+    }
+    let Some((operation, rest)) = words.split_first() else {
+        anyhow::bail!("usage: harness fault sqs <operation> <fault> [--rate p | --next n]");
+    };
+    let mut fault = Vec::new();
+    let (mut rate, mut next, mut queue) = (None, None, None);
+    let mut rest = rest.iter();
+    while let Some(word) = rest.next() {
+        let mut value = || {
+            rest.next()
+                .copied()
+                .with_context(|| format!("{word} needs a value"))
+        };
+        match *word {
+            "--rate" => rate = Some(value()?.parse::<f64>().context("--rate takes 0 to 1")?),
+            "--next" => next = Some(value()?.parse::<u32>().context("--next takes a count")?),
+            "--queue" => queue = Some(value()?.to_string()),
+            word => fault.push(word),
+        }
+    }
+    let mut rule = Rule::parse(operation, &fault)?;
+    anyhow::ensure!(
+        rate.is_none() || next.is_none(),
+        "--rate and --next do not go together"
+    );
+    if let Some(rate) = rate {
+        rule = rule.rate(rate);
+    }
+    if let Some(next) = next {
+        rule = rule.next(next);
+    }
+    if let Some(queue) = queue {
+        rule = rule.queue(queue);
+    }
+    rule.check()?;
+    Ok(SqsCommand::Add(rule))
+}
+
+/// The SQS rules in force and the requests each queue had, for `harness fault list`.
+fn sqs_listing(sqs: &SqsFaults) -> String {
+    let mut out = format!("\nSQS fault layer {} → {}\n", sqs.url(), sqs.upstream());
+    let rules = sqs.rules();
+    if rules.is_empty() {
+        out.push_str("  no SQS faults\n");
+    }
+    for state in rules {
+        let left = state
+            .remaining
+            .map(|n| format!(", {n} left"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {} {}  (applied {}{left})\n",
+            state.id, state.rule, state.fired
+        ));
+    }
+    for ((queue, operation), counts) in sqs.all_requests() {
+        let queue = if queue.is_empty() {
+            "-"
+        } else {
+            queue.as_str()
+        };
+        out.push_str(&format!(
+            "  {queue:<28} {:<30} {} request(s), {} faulted\n",
+            operation.name(),
+            counts.requests,
+            counts.faulted
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqs_commands_parse_with_their_options() {
+        let SqsCommand::Add(rule) = sqs_command(&[
+            "SendMessageBatch",
+            "fail-entries",
+            "0.3",
+            "--rate",
+            "0.2",
+            "--queue",
+            "cashflow-entries",
+        ])
+        .expect("command") else {
+            panic!("not an added rule");
+        };
+        assert_eq!(
+            rule.to_string(),
+            "SendMessageBatch fail-entries 0.3 InternalFailure --rate 0.2 --queue cashflow-entries"
+        );
+        assert!(matches!(
+            sqs_command(&["heal", "ReceiveMessage"]).expect("heal"),
+            SqsCommand::Heal(Some(Operation::ReceiveMessage))
+        ));
+        assert!(
+            sqs_command(&["ReceiveMessage", "throttle", "--rate", "0.2", "--next", "3"]).is_err()
+        );
+        assert!(sqs_command(&["SendMessage", "ReceiptHandleIsInvalid"]).is_err());
+    }
 }

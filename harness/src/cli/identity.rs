@@ -32,6 +32,15 @@ pub(super) struct IdentityArgs {
     /// repeat-separated per client with `;` (compose registers the consolidation's).
     #[arg(long = "client", env = "IDENTITY_CLIENTS", value_delimiter = ';')]
     clients: Vec<String>,
+    /// Public clients of the users' login (Authorization Code with PKCE: the cash-flow page),
+    /// `id:redirect_uri[,redirect_uri...]`, several separated by `;`. A loopback redirect URI
+    /// matches on any port.
+    #[arg(
+        long = "public-client",
+        env = "IDENTITY_PUBLIC_CLIENTS",
+        value_delimiter = ';'
+    )]
+    public_clients: Vec<String>,
 }
 
 pub(super) async fn run(args: IdentityArgs) -> anyhow::Result<()> {
@@ -61,6 +70,13 @@ pub(super) async fn run(args: IdentityArgs) -> anyhow::Result<()> {
             &scopes,
             std::time::Duration::from_secs(300),
         );
+    }
+    for client in &args.public_clients {
+        let Some((id, uris)) = client.split_once(':') else {
+            anyhow::bail!("--public-client {client:?} is not id:redirect_uri[,redirect_uri...]");
+        };
+        let uris: Vec<&str> = uris.split(',').collect();
+        provider.register_public_client(id, &uris, crate::page::ACCESS_TTL);
     }
     println!(
         "identity provider for {} on {} (keys in {}); ready",

@@ -1,8 +1,8 @@
 //! The `harness` command line: `up` runs the whole system locally, `down` stops it and removes
 //! what it keeps, `token` mints a token that a running `up` (or `identity`) accepts, `identity`
 //! serves the emulated identity provider alone, `fault` injects network faults on a running
-//! `up`'s service→dependency links, and `ps`, `rollout restart` and `scale` act on its
-//! replicas.
+//! `up`'s service→dependency links and SQS faults in its SQS fault layer, and `ps`, `rollout
+//! restart` and `scale` act on its replicas.
 
 mod cluster;
 mod down;
@@ -38,8 +38,9 @@ enum Command {
     /// Serve the emulated identity provider (discovery and JWKS) alone, e.g. in compose.yaml.
     Identity(identity::IdentityArgs),
     /// Inject a network fault on a link of the running `harness up`:
-    /// `harness fault ledger postgres latency 300ms|blackhole|reset|refuse|heal`,
-    /// `harness fault list`.
+    /// `harness fault ledger postgres latency 300ms|blackhole|reset|refuse|heal`; an SQS fault:
+    /// `harness fault sqs SendMessageBatch throttle|fail-entries 0.3|drop-answer|... [--rate 0.2
+    /// | --next 5]`, `harness fault sqs heal`; `harness fault list`, `harness fault heal`.
     Fault(fault::FaultArgs),
     /// Each replica of the running `harness up`: its state, restarts, last exit (and why),
     /// port and age.

@@ -126,7 +126,8 @@ async fn serve(lease_file: &Path, watched: u32) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // Tests that stop dependencies start stacks of their own: this one's data can live in memory.
     let stack = Stack::start(StackOptions::default().in_memory()).await?;
-    lease::write(lease_file, stack.endpoints())?;
+    // The emulator's own endpoints: each test process puts its own fault layer in front.
+    lease::write(lease_file, stack.backend().endpoints())?;
     eprintln!("harness: shared dependencies ready; watching process {watched}");
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;

@@ -169,7 +169,8 @@ async fn serve(
     let queues = QueuePairSpec {
         name: QUEUE.into(),
         max_receive_count: 5,
-        visibility_timeout_secs: 30,
+        // As deployed (terraform's queue module): the consumer extends it while it works.
+        visibility_timeout_secs: 5,
     }
     .create(&stack.sqs())
     .await?;
@@ -209,6 +210,8 @@ async fn serve(
         args.replicas
     ));
     let gateway_dir = paths::harness_dir().join("up").join("gateway");
+    // The page's locations are in place before nginx reads its configuration.
+    serve_page(stack, &gateway_dir, &gateway_url)?;
     let cluster = Cluster::start(
         stack,
         ClusterSpec {
@@ -245,6 +248,11 @@ async fn serve(
     let control = ControlServer::start(Arc::clone(&cluster), paths::up_control_socket())?;
 
     let mut lines = vec![format!(
+        "  {:<14} {gateway_url}/   (the cash-flow page: sign in with any user name, for \
+         merchant m1)",
+        "page"
+    )];
+    lines.push(format!(
         "  {:<14} {gateway_url}   (nginx: {} replica(s) of each service, {} req/s, burst {}; \
          access log {})",
         "gateway",
@@ -252,7 +260,7 @@ async fn serve(
         args.gateway_rate_limit,
         args.gateway_burst_limit,
         cluster.access_log().await.display()
-    )];
+    ));
     for replica in cluster.ps() {
         lines.push(format!(
             "  {:<16} http://127.0.0.1:{}   (logs {})",
@@ -317,11 +325,13 @@ async fn serve(
         stack.identity().jwks_uri()
     );
     println!(
-        "  {:<14} {}   queue {} and {}",
+        "  {:<16} {}   queue {} and {} (through the SQS fault layer, `harness fault \
+         sqs ...`; the emulator itself at {})",
         format!("sqs ({})", stack.sqs_emulator()),
         endpoints.sqs_endpoint,
         queues.name,
-        queues.dlq_name
+        queues.dlq_name,
+        stack.sqs_faults().upstream()
     );
     println!(
         "  postgres       {}   databases ledger, consolidation",
@@ -364,6 +374,31 @@ async fn serve(
     cluster.shutdown().await;
     printer.abort();
     result
+}
+
+/// The cash-flow page behind the gateway: its locations, and its client at the identity
+/// provider (redirected back to the gateway's `/`).
+fn serve_page(
+    stack: &Stack,
+    gateway_dir: &std::path::Path,
+    gateway_url: &str,
+) -> anyhow::Result<()> {
+    use crate::page;
+    let identity = stack.identity();
+    page::write(
+        gateway_dir,
+        &page::PageSite {
+            root: page::web_root(),
+            identity: identity.issuer().trim_start_matches("http://").to_string(),
+            config: page::PageConfig::proxied(identity.issuer()),
+        },
+    )?;
+    identity.register_public_client(
+        page::CLIENT_ID,
+        &[&format!("{gateway_url}/")],
+        page::ACCESS_TTL,
+    );
+    Ok(())
 }
 
 /// Creates the services' databases when missing.

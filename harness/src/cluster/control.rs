@@ -3,7 +3,7 @@
 //! lines. The client sends one [`Request`]; the server answers with [`Reply`] lines: the
 //! replicas for `ps`; for an operation, each event as it happens, then `done` or `failed`.
 //! An operation runs in a task of its own: a client that goes away (Ctrl-C) does not stop a
-//! rollout half way. ADR 0016 says why a socket and not a control file or signals.
+//! rollout half way. ADR 0019 says why a socket and not a control file or signals.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

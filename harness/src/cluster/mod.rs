@@ -1,6 +1,6 @@
 //! The services as a small cluster: N replicas of each behind the nginx gateway, supervised the
 //! way Kubernetes runs a Deployment, so that `harness up` (and the tests) live through what a
-//! deployed system lives through every day (ADR 0016).
+//! deployed system lives through every day (ADR 0019).
 //!
 //! - A replica that exits is started again with a growing back-off ([`RestartPolicy`]), and the
 //!   gateway sends it requests only once `/health/ready` answers again (`replica.rs`).

@@ -45,6 +45,24 @@ async fn up_restarts_a_killed_replica_and_backs_off_one_that_cannot_start() -> a
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()?;
+    // The gateway also serves the cash-flow page at /, with its CSP, and the identity provider
+    // same-origin under /identity/.
+    let page = http.get(format!("{}/", up.gateway)).send().await?;
+    assert_eq!(page.status(), 200);
+    let csp = page.headers().get("content-security-policy").cloned();
+    assert_eq!(
+        csp.as_ref().and_then(|v| v.to_str().ok()),
+        Some(harness::page::CSP)
+    );
+    assert!(page.text().await?.contains("/assets/app/main.js"));
+    let discovery = http
+        .get(format!(
+            "{}/identity/.well-known/openid-configuration",
+            up.gateway
+        ))
+        .send()
+        .await?;
+    assert_eq!(discovery.status(), 200);
     let recorded = http
         .post(format!("{}/v1/merchants/{merchant}/entries", up.gateway))
         .bearer_auth(&token)

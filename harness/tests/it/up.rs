@@ -140,6 +140,23 @@ async fn up_prints_urls_and_ready_then_stops_everything_on_sigterm() -> anyhow::
     );
     fault(&["ledger", "postgres", "heal"]).await;
     assert!(!fault(&["list"]).await.contains("latency"));
+    // And its SQS fault layer: a rule shows in the list until healed.
+    fault(&[
+        "sqs",
+        "SendMessageBatch",
+        "fail-entries",
+        "0.3",
+        "--rate",
+        "0.5",
+    ])
+    .await;
+    assert!(
+        fault(&["list"])
+            .await
+            .contains("SendMessageBatch fail-entries 0.3")
+    );
+    fault(&["sqs", "heal"]).await;
+    assert!(fault(&["list"]).await.contains("no SQS faults"));
 
     let children = children_of(pid);
     assert!(

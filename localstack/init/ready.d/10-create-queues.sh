@@ -12,7 +12,8 @@ dlq_url=$(awslocal sqs create-queue --queue-name "${queue}-dlq" \
 dlq_arn=$(awslocal sqs get-queue-attributes --queue-url "$dlq_url" \
   --attribute-names QueueArn --query Attributes.QueueArn --output text)
 redrive=$(printf '{"deadLetterTargetArn":"%s","maxReceiveCount":"%s"}' "$dlq_arn" "$max_receive_count")
-attributes=$(printf '{"VisibilityTimeout":"30","RedrivePolicy":%s}' \
+# Visibility 5 s, as terraform's queue module and the consumer's CONSUMER_VISIBILITY_SECONDS.
+attributes=$(printf '{"VisibilityTimeout":"5","RedrivePolicy":%s}' \
   "$(printf '%s' "$redrive" | sed 's/"/\\"/g; s/^/"/; s/$/"/')")
 queue_url=$(awslocal sqs create-queue --queue-name "$queue" --attributes "$attributes" \
   --query QueueUrl --output text)

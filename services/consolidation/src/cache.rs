@@ -201,11 +201,6 @@ impl Cache {
         format!("{}stale:{merchant}:", self.prefix)
     }
 
-    /// The Redis key holding one cached answer (exposed for tests of its expiry).
-    pub fn answer_key(&self, merchant: &str, field: &str) -> String {
-        format!("{}{field}", self.answer_prefix(merchant))
-    }
-
     /// A connection to use now, or `None` when the breaker is open or connecting fails. The
     /// caller reports the outcome of what it did with it through [`Cache::call`].
     async fn connection(&self) -> Option<ConnectionManager> {

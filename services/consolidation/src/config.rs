@@ -288,6 +288,12 @@ pub struct ConsumerConfig {
     pub retry_base: Duration,
     /// Longest retry delay (`RETRY_MAX_SECONDS`, default 300; SQS allows up to 12 h).
     pub retry_cap: Duration,
+    /// How long a received message stays hidden from other consumers while this one holds it
+    /// (`CONSUMER_VISIBILITY_SECONDS`, default 5, at least 2): asked for on every receive and
+    /// extended by a heartbeat while the message is held ([`crate::inflight`]), so a slow batch
+    /// is never handed to another consumer while a consumer that dies costs its messages about
+    /// this much delay. The queue's own `VisibilityTimeout` is deployed with the same value.
+    pub visibility: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -298,9 +304,14 @@ impl Default for ConsumerConfig {
             wait_seconds: 20,
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(300),
+            visibility: DEFAULT_VISIBILITY,
         }
     }
 }
+
+/// Default of `CONSUMER_VISIBILITY_SECONDS` (and the queue's `VisibilityTimeout` in terraform,
+/// the LocalStack init hook and the harness).
+pub const DEFAULT_VISIBILITY: Duration = Duration::from_secs(5);
 
 impl Config {
     /// Reads and validates the environment.
@@ -312,6 +323,13 @@ impl Config {
         );
         let concurrency: u16 = or_default("CONSUMER_CONCURRENCY", 4)?;
         anyhow::ensure!(concurrency >= 1, "CONSUMER_CONCURRENCY must be at least 1");
+        let visibility: u64 =
+            or_default("CONSUMER_VISIBILITY_SECONDS", DEFAULT_VISIBILITY.as_secs())?;
+        // The heartbeat needs a few seconds to extend in time; SQS allows up to 12 hours.
+        anyhow::ensure!(
+            (2..=43_200).contains(&visibility),
+            "CONSUMER_VISIBILITY_SECONDS must be 2 to 43200"
+        );
         let auth = AuthConfig::from_env()?;
         let defaults = ReconcileConfig::default();
         let enabled: bool = or_default("RECONCILE_ENABLED", true)?;
@@ -410,6 +428,7 @@ impl Config {
                 wait_seconds,
                 retry_base: Duration::from_secs(or_default("RETRY_BASE_SECONDS", 1)?),
                 retry_cap: Duration::from_secs(or_default("RETRY_MAX_SECONDS", 300)?),
+                visibility: Duration::from_secs(visibility),
             },
             report_max_days: or_default("REPORT_MAX_DAYS", 366)?,
             default_currency: or_default("MERCHANT_CURRENCY", Currency::BRL)?,

@@ -1,22 +1,27 @@
 //! The SQS consumer: several long-poll loops; each batch is applied in one transaction (one by
 //! one only when an event is refused), messages are deleted only after commit.
 //!
+//! Each receive asks SQS to hide its messages for a few seconds (`visibility`), and a heartbeat
+//! extends that while they are held ([`crate::inflight`]): a consumer that dies delays what it
+//! held by seconds, a slow batch is never handed to another consumer.
+//!
 //! Failures:
 //! - transient (database down, timeout, deadlock): the message's visibility is set to an
 //!   exponential backoff with jitter from its `ApproximateReceiveCount`; after maxReceiveCount
 //!   receives the queue's redrive policy moves it to the DLQ;
 //! - permanent (malformed JSON, unknown type or version, invalid field, refused by the
-//!   database): sent to the DLQ at once with the reason as message attributes, then deleted.
+//!   database): sent to the DLQ at once with the reason as message attributes, then deleted;
+//! - SQS failing a call (throttling, 5xx, a dropped answer): the SDK retries it, then the poll
+//!   loop backs off; a delete SQS failed for a transient reason is sent again a few times. A
+//!   message whose delete never succeeds comes back and is counted as a duplicate.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
-};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use cashflow_contracts::{ENTRY_RECORDED, EVENT_TYPE_ATTRIBUTE, EntryRecordedV1};
 use cashflow_platform::backoff::Backoff;
+use cashflow_platform::sqs::is_transient_code;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -24,14 +29,13 @@ use tokio_util::sync::CancellationToken;
 use crate::balances;
 use crate::cache::Cache;
 use crate::config::ConsumerConfig;
+use crate::dlq;
+use crate::inflight::InFlight;
 use crate::metrics::ConsumerMetrics;
 
-/// Message attribute naming why the consumer dead-lettered a message.
-pub const FAILURE_REASON: &str = "failure_reason";
-/// Message attribute with the details.
-pub const FAILURE_DETAIL: &str = "failure_detail";
-/// Message attribute with the receive count when it was dead-lettered.
-pub const FAILURE_RECEIVE_COUNT: &str = "failure_receive_count";
+/// Deletes SQS failed for a transient reason are sent again this many times, 100 ms apart and
+/// doubling: well within the held messages' visibility, which the heartbeat keeps extending.
+const DELETE_RETRIES: u32 = 3;
 
 /// A retry the consumer scheduled (published for observers such as tests and logs).
 #[derive(Debug, Clone)]
@@ -109,6 +113,8 @@ pub struct Consumer {
     cache: Arc<Cache>,
     metrics: ConsumerMetrics,
     retries: broadcast::Sender<RetryNotice>,
+    /// What this consumer holds, kept hidden by the heartbeat.
+    in_flight: InFlight,
 }
 
 impl Consumer {
@@ -125,6 +131,7 @@ impl Consumer {
         retries: broadcast::Sender<RetryNotice>,
     ) -> Self {
         Self {
+            in_flight: InFlight::new(config.visibility),
             pool,
             sqs,
             queue_url,
@@ -144,15 +151,22 @@ impl Consumer {
             let shutdown = shutdown.clone();
             loops.spawn(async move { consumer.poll(shutdown).await });
         }
-        while let Some(joined) = loops.join_next().await {
-            // A poll loop that panicked takes the consumer with it (the others are aborted as
-            // the set drops), for its supervisor to log and restart: never a silent loss of
-            // consumption capacity.
-            if let Err(e) = joined
-                && e.is_panic()
-            {
-                std::panic::resume_unwind(e.into_panic());
+        let loops = async {
+            while let Some(joined) = loops.join_next().await {
+                // A poll loop that panicked takes the consumer with it (the others are aborted
+                // as the set drops), for its supervisor to log and restart: never a silent loss
+                // of consumption capacity.
+                if let Err(e) = joined
+                    && e.is_panic()
+                {
+                    std::panic::resume_unwind(e.into_panic());
+                }
             }
+        };
+        // The heartbeat beats until the last loop has finished its batches.
+        tokio::select! {
+            () = loops => {}
+            () = self.in_flight.heartbeat(&self.sqs, &self.queue_url, &self.metrics) => {}
         }
         tracing::info!("consumer stopped");
     }
@@ -167,12 +181,14 @@ impl Consumer {
         // Applied and committed (or counted as duplicates), not deleted yet.
         let mut handled: Vec<Message> = Vec::new();
         while !shutdown.is_cancelled() {
+            let sent = Instant::now();
             let receive = self
                 .sqs
                 .receive_message()
                 .queue_url(&self.queue_url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(self.config.wait_seconds)
+                .visibility_timeout(self.in_flight.visibility_seconds())
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                 .message_attribute_names("All")
                 .send();
@@ -199,6 +215,7 @@ impl Consumer {
                 Some(Ok(output)) => {
                     failures = 0;
                     received = output.messages.unwrap_or_default();
+                    self.in_flight.hold(&received, sent);
                 }
                 Some(Err(e)) => {
                     failures = failures.saturating_add(1);
@@ -308,34 +325,74 @@ impl Consumer {
         }
     }
 
-    /// Deletes settled messages, ten per call (SQS's batch limit).
+    /// Deletes settled messages, ten per call (SQS's batch limit). Entries SQS failed for a
+    /// transient reason (throttling, a 5xx, a dropped answer) are sent again, with backoff, up to
+    /// [`DELETE_RETRIES`] times; one it refused (an invalid receipt handle) or that still fails
+    /// comes back after its visibility timeout and is counted as a duplicate then.
     async fn delete(&self, messages: impl Iterator<Item = Message>) {
-        let entries: Vec<DeleteMessageBatchRequestEntry> = messages
+        let receipts: Vec<String> = messages
+            .filter_map(|m| m.receipt_handle().map(str::to_string))
+            .collect();
+        for batch in receipts.chunks(10) {
+            let mut pending: Vec<&String> = batch.iter().collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let failed = self.delete_batch(&pending).await;
+                let done: Vec<&str> = pending
+                    .iter()
+                    .filter(|r| !failed.contains(r))
+                    .map(|r| r.as_str())
+                    .collect();
+                self.in_flight.release(done);
+                pending = failed;
+                attempt += 1;
+                if pending.is_empty() || attempt > DELETE_RETRIES {
+                    break;
+                }
+                self.metrics.delete_retries.inc_by(pending.len() as u64);
+                let delay =
+                    Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).delay(attempt);
+                tokio::time::sleep(delay).await;
+            }
+            // Given up on: it comes back once its visibility runs out.
+            self.in_flight.release(pending.iter().map(|r| r.as_str()));
+        }
+    }
+
+    /// One DeleteMessageBatch; returns the receipts worth sending again (a transient failure).
+    async fn delete_batch<'a>(&self, receipts: &[&'a String]) -> Vec<&'a String> {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = receipts
+            .iter()
             .enumerate()
-            .filter_map(|(i, m)| {
+            .filter_map(|(i, receipt)| {
                 DeleteMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .receipt_handle(m.receipt_handle()?)
+                    .receipt_handle(receipt.as_str())
                     .build()
                     .ok()
             })
             .collect();
-        for batch in entries.chunks(10) {
-            // A message whose delete fails comes back and is counted as a duplicate: harmless.
-            match self
-                .sqs
-                .delete_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(batch.to_vec()))
-                .send()
-                .await
-            {
-                Ok(output) => {
-                    for failed in output.failed {
-                        tracing::warn!(code = %failed.code, "deleting a handled message failed");
-                    }
-                }
-                Err(e) => tracing::warn!(error = ?e, "deleting handled messages failed"),
+        match self
+            .sqs
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(output) => output
+                .failed
+                .iter()
+                .filter_map(|failed| {
+                    let transient = !failed.sender_fault || is_transient_code(&failed.code);
+                    tracing::warn!(code = %failed.code, transient, "deleting a handled message failed");
+                    let receipt = failed.id.parse::<usize>().ok().and_then(|i| receipts.get(i));
+                    receipt.copied().filter(|_| transient)
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = ?e, "deleting handled messages failed");
+                receipts.to_vec()
             }
         }
     }
@@ -353,6 +410,9 @@ impl Consumer {
         let Some(receipt) = message.receipt_handle() else {
             return;
         };
+        // Its visibility is the backoff from now on, not the heartbeat's: should the change
+        // fail, the visibility asked for on receive applies, and the next receive counts.
+        self.in_flight.release([receipt]);
         let changed = self
             .sqs
             .change_message_visibility()
@@ -374,36 +434,26 @@ impl Consumer {
             detail = %poison.detail,
             "sending a message that can never succeed to the DLQ"
         );
-        let mut attributes: HashMap<String, MessageAttributeValue> =
-            message.message_attributes().cloned().unwrap_or_default();
-        for (name, value) in [
-            (FAILURE_REASON, poison.reason.to_string()),
-            (FAILURE_DETAIL, truncate(&poison.detail, 1000)),
-            (FAILURE_RECEIVE_COUNT, receive_count(message).to_string()),
-        ] {
-            if let Ok(v) = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-            {
-                attributes.insert(name.to_string(), v);
-            }
-        }
-        let sent = self
-            .sqs
-            .send_message()
-            .queue_url(&self.dlq_url)
-            .message_body(message.body().unwrap_or(" "))
-            .set_message_attributes(Some(attributes))
-            .send()
-            .await;
+        let sent = dlq::send(
+            &self.sqs,
+            &self.dlq_url,
+            message,
+            poison.reason,
+            &poison.detail,
+            receive_count(message),
+        )
+        .await;
         match sent {
-            Ok(_) => {
+            Ok(()) => {
                 self.metrics.dead_lettered.inc();
                 self.delete(std::iter::once(message.clone())).await;
             }
-            // Left in the queue: it comes back and is dead-lettered then.
-            Err(e) => tracing::error!(error = ?e, "sending to the DLQ failed"),
+            // Left in the queue: it comes back and is dead-lettered then (or moved by the
+            // redrive policy after maxReceiveCount).
+            Err(e) => {
+                tracing::error!(error = ?e, "sending to the DLQ failed");
+                self.in_flight.release(message.receipt_handle());
+            }
         }
     }
 }
@@ -414,10 +464,6 @@ fn receive_count(message: &Message) -> u32 {
         .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
         .and_then(|c| c.parse().ok())
         .unwrap_or(1)
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
 }
 
 /// Whether trying again later may succeed: the database unreachable or busy, a timeout, a

@@ -1,18 +1,74 @@
-//! The dead-letter queue: depth, listing with the failure reason, and redrive to the main
-//! queue. Used by the admin endpoints and by `consolidation dlq` on the command line.
+//! The dead-letter queue: sending a message there with the reason, depth, listing with the
+//! failure reason, and redrive to the main queue. Used by the consumer, the admin endpoints and
+//! `consolidation dlq` on the command line.
+//!
+//! Each SQS call here is tried again on transient failures (throttling, 5xx, a dropped
+//! connection) with backoff, so that an operator's redrive completes while SQS throttles
+//! instead of stopping at the first refusal (making listed messages visible again is best
+//! effort: they reappear after a few seconds anyway).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use anyhow::Context;
 use aws_sdk_sqs::types::{
     Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
 };
+use cashflow_platform::backoff::Backoff;
+use cashflow_platform::sqs::retry_transient;
 use serde::Serialize;
 
-use crate::consumer::{FAILURE_DETAIL, FAILURE_REASON, FAILURE_RECEIVE_COUNT};
+/// Message attribute naming why the consumer dead-lettered a message.
+pub const FAILURE_REASON: &str = "failure_reason";
+/// Message attribute with the details.
+pub const FAILURE_DETAIL: &str = "failure_detail";
+/// Message attribute with the receive count when it was dead-lettered.
+pub const FAILURE_RECEIVE_COUNT: &str = "failure_receive_count";
 
 /// How long listed messages stay hidden while a listing walks through the DLQ.
 const PEEK_VISIBILITY_SECS: i32 = 5;
+
+/// Backoff of the DLQ's calls on transient failures: 200 ms doubling to 3 s, 5 more tries
+/// (each of them the SDK's attempts), about 10 s in all before an error.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(3));
+const RETRIES: usize = 5;
+
+/// Sends `message` to the DLQ with why it can never succeed (`reason`, `detail`) and its
+/// receive count as message attributes; its own attributes are kept.
+pub async fn send(
+    sqs: &aws_sdk_sqs::Client,
+    dlq_url: &str,
+    message: &Message,
+    reason: &str,
+    detail: &str,
+    receive_count: u32,
+) -> anyhow::Result<()> {
+    let mut attributes: HashMap<String, MessageAttributeValue> =
+        message.message_attributes().cloned().unwrap_or_default();
+    for (name, value) in [
+        (FAILURE_REASON, reason.to_string()),
+        (FAILURE_DETAIL, detail.chars().take(1000).collect()),
+        (FAILURE_RECEIVE_COUNT, receive_count.to_string()),
+    ] {
+        if let Ok(v) = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+        {
+            attributes.insert(name.to_string(), v);
+        }
+    }
+    retry_transient(BACKOFF, RETRIES, || {
+        sqs.send_message()
+            .queue_url(dlq_url)
+            .message_body(message.body().unwrap_or(" "))
+            .set_message_attributes(Some(attributes.clone()))
+            .send()
+    })
+    .await
+    .context("sending to the DLQ")?;
+    Ok(())
+}
 
 /// A dead-lettered message.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -32,13 +88,14 @@ pub struct DeadLetter {
 
 /// Messages in the DLQ, approximately.
 pub async fn depth(sqs: &aws_sdk_sqs::Client, dlq_url: &str) -> anyhow::Result<i64> {
-    let output = sqs
-        .get_queue_attributes()
-        .queue_url(dlq_url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .context("reading the DLQ's attributes")?;
+    let output = retry_transient(BACKOFF, RETRIES, || {
+        sqs.get_queue_attributes()
+            .queue_url(dlq_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+    })
+    .await
+    .context("reading the DLQ's attributes")?;
     Ok(output
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
@@ -75,19 +132,20 @@ async fn receive_batch(
     dlq_url: &str,
     visibility: i32,
 ) -> anyhow::Result<Vec<Message>> {
-    Ok(sqs
-        .receive_message()
-        .queue_url(dlq_url)
-        .max_number_of_messages(10)
-        .visibility_timeout(visibility)
-        .wait_time_seconds(0)
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .message_attribute_names("All")
-        .send()
-        .await
-        .context("receiving from the DLQ")?
-        .messages
-        .unwrap_or_default())
+    Ok(retry_transient(BACKOFF, RETRIES, || {
+        sqs.receive_message()
+            .queue_url(dlq_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(visibility)
+            .wait_time_seconds(0)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+    })
+    .await
+    .context("receiving from the DLQ")?
+    .messages
+    .unwrap_or_default())
 }
 
 async fn make_visible(sqs: &aws_sdk_sqs::Client, dlq_url: &str, messages: &[Message]) {
@@ -157,27 +215,31 @@ pub async fn redrive(
             }
             progress = true;
             // The failure attributes stay behind: a redriven message starts afresh.
-            let attributes: std::collections::HashMap<String, MessageAttributeValue> = message
+            let attributes: HashMap<String, MessageAttributeValue> = message
                 .message_attributes()
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|(name, _)| !name.starts_with("failure_"))
                 .collect();
-            sqs.send_message()
-                .queue_url(queue_url)
-                .message_body(message.body().unwrap_or(" "))
-                .set_message_attributes((!attributes.is_empty()).then_some(attributes))
-                .send()
-                .await
-                .context("sending a redriven message to the main queue")?;
-            if let Some(receipt) = message.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(dlq_url)
-                    .receipt_handle(receipt)
+            retry_transient(BACKOFF, RETRIES, || {
+                sqs.send_message()
+                    .queue_url(queue_url)
+                    .message_body(message.body().unwrap_or(" "))
+                    .set_message_attributes((!attributes.is_empty()).then_some(attributes.clone()))
                     .send()
-                    .await
-                    .context("deleting a redriven message from the DLQ")?;
+            })
+            .await
+            .context("sending a redriven message to the main queue")?;
+            if let Some(receipt) = message.receipt_handle() {
+                retry_transient(BACKOFF, RETRIES, || {
+                    sqs.delete_message()
+                        .queue_url(dlq_url)
+                        .receipt_handle(receipt)
+                        .send()
+                })
+                .await
+                .context("deleting a redriven message from the DLQ")?;
             }
             moved += 1;
         }

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod consumer;
 pub mod dlq;
+pub mod inflight;
 pub mod ledger_client;
 pub mod metrics;
 pub mod openapi;

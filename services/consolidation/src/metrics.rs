@@ -30,6 +30,10 @@ pub struct ConsumerMetrics {
     pub lag_seconds: Histogram,
     /// Messages in the DLQ (sampled).
     pub dlq_depth: Gauge,
+    /// Held messages whose visibility the heartbeat extended (a slow batch).
+    pub visibility_extended: Counter,
+    /// Deletes SQS failed that were sent again.
+    pub delete_retries: Counter,
 }
 
 impl Default for ConsumerMetrics {
@@ -43,6 +47,8 @@ impl Default for ConsumerMetrics {
             apply_seconds: Histogram::new(latency_buckets()),
             lag_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             dlq_depth: Gauge::default(),
+            visibility_extended: Counter::default(),
+            delete_retries: Counter::default(),
         }
     }
 }
@@ -176,6 +182,16 @@ impl Metrics {
             "dlq_depth",
             "Messages in the dead-letter queue",
             consumer.dlq_depth.clone(),
+        );
+        registry.register(
+            "visibility_extended",
+            "Held messages whose visibility the heartbeat extended",
+            consumer.visibility_extended.clone(),
+        );
+        registry.register(
+            "delete_retries",
+            "Deletes SQS failed that were sent again",
+            consumer.delete_retries.clone(),
         );
         registry.register("cache_hits", "Reads served from Redis", cache.hits.clone());
         registry.register(

@@ -73,7 +73,7 @@ pub fn router(
         state.pool.clone(),
         Arc::clone(&metrics.registry),
         metrics.http.clone(),
-        cashflow_platform::openapi::openapi_route(crate::openapi::document),
+        cashflow_platform::openapi::openapi_route(|| Ok(crate::openapi::document())),
         request_deadline,
         supervisor,
     )

@@ -3,12 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context;
 use cashflow_contracts::Currency;
 use cashflow_platform::auth::AuthConfig;
 use cashflow_platform::config::{or_default, required};
 use cashflow_platform::deadline::Deadlines;
 use cashflow_platform::sqs::SqsSettings;
+
+use crate::zone::MerchantZone;
 
 /// Everything the ledger needs to run.
 #[derive(Debug, Clone)]
@@ -185,7 +186,7 @@ pub struct EntryRules {
     pub currency: Currency,
     /// Merchants' time zone: "today" and the default business date (`MERCHANT_TIMEZONE`,
     /// default America/Sao_Paulo).
-    pub timezone: jiff::tz::TimeZone,
+    pub timezone: MerchantZone,
     /// How many days back a business date may be (`BACKDATE_WINDOW_DAYS`, default 30).
     pub backdate_window_days: u16,
 }
@@ -194,8 +195,7 @@ impl Default for EntryRules {
     fn default() -> Self {
         Self {
             currency: Currency::BRL,
-            timezone: jiff::tz::TimeZone::get("America/Sao_Paulo")
-                .unwrap_or(jiff::tz::TimeZone::UTC),
+            timezone: MerchantZone::default(),
             backdate_window_days: 30,
         }
     }
@@ -252,9 +252,6 @@ impl Default for RelayConfig {
 impl Config {
     /// Reads and validates the environment.
     pub fn from_env() -> anyhow::Result<Self> {
-        let timezone_name: String = or_default("MERCHANT_TIMEZONE", "America/Sao_Paulo".into())?;
-        let timezone = jiff::tz::TimeZone::get(&timezone_name)
-            .with_context(|| format!("MERCHANT_TIMEZONE={timezone_name:?} is not a time zone"))?;
         let batch_size: u16 = or_default("OUTBOX_BATCH_SIZE", 10)?;
         anyhow::ensure!(
             (1..=10).contains(&batch_size),
@@ -291,7 +288,7 @@ impl Config {
             auth: AuthConfig::from_env()?,
             entries: EntryRules {
                 currency: or_default("MERCHANT_CURRENCY", cashflow_contracts::Currency::BRL)?,
-                timezone,
+                timezone: or_default("MERCHANT_TIMEZONE", MerchantZone::default())?,
                 backdate_window_days: or_default("BACKDATE_WINDOW_DAYS", 30)?,
             },
             max_body_bytes: or_default("MAX_BODY_BYTES", 16 * 1024)?,

@@ -1,17 +1,17 @@
-//! Entries: checking a request against the rules, storing an entry together with its outbox
-//! event, reversing, reading and listing.
+//! Entries: storing an entry together with its outbox event, reversing, reading and listing.
+//! (A request to record one is checked against the rules in [`crate::entry_request`].)
 
 use cashflow_contracts::{
     Amount, Currency, ENTRY_RECORDED, EntryKind, EntryRecordedV1, MerchantId, business_date,
 };
 use cashflow_platform::problem::FieldError;
 use serde::Serialize;
-use serde_json::{Map, Value};
 use sqlx::{PgPool, Postgres, Transaction};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::config::EntryRules;
+use crate::zone::ZoneError;
 use cashflow_platform::edge::ApiError;
 
 /// Longest description, in characters.
@@ -103,108 +103,8 @@ impl From<EntryRow> for Entry {
 }
 
 /// Today in the merchants' time zone.
-pub fn today(rules: &EntryRules) -> Date {
-    let date = jiff::Timestamp::now()
-        .to_zoned(rules.timezone.clone())
-        .date();
-    let month = time::Month::try_from(u8::try_from(date.month()).unwrap_or(1))
-        .unwrap_or(time::Month::January);
-    Date::from_calendar_date(
-        i32::from(date.year()),
-        month,
-        u8::try_from(date.day()).unwrap_or(1),
-    )
-    .unwrap_or(Date::MIN)
-}
-
-/// Checks a request body, reporting every problem at once. Writes nothing.
-pub fn parse_new_entry(
-    merchant: MerchantId,
-    body: &[u8],
-    rules: &EntryRules,
-    today: Date,
-) -> Result<NewEntry, ApiError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    let Value::Object(mut fields) = value else {
-        return Err(ApiError::Validation(vec![field(
-            "body",
-            "must be a JSON object",
-        )]));
-    };
-    let mut errors = Vec::new();
-    let kind = take_string(&mut fields, "kind", true, &mut errors).and_then(|s| {
-        s.parse::<EntryKind>()
-            .map_err(|e| errors.push(field("kind", &e)))
-            .ok()
-    });
-    let amount = take_string(&mut fields, "amount", true, &mut errors).and_then(|s| {
-        s.parse::<Amount>()
-            .map_err(|e| errors.push(field("amount", &e.to_string())))
-            .ok()
-    });
-    let currency = take_string(&mut fields, "currency", true, &mut errors).and_then(|s| {
-        match s.parse::<Currency>() {
-            Ok(c) if c == rules.currency => Some(c),
-            Ok(c) => {
-                errors.push(field(
-                    "currency",
-                    &format!("merchants keep their books in {}, not {c}", rules.currency),
-                ));
-                None
-            }
-            Err(e) => {
-                errors.push(field("currency", &e));
-                None
-            }
-        }
-    });
-    let business_date = match take_string(&mut fields, "business_date", false, &mut errors) {
-        None => Some(today),
-        Some(s) => match business_date::parse(&s) {
-            Err(e) => {
-                errors.push(field("business_date", &e));
-                None
-            }
-            Ok(date) if date > today => {
-                errors.push(field(
-                    "business_date",
-                    &format!(
-                        "{s} is in the future (today is {})",
-                        business_date::format(today)
-                    ),
-                ));
-                None
-            }
-            Ok(date) if (today - date).whole_days() > i64::from(rules.backdate_window_days) => {
-                errors.push(field(
-                    "business_date",
-                    &format!("{s} is more than {} days back", rules.backdate_window_days),
-                ));
-                None
-            }
-            Ok(date) => Some(date),
-        },
-    };
-    let description = take_text(&mut fields, "description", MAX_DESCRIPTION, &mut errors);
-    let category = take_text(&mut fields, "category", MAX_CATEGORY, &mut errors);
-    for unknown in fields.keys() {
-        errors.push(field(unknown, "is not a field of an entry"));
-    }
-    match (kind, amount, currency, business_date) {
-        (Some(kind), Some(amount), Some(currency), Some(business_date)) if errors.is_empty() => {
-            Ok(NewEntry {
-                merchant,
-                kind,
-                amount,
-                currency,
-                business_date,
-                description,
-                category,
-            })
-        }
-        _ => Err(ApiError::Validation(errors)),
-    }
+pub fn today(rules: &EntryRules) -> Result<Date, ZoneError> {
+    rules.timezone.today()
 }
 
 fn field(name: &str, message: &str) -> FieldError {
@@ -212,42 +112,6 @@ fn field(name: &str, message: &str) -> FieldError {
         field: name.to_string(),
         message: message.to_string(),
     }
-}
-
-fn take_string(
-    fields: &mut Map<String, Value>,
-    name: &str,
-    required: bool,
-    errors: &mut Vec<FieldError>,
-) -> Option<String> {
-    match fields.remove(name) {
-        Some(Value::String(s)) => Some(s),
-        Some(Value::Null) | None if !required => None,
-        None | Some(Value::Null) => {
-            errors.push(field(name, "is required"));
-            None
-        }
-        Some(other) => {
-            errors.push(field(
-                name,
-                &format!("must be a string, not {}", type_name(&other)),
-            ));
-            None
-        }
-    }
-}
-
-fn take_text(
-    fields: &mut Map<String, Value>,
-    name: &str,
-    max: usize,
-    errors: &mut Vec<FieldError>,
-) -> Option<String> {
-    let text = take_string(fields, name, false, errors)?;
-    check_text(name, &text, max)
-        .map_err(|e| errors.push(e))
-        .ok()
-        .flatten()
 }
 
 /// The one rule for free-text fields (description, category, a reversal's description), on
@@ -274,17 +138,6 @@ pub fn check_text(name: &str, text: &str, max: usize) -> Result<Option<String>, 
     }
     let trimmed = text.trim();
     Ok((!trimmed.is_empty()).then(|| trimmed.to_string()))
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// The statement that records an entry and its event: one statement, so the two rows commit

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod entries;
+pub mod entry_request;
 pub mod group_commit;
 pub mod idempotency;
 pub mod metrics;
@@ -12,6 +13,7 @@ pub mod outbox;
 pub mod reconcile;
 pub mod routes;
 pub mod startup;
+pub mod zone;
 
 pub use config::Config;
 pub use startup::Application;

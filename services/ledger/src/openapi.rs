@@ -7,7 +7,9 @@ use utoipa::OpenApi;
 
 use crate::config::EntryRules;
 use crate::entries::{Entry, MAX_CATEGORY, MAX_DESCRIPTION};
-use crate::routes::{EntryPage, RecordEntryRequest, ReversalRequest};
+use crate::entry_request::RecordEntryRequest;
+use crate::routes::{EntryPage, ReversalRequest};
+use crate::zone::ZoneError;
 
 /// The ledger's API description.
 #[derive(OpenApi)]
@@ -45,13 +47,17 @@ const AMOUNT_PATTERN: &str = "^0*(?:[1-9][0-9]{0,10}(?:\\.[0-9]{1,2})?|100000000
 const IDEMPOTENCY_KEY_PATTERN: &str = "^[\\x21-\\x7E](?:[\\t\\x20-\\x7E]{0,253}[\\x21-\\x7E])?$";
 
 /// The public listener's document: the entry routes (what the gateway exposes).
-pub fn public_document(rules: &EntryRules) -> Value {
-    only_paths(document(rules), |path| !path.starts_with("/internal/"))
+pub fn public_document(rules: &EntryRules) -> Result<Value, ZoneError> {
+    Ok(only_paths(document(rules)?, |path| {
+        !path.starts_with("/internal/")
+    }))
 }
 
 /// The internal listener's document: digests and replays for the consolidation's reconciler.
-pub fn internal_document(rules: &EntryRules) -> Value {
-    only_paths(document(rules), |path| path.starts_with("/internal/"))
+pub fn internal_document(rules: &EntryRules) -> Result<Value, ZoneError> {
+    Ok(only_paths(document(rules)?, |path| {
+        path.starts_with("/internal/")
+    }))
 }
 
 fn only_paths(mut doc: Value, keep: impl Fn(&str) -> bool) -> Value {
@@ -64,7 +70,7 @@ fn only_paths(mut doc: Value, keep: impl Fn(&str) -> bool) -> Value {
 /// Both listeners' routes: what utoipa generates, the shared contract, and what depends on this
 /// ledger's rules: its currency and the business dates it books today (the backdating window up
 /// to today in the merchants' zone), so that every request the document allows is accepted.
-pub fn document(rules: &EntryRules) -> Value {
+pub fn document(rules: &EntryRules) -> Result<Value, ZoneError> {
     let mut doc = contract(
         ApiDoc::openapi(),
         &[
@@ -76,7 +82,7 @@ pub fn document(rules: &EntryRules) -> Value {
             ),
         ],
     );
-    let today = crate::entries::today(rules);
+    let today = crate::entries::today(rules)?;
     let mut dates: Vec<Value> = (0..=i64::from(rules.backdate_window_days))
         .map(|back| {
             json!(cashflow_contracts::business_date::format(
@@ -150,5 +156,5 @@ pub fn document(rules: &EntryRules) -> Value {
             json!({"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}),
         );
     }
-    doc
+    Ok(doc)
 }

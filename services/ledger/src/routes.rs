@@ -18,7 +18,7 @@ use cashflow_platform::auth::JwtVerifier;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-pub use self::entries::{EntryPage, RecordEntryRequest, ReversalRequest};
+pub use self::entries::{EntryPage, ReversalRequest};
 use crate::config::EntryRules;
 use crate::metrics::Metrics;
 
@@ -83,7 +83,7 @@ pub fn internal_router(
         {
             let rules = state.rules.clone();
             cashflow_platform::openapi::openapi_route(move || {
-                crate::openapi::internal_document(&rules)
+                Ok(crate::openapi::internal_document(&rules)?)
             })
         },
         INTERNAL_REQUEST_DEADLINE,
@@ -121,7 +121,7 @@ pub fn router(
         {
             let rules = state.rules.clone();
             cashflow_platform::openapi::openapi_route(move || {
-                crate::openapi::public_document(&rules)
+                Ok(crate::openapi::public_document(&rules)?)
             })
         },
         request_deadline,

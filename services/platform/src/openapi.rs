@@ -11,6 +11,8 @@ use std::sync::Arc;
 use axum::routing::{MethodRouter, get};
 use serde_json::{Value, json};
 
+use crate::edge::ApiError;
+
 /// Problem statuses and why a route answers them; each operation gets those that apply.
 const AUTH: [(u16, &str); 2] = [
     (401, "Missing, expired or invalid bearer token"),
@@ -178,10 +180,12 @@ pub fn patch_parameter(doc: &mut Value, path: &str, method: &str, name: &str, fi
 
 /// `GET` route serving the document `build` makes, per request (cheap: a few kB of JSON), so a
 /// document that depends on the day stays exact.
-pub fn openapi_route(build: impl Fn() -> Value + Send + Sync + 'static) -> MethodRouter {
+pub fn openapi_route(
+    build: impl Fn() -> Result<Value, ApiError> + Send + Sync + 'static,
+) -> MethodRouter {
     let build = Arc::new(build);
     get(move || {
         let build = Arc::clone(&build);
-        async move { axum::Json(build()) }
+        async move { build().map(axum::Json) }
     })
 }

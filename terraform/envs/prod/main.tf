@@ -103,6 +103,35 @@ module "api" {
   tags                     = local.tags
 }
 
+# The cash-flow page on the API's host names: S3 + CloudFront, /v1/* forwarded to the API.
+module "web_acl" {
+  source    = "../../modules/web-acl"
+  providers = { aws = aws.us_east_1 }
+
+  name = local.name
+  tags = local.tags
+}
+
+module "web" {
+  source = "../../modules/web"
+
+  name            = local.name
+  web_acl_arn     = module.web_acl.arn
+  domain_names    = var.web_domain_names
+  certificate_arn = var.web_certificate_arn
+  api_endpoint    = module.api.api_endpoint
+  site_dir        = "${path.root}/../../../web"
+  oidc = {
+    issuer                 = var.jwt_issuer
+    client_id              = var.web_oidc_client_id
+    authorization_endpoint = var.web_oidc_endpoints.authorization
+    token_endpoint         = var.web_oidc_endpoints.token
+    end_session_endpoint   = var.web_oidc_endpoints.end_session
+  }
+  log_retention_days = var.log_retention_days
+  tags               = local.tags
+}
+
 module "iam" {
   source = "../../modules/iam"
 

@@ -97,3 +97,13 @@ output "region" {
   description = "AWS region of the environment (AWS_REGION of the pods)."
   value       = var.region
 }
+
+output "page_url" {
+  description = "The cash-flow page (its API same-origin under /v1/)."
+  value       = module.web.page_url
+}
+
+output "web_distribution_domain_name" {
+  description = "CloudFront host name to point web_domain_names at (CNAME or Route 53 alias)."
+  value       = module.web.distribution_domain_name
+}

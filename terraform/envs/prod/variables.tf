@@ -101,3 +101,28 @@ variable "log_retention_days" {
   type        = number
   default     = 365
 }
+
+variable "web_domain_names" {
+  description = "Host names of the cash-flow page and, under /v1/, the API (one CloudFront distribution), e.g. [\"cash.example.com\"]."
+  type        = list(string)
+}
+
+variable "web_certificate_arn" {
+  description = "ACM certificate in us-east-1 for web_domain_names (CloudFront)."
+  type        = string
+}
+
+variable "web_oidc_client_id" {
+  description = "The page's client at the identity provider: a public client (no secret) with PKCE, redirect and post-logout URI https://<web_domain_names[0]>/."
+  type        = string
+  default     = "cashflow-page"
+}
+
+variable "web_oidc_endpoints" {
+  description = "The identity provider's authorization, token and end-session endpoints (its discovery document's authorization_endpoint, token_endpoint, end_session_endpoint)."
+  type = object({
+    authorization = string
+    token         = string
+    end_session   = string
+  })
+}

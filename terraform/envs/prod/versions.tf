@@ -33,3 +33,17 @@ provider "aws" {
     }
   }
 }
+
+# CloudFront's certificate and web ACL live in us-east-1 (module web).
+provider "aws" {
+  alias  = "us_east_1"
+  region = "us-east-1"
+
+  default_tags {
+    tags = {
+      Project     = "cashflow"
+      Environment = var.environment
+      ManagedBy   = "terraform"
+    }
+  }
+}

@@ -22,9 +22,9 @@ variable "max_receive_count" {
 }
 
 variable "visibility_timeout_seconds" {
-  description = "Visibility timeout of the entries queue, in seconds."
+  description = "Visibility timeout of the entries queue, in seconds. Short: the consumer extends it while it holds a message (CONSUMER_VISIBILITY_SECONDS, the same 5 s), so a consumer that dies delays its messages by seconds."
   type        = number
-  default     = 30
+  default     = 5
 }
 
 variable "message_retention_seconds" {

@@ -5,6 +5,7 @@
 pub(crate) mod balances;
 pub(crate) mod chaos;
 pub(crate) mod common;
+pub(crate) mod page;
 pub(crate) mod reconcile;
 pub(crate) mod recording;
 pub(crate) mod resilience;
@@ -17,6 +18,8 @@ pub(crate) use balances::*;
 pub(crate) use chaos::*;
 #[allow(unused_imports)]
 pub(crate) use common::*;
+#[allow(unused_imports)]
+pub(crate) use page::*;
 #[allow(unused_imports)]
 pub(crate) use reconcile::*;
 #[allow(unused_imports)]

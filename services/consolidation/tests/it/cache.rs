@@ -230,8 +230,10 @@ async fn each_cached_answer_expires_on_its_own_while_the_merchant_keeps_being_re
         .await
         .expect("zscore");
     assert_eq!(score, None, "the expired answer left the index");
+    // The answer's own key, as the module documents it: `<prefix>bal:<merchant>:<field>`.
+    let answer = format!("{}bal:m1:{last}", scope.redis_prefix);
     let ttl: i64 = redis::cmd("TTL")
-        .arg(cache.answer_key("m1", &last))
+        .arg(&answer)
         .query_async(&mut redis)
         .await
         .expect("ttl");

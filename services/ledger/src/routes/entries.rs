@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use crate::entries::{self, Entry};
+use crate::entry_request::RecordEntryRequest;
 use crate::idempotency::{Claim, Idempotency};
 
 /// Scope needed to record and reverse.
@@ -26,30 +27,6 @@ pub const READ: &str = "entries:read";
 /// Default and largest page size.
 const DEFAULT_LIMIT: u16 = 50;
 const MAX_LIMIT: u16 = 200;
-
-/// Body of `POST .../entries` (documentation; the handler checks fields one by one to report
-/// every problem at once).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct RecordEntryRequest {
-    /// `credit` or `debit`.
-    #[schema(example = "credit")]
-    kind: String,
-    /// Decimal string > 0 with at most 2 decimals.
-    #[schema(example = "100.10")]
-    amount: String,
-    /// The merchant's currency (BRL by default).
-    #[schema(example = "BRL")]
-    currency: String,
-    /// `YYYY-MM-DD`; default today in the merchant's zone; not in the future nor before the
-    /// backdating window.
-    #[schema(example = "2026-11-24")]
-    business_date: Option<String>,
-    /// Up to 200 characters.
-    description: Option<String>,
-    /// Up to 64 characters.
-    category: Option<String>,
-}
 
 /// Optional body of `POST .../entries/{id}/reversal`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -172,11 +149,10 @@ pub async fn record(
     principal.authorize(&merchant, WRITE)?;
     let merchant_id = edge::merchant_id(&merchant)?;
     let body = edge::json_body(&headers, body, state.max_body_bytes)?;
-    let new_entry = entries::parse_new_entry(
+    let new_entry = RecordEntryRequest::from_body(&body)?.check(
         merchant_id,
-        &body,
         &state.rules,
-        entries::today(&state.rules),
+        entries::today(&state.rules)?,
     )?;
     let path = format!("/v1/merchants/{merchant}/entries");
     let idempotency = Idempotency::from_request(&headers, "POST", &path, &body)?;
@@ -234,7 +210,7 @@ pub async fn reverse(
         Begun::Fresh(tx) => tx,
         Begun::Replay(response) => return Ok(response),
     };
-    let today = entries::today(&state.rules);
+    let today = entries::today(&state.rules)?;
     let entry = entries::reverse(
         &mut tx,
         &merchant_id,

@@ -83,8 +83,9 @@ async fn another_merchant_or_a_missing_scope_gets_403() {
         .expect("send");
     assert_eq!(response.status(), 403);
 
-    let today =
-        cashflow_contracts::business_date::format(ledger::entries::today(&Default::default()));
+    let today = cashflow_contracts::business_date::format(
+        ledger::entries::today(&Default::default()).expect("today"),
+    );
     let write_only = app
         .stack
         .identity()

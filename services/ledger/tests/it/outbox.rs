@@ -211,7 +211,7 @@ async fn a_replay_during_the_send_of_its_event_publishes_it_again() {
     )
     .await;
     let rules = ledger::config::EntryRules::default();
-    let today = ledger::entries::today(&rules);
+    let today = ledger::entries::today(&rules).expect("today");
     let outcome = ledger::reconcile::replay(
         &pool,
         "m1",

@@ -23,7 +23,7 @@ fn service_token(app: &TestApp) -> String {
 
 fn today() -> String {
     let rules = ledger::config::EntryRules::default();
-    cashflow_contracts::business_date::format(ledger::entries::today(&rules))
+    cashflow_contracts::business_date::format(ledger::entries::today(&rules).expect("today"))
 }
 
 async fn digests(app: &TestApp, token: &str, query: &str) -> (u16, Value) {

@@ -26,7 +26,7 @@ async fn a_credit_is_recorded_with_its_event_and_reads_back() {
     assert_eq!(entry["currency"], "BRL");
     assert_eq!(entry["category"], "sales");
     assert_eq!(entry["reverses_entry_id"], Value::Null);
-    let today = ledger::entries::today(&ledger::config::EntryRules::default());
+    let today = ledger::entries::today(&ledger::config::EntryRules::default()).expect("today");
     assert_eq!(
         entry["business_date"],
         cashflow_contracts::business_date::format(today)
@@ -64,7 +64,7 @@ async fn a_credit_is_recorded_with_its_event_and_reads_back() {
 #[tokio::test]
 async fn a_debit_on_a_backdated_day_lands_on_that_day() {
     let app = TestApp::spawn().await;
-    let today = ledger::entries::today(&ledger::config::EntryRules::default());
+    let today = ledger::entries::today(&ledger::config::EntryRules::default()).expect("today");
     let day = cashflow_contracts::business_date::format(today - time::Duration::days(3));
     let response = app
         .post_entry(
@@ -92,9 +92,9 @@ async fn listing_a_day_pages_through_every_entry_once_in_order() {
         ids.push(entry["id"].as_str().expect("id").to_string());
     }
     app.post_entry("m2", &credit("9.00")).await;
-    let today = cashflow_contracts::business_date::format(ledger::entries::today(
-        &ledger::config::EntryRules::default(),
-    ));
+    let today = cashflow_contracts::business_date::format(
+        ledger::entries::today(&ledger::config::EntryRules::default()).expect("today"),
+    );
     let mut listed = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..10 {

@@ -8,7 +8,7 @@ use crate::helpers::TestApp;
 async fn bad_bodies_are_refused_with_the_field_named_and_nothing_written() {
     let app = TestApp::spawn().await;
     let rules = ledger::config::EntryRules::default();
-    let today = ledger::entries::today(&rules);
+    let today = ledger::entries::today(&rules).expect("today");
     let format = cashflow_contracts::business_date::format;
     let tomorrow = format(today + time::Duration::days(1));
     let too_old = format(today - time::Duration::days(i64::from(rules.backdate_window_days) + 1));
@@ -233,9 +233,9 @@ async fn a_cursor_the_api_never_issued_is_refused_with_400() {
             201
         );
     }
-    let today = cashflow_contracts::business_date::format(ledger::entries::today(
-        &ledger::config::EntryRules::default(),
-    ));
+    let today = cashflow_contracts::business_date::format(
+        ledger::entries::today(&ledger::config::EntryRules::default()).expect("today"),
+    );
     let list = |merchant: &'static str, cursor: String| {
         let url = format!(
             "{}/v1/merchants/{merchant}/entries?date={today}&limit=1&cursor={cursor}",
