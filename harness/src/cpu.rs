@@ -1,4 +1,4 @@
-//! CPU time from Linux's `/proc`, of a process group or of this process. Load figures use it to
+//! CPU time from Linux's `/proc`, of a process tree or of this process. Load figures use it to
 //! say how busy each part was while a rate was measured; elsewhere (no `/proc`) every reading is
 //! `None` and the figures leave it out. The machine's own totals (`/proc/stat`) are not offered:
 //! in a virtual machine its idle ticks need not match the wall clock, and a share of them was
@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
-/// CPU time (user + system) used so far by process `root` and every live descendant of it
+/// CPU time (user + system) used so far by process `root` and its descendants: every live one
 /// (PostgreSQL's backends are children of the postmaster, each in a session of its own, so a
-/// process group would miss them).
+/// process group would miss them), and every one that has exited and been waited for (the
+/// kernel adds those to their parent's children's times). So the reading only grows: a backend
+/// whose connection closed keeps counting.
 pub fn process_tree(root: i32) -> Option<Duration> {
     let ticks = clock_ticks()?;
     // (pid, parent, ticks) of every process.
@@ -19,7 +21,11 @@ pub fn process_tree(root: i32) -> Option<Duration> {
             let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
             let fields = stat_fields(&entry.path().join("stat"))?;
             let parent = fields.get(1)?.parse::<i32>().ok()?;
-            Some((pid, parent, user_and_system(&fields)))
+            Some((
+                pid,
+                parent,
+                user_and_system(&fields) + waited_children(&fields),
+            ))
         })
         .collect();
     let mut tree = vec![root];
@@ -51,6 +57,13 @@ fn stat_fields(path: &std::path::Path) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(path).ok()?;
     let (_, fields) = stat.rsplit_once(')')?;
     Some(fields.split_whitespace().map(str::to_string).collect())
+}
+
+/// `cutime + cstime` (the 16th and 17th fields of the whole line): the CPU of the children
+/// that exited and were waited for, in clock ticks.
+fn waited_children(fields: &[String]) -> u64 {
+    let time = |i: usize| fields.get(i).and_then(|t| t.parse::<u64>().ok());
+    time(13).unwrap_or(0) + time(14).unwrap_or(0)
 }
 
 /// `utime + stime` (the 14th and 15th fields of the whole line), in clock ticks.
@@ -105,6 +118,34 @@ mod tests {
             .saturating_sub(in_tree);
         assert!(process >= at_least, "this process: {process:?}");
         assert!(in_tree >= at_least, "its tree: {in_tree:?}");
+    }
+
+    /// A child that exited and was waited for still counts (its CPU moves to its parent's
+    /// children's times): the reading never drops when a PostgreSQL backend's connection closes.
+    #[test]
+    fn an_exited_child_still_counts() {
+        let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+        let (Some(tree), Some(own)) = (super::process_tree(me), super::this_process()) else {
+            return; // No /proc here.
+        };
+        let Ok(status) = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+            .status()
+        else {
+            return; // No sh here.
+        };
+        assert!(status.success());
+        let grown = super::process_tree(me)
+            .unwrap_or_default()
+            .saturating_sub(tree);
+        let own = super::this_process()
+            .unwrap_or_default()
+            .saturating_sub(own);
+        assert!(
+            grown.saturating_sub(own) >= Duration::from_millis(50),
+            "the exited child's CPU in the tree: {:?}",
+            grown.saturating_sub(own)
+        );
     }
 
     /// A child in a process group of its own (PostgreSQL's backends are in sessions of their
