@@ -363,7 +363,6 @@ impl System {
             deadlines: Default::default(),
             reconcile: self.reconcile_config(),
             processed_events_retention: consolidation::config::DEFAULT_PROCESSED_EVENTS_RETENTION,
-            opening_read: Default::default(),
             retention: Default::default(),
         };
         // The old listener may take a moment to be released.

@@ -67,7 +67,6 @@ pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
         deadlines: Default::default(),
         reconcile: consolidation::config::ReconcileConfig::default(),
         processed_events_retention: consolidation::config::DEFAULT_PROCESSED_EVENTS_RETENTION,
-        opening_read: Default::default(),
         retention: Default::default(),
     }
 }
