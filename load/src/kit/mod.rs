@@ -1,5 +1,5 @@
 //! What every scenario uses: the goose glue ([`goose`]), the target ([`target`]), the open-loop
-//! writer ([`writer`]), statistics ([`stats`]), the CPU meter ([`cpu`]), an entry's journey
+//! writer ([`writer`]), the CPU meter ([`cpu`]), an entry's journey
 //! through the pipeline ([`journey`]), the services' configurations ([`services`]) and the
 //! report ([`report`]). The kit imports no scenario and no ceiling.
 
@@ -8,6 +8,5 @@ pub mod goose;
 pub mod journey;
 pub mod report;
 pub mod services;
-pub mod stats;
 pub mod target;
 pub mod writer;

@@ -9,8 +9,8 @@ use crate::kit::cpu::CpuMeter;
 use crate::kit::goose::{Attack, writes};
 use crate::kit::journey::recorded_and_applied;
 use crate::kit::report::Figure;
-use crate::kit::stats::percentile;
 use crate::kit::target::Target;
+use testkit::stats::percentile;
 
 /// `e2e-lag`: POSTs at `rate`/s for `seconds`; then, per entry, the time from the ledger
 /// committing it to the consolidation applying it (from both databases' clocks, which are the

@@ -1,19 +1,21 @@
 //! The system invariant, checked through the HTTP APIs (the gateway, caches included): for every
-//! merchant and day, the consolidated totals equal the ledger's entries; every write answered 201
-//! is in the ledger; no entry is listed twice.
+//! merchant and day, the consolidated totals (testkit's reader of a day's balance) equal the
+//! totals of the ledger's entries; every write answered 201 is in the ledger; no entry is listed
+//! twice.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
+use testkit::books::{DayTotals, consolidated_day, minor_units};
 
 use crate::kit::target::Target;
 use crate::kit::writer::Accepted;
 
 /// The invariant, checked through the HTTP APIs.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Books {
+pub struct Invariant {
     /// Merchant-days compared.
     pub merchant_days: usize,
     /// Those whose consolidated totals differ from the ledger's entries (first 20 shown).
@@ -30,15 +32,35 @@ pub struct Books {
     pub drained_after_s: f64,
 }
 
-impl Books {
+impl Invariant {
+    /// Whether the invariant holds.
     pub fn holds(&self) -> bool {
         self.differing_count == 0 && self.accepted_missing == 0 && self.duplicates == 0
     }
 }
 
-/// Per merchant and day: the ledger's entries (id, kind, minor) and the consolidated
-/// (credits, debits, count).
-pub type LedgerDay = Vec<(String, String, i64, String)>;
+/// One entry as the ledger lists it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: String,
+    pub credit: bool,
+    pub minor: i64,
+    pub description: String,
+}
+
+/// The totals of a day's listed entries.
+fn totals(entries: &[Listed]) -> DayTotals {
+    let mut totals = DayTotals::default();
+    for entry in entries {
+        if entry.credit {
+            totals.credits_minor += entry.minor;
+        } else {
+            totals.debits_minor += entry.minor;
+        }
+        totals.entry_count += 1;
+    }
+    totals
+}
 
 /// Compares, until they agree or `timeout` passes, every merchant-day's consolidated balance with
 /// the ledger's entries, both read through the gateway; checks the accepted writes are listed.
@@ -46,7 +68,7 @@ pub async fn check_books(
     target: &Target,
     accepted: &[(usize, Accepted)],
     timeout: Duration,
-) -> anyhow::Result<Books> {
+) -> anyhow::Result<Invariant> {
     let started = Instant::now();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -70,8 +92,9 @@ pub async fn check_books(
                 let mut days = Vec::new();
                 for date in dates {
                     let ledger = ledger_day(&http, &base, &merchant, &token, &date).await;
-                    let consolidated =
-                        consolidated_day(&http, &base, &merchant, &token, &date).await;
+                    let consolidated = consolidated_day(&http, &base, &token, &merchant, &date)
+                        .await
+                        .map(|day| DayTotals::from(&day));
                     days.push((date, ledger, consolidated));
                 }
                 (m, days)
@@ -85,31 +108,25 @@ pub async fn check_books(
         while let Some(done) = jobs.join_next().await {
             results.push(done.context("a books task")?);
         }
-        let mut books = Books::default();
+        let mut books = Invariant::default();
         let mut listed: HashSet<String> = HashSet::new();
         let mut fire_ids: HashSet<String> = HashSet::new();
         for (m, days) in &results {
             for (date, ledger, consolidated) in days {
                 books.merchant_days += 1;
                 let differs = match (ledger, consolidated) {
-                    (Ok(entries), Ok(totals)) => {
-                        let mut sums = (0, 0, 0);
-                        for (id, kind, minor, description) in entries {
-                            if !listed.insert(id.clone()) {
+                    (Ok(entries), Ok(consolidated)) => {
+                        for entry in entries {
+                            if !listed.insert(entry.id.clone()) {
                                 books.duplicates += 1;
                             }
-                            if description == "fire" {
-                                fire_ids.insert(id.clone());
+                            if entry.description == "fire" {
+                                fire_ids.insert(entry.id.clone());
                             }
-                            if kind == "credit" {
-                                sums.0 += minor;
-                            } else {
-                                sums.1 += minor;
-                            }
-                            sums.2 += 1;
                         }
-                        (sums != *totals)
-                            .then(|| format!("ledger {sums:?} vs consolidated {totals:?}"))
+                        let ledger = totals(entries);
+                        (ledger != *consolidated)
+                            .then(|| format!("ledger {ledger:?} vs consolidated {consolidated:?}"))
                     }
                     (l, c) => Some(format!(
                         "unreadable: ledger {:?}, consolidation {:?}",
@@ -158,7 +175,7 @@ pub async fn ledger_day(
     merchant: &str,
     token: &str,
     date: &str,
-) -> anyhow::Result<LedgerDay> {
+) -> anyhow::Result<Vec<Listed>> {
     let mut entries = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -170,71 +187,16 @@ pub async fn ledger_day(
         anyhow::ensure!(response.status() == 200, "entries: {}", response.status());
         let page: serde_json::Value = response.json().await?;
         for item in page["items"].as_array().context("items")? {
-            entries.push((
-                item["id"].as_str().unwrap_or_default().to_string(),
-                item["kind"].as_str().unwrap_or_default().to_string(),
-                minor(&item["amount"])?,
-                item["description"].as_str().unwrap_or_default().to_string(),
-            ));
+            entries.push(Listed {
+                id: item["id"].as_str().unwrap_or_default().to_string(),
+                credit: item["kind"] == "credit",
+                minor: minor_units(&item["amount"])?,
+                description: item["description"].as_str().unwrap_or_default().to_string(),
+            });
         }
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_string()),
             None => return Ok(entries),
         }
-    }
-}
-
-/// A merchant-day's consolidated (credits, debits, entry count).
-pub async fn consolidated_day(
-    http: &reqwest::Client,
-    base: &str,
-    merchant: &str,
-    token: &str,
-    date: &str,
-) -> anyhow::Result<(i64, i64, i64)> {
-    let response = http
-        .get(format!("{base}/v1/merchants/{merchant}/balances/{date}"))
-        .bearer_auth(token)
-        .send()
-        .await?;
-    anyhow::ensure!(response.status() == 200, "balance: {}", response.status());
-    let day: serde_json::Value = response.json().await?;
-    Ok((
-        minor(&day["credits"])?,
-        minor(&day["debits"])?,
-        day["entry_count"].as_i64().unwrap_or(0),
-    ))
-}
-
-/// Minor units of a decimal amount string (`"12.30"`; zero allowed, unlike an entry's amount).
-pub fn minor(value: &serde_json::Value) -> anyhow::Result<i64> {
-    let text = value.as_str().context("an amount string")?;
-    let (negative, digits) = text
-        .strip_prefix('-')
-        .map_or((false, text), |rest| (true, rest));
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
-    let parsed = int.parse::<i64>().ok().zip(
-        format!("{frac:0<2}")
-            .get(..2)
-            .and_then(|f| f.parse::<i64>().ok()),
-    );
-    let (int, frac) = parsed.with_context(|| format!("amount {text}"))?;
-    let minor = int * 100 + frac;
-    Ok(if negative { -minor } else { minor })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amounts_read_in_minor_units_zero_and_negative_included() {
-        let minor_of = |s: &str| minor(&serde_json::json!(s)).expect("an amount");
-        assert_eq!(minor_of("0.00"), 0);
-        assert_eq!(minor_of("12.30"), 1230);
-        assert_eq!(minor_of("12.3"), 1230);
-        assert_eq!(minor_of("7"), 700);
-        assert_eq!(minor_of("-1.05"), -105);
-        assert!(minor(&serde_json::json!("x.10")).is_err());
     }
 }

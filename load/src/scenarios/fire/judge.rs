@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::books::Books;
+use super::books::Invariant;
 use super::sampler::{Pass, ReadSample};
 use crate::kit::report::Figure;
-use crate::kit::stats::{back_filled, percentile};
 use crate::kit::writer::WriteSummary;
+use testkit::stats::{back_filled, percentile};
 
 /// One line of the table.
 #[derive(Debug, Clone, Serialize)]
@@ -104,7 +104,7 @@ pub fn rows(pass: &Pass, lags: &[(f64, f64)]) -> Vec<Row> {
         .collect()
 }
 
-pub fn figures(passes: &[Pass], rows: &[Row], books: &Books, write_rate: usize) -> Vec<Figure> {
+pub fn figures(passes: &[Pass], rows: &[Row], books: &Invariant, write_rate: usize) -> Vec<Figure> {
     let mut figures = Vec::new();
     let name = "sla-under-fire";
     for pass in passes {

@@ -1,17 +1,15 @@
 //! What `sla-under-fire` runs against: two harness stacks (the ledger's and the consolidation's,
 //! so that restarting the consolidation's PostgreSQL leaves the ledger's alone, as deployed) and
-//! the harness's cluster on them — two supervised replicas of each service behind the nginx
-//! gateway, the assembly `harness up` runs.
+//! the harness's cluster on them (testkit's plan) — two supervised replicas of each service
+//! behind the nginx gateway, the assembly `harness up` runs, the gateway not throttling: what is
+//! measured is the services behind it.
 
 use std::time::Duration;
 
-use harness::cluster::{Cluster, ClusterSpec, GatewaySpec, RestartPolicy, ServiceTemplate};
-use harness::{Scope, ScopeOptions, Service, Stack};
+use harness::cluster::{Cluster, RestartPolicy};
+use harness::{Scope, ScopeOptions, Stack};
+use testkit::ClusterPlan;
 
-/// The gateway's throttling for this scenario: far above the offered load, because what is
-/// measured is the services behind it (the stage default of 500/s would answer 429 to the
-/// 500/s pass plus its writes).
-const GATEWAY_RATE: u32 = 100_000;
 /// How long a killed replica stays down before the cluster starts it again (its first
 /// back-off).
 pub const RESTART: Duration = Duration::from_secs(2);
@@ -38,36 +36,12 @@ impl<'a> Platform<'a> {
         let consolidation_scope = consolidation_stack
             .scope_with(ScopeOptions::default().with_migrations(&consolidation::MIGRATOR))
             .await?;
-        let template = |scope: &Scope| ServiceTemplate {
-            database_url: scope.database_url.clone(),
-            redis_url: scope.redis_url.clone(),
-            // One queue, the ledger stack's.
-            sqs_endpoint: ledger_scope.sqs_endpoint.clone(),
-            queues: ledger_scope.queues.clone(),
-            env: vec![("REDIS_KEY_PREFIX".into(), scope.redis_prefix.clone())],
-        };
-        let free = harness::backend::native::free_port;
-        let pid = std::process::id();
-        let spec = ClusterSpec {
-            services: [
-                (Service::Ledger, template(&ledger_scope)),
-                (Service::Consolidation, template(&consolidation_scope)),
-            ]
-            .into(),
-            replicas: 2,
-            first_ports: Default::default(),
-            gateway: GatewaySpec {
-                port: free()?,
-                ledger_internal_port: free()?,
-                rate_limit: GATEWAY_RATE,
-                burst_limit: GATEWAY_RATE,
-                dir: harness::paths::harness_dir().join(format!("fire-gateway-{pid}")),
-            },
-            restart: RestartPolicy {
-                initial: RESTART,
-                ..RestartPolicy::default()
-            },
-            logs: (harness::paths::logs_dir(), format!("fire-{pid}")),
+        let mut plan = ClusterPlan::new(&ledger_scope, &consolidation_scope, "fire");
+        plan.replicas = 2;
+        let mut spec = plan.spec()?;
+        spec.restart = RestartPolicy {
+            initial: RESTART,
+            ..RestartPolicy::default()
         };
         eprintln!("sla-under-fire: starting 2 replicas of each service behind the gateway");
         // The ledger stack's identity provider signs every token (one issuer, as in AWS).

@@ -1,6 +1,6 @@
 //! The `sla-under-fire` table: one row per pass and window, in Markdown, and the invariant.
 
-use super::books::Books;
+use super::books::Invariant;
 use super::judge::Row;
 
 fn ms(value: f64) -> String {
@@ -13,7 +13,7 @@ fn ms(value: f64) -> String {
     }
 }
 
-pub fn markdown(rows: &[Row], books: &Books, write_rate: usize, merchants: usize) -> String {
+pub fn markdown(rows: &[Row], books: &Invariant, write_rate: usize, merchants: usize) -> String {
     let mut out = format!(
         "sla-under-fire: 2 replicas of each service behind nginx; reads (balances 4 : reports 1) \
          at each pass's rate, writes at {}/s over {} merchants, all through the gateway. Latencies \

@@ -1,15 +1,13 @@
 //! What the soak runs against: migrated scopes on its stack, the queues' retention shortened,
-//! and the harness's cluster with one replica of each service behind the gateway, each with
-//! the soak's shortened windows.
+//! and the harness's cluster (testkit's plan) with one replica of each service behind the
+//! gateway, not throttling, each with the soak's shortened windows.
 
 use anyhow::Context;
-use harness::cluster::{Cluster, ClusterSpec, GatewaySpec, RestartPolicy, ServiceTemplate};
-use harness::{Scope, ScopeOptions, Service, Stack};
+use harness::cluster::Cluster;
+use harness::{Scope, ScopeOptions, Stack};
+use testkit::ClusterPlan;
 
 use super::args::SoakArgs;
-
-/// The gateway's throttling: far above the soak's rate (what is watched is the services).
-const GATEWAY_RATE: u32 = 100_000;
 
 /// The scopes and the cluster.
 pub struct Platform {
@@ -26,43 +24,16 @@ impl Platform {
         let consolidation_scope = stack
             .scope_with(ScopeOptions::default().with_migrations(&consolidation::MIGRATOR))
             .await?;
-        let queues = ledger_scope.queues.clone();
-        set_queue_retention(&ledger_scope.sqs(), &queues, args.sqs_retention_seconds).await?;
-        let mut consolidation_env = args.consolidation_env();
-        consolidation_env.push((
-            "REDIS_KEY_PREFIX".into(),
-            consolidation_scope.redis_prefix.clone(),
-        ));
-        let template = |scope: &Scope, env| ServiceTemplate {
-            database_url: scope.database_url.clone(),
-            redis_url: scope.redis_url.clone(),
-            sqs_endpoint: scope.sqs_endpoint.clone(),
-            queues: queues.clone(),
-            env,
-        };
-        let free = harness::backend::native::free_port;
-        let pid = std::process::id();
-        let spec = ClusterSpec {
-            services: [
-                (Service::Ledger, template(&ledger_scope, args.ledger_env())),
-                (
-                    Service::Consolidation,
-                    template(&consolidation_scope, consolidation_env),
-                ),
-            ]
-            .into(),
-            replicas: 1,
-            first_ports: Default::default(),
-            gateway: GatewaySpec {
-                port: free()?,
-                ledger_internal_port: free()?,
-                rate_limit: GATEWAY_RATE,
-                burst_limit: GATEWAY_RATE,
-                dir: harness::paths::harness_dir().join(format!("soak-gateway-{pid}")),
-            },
-            restart: RestartPolicy::default(),
-            logs: (harness::paths::logs_dir(), format!("soak-{pid}")),
-        };
+        set_queue_retention(
+            &ledger_scope.sqs(),
+            &ledger_scope.queues,
+            args.sqs_retention_seconds,
+        )
+        .await?;
+        let mut plan = ClusterPlan::new(&ledger_scope, &consolidation_scope, "soak");
+        plan.ledger_env = args.ledger_env();
+        plan.consolidation_env = args.consolidation_env();
+        let spec = plan.spec()?;
         eprintln!("soak: starting the ledger and the consolidation behind the gateway");
         let cluster = Cluster::start(stack, spec)
             .await
