@@ -31,7 +31,6 @@ pub mod netfault;
 pub mod page;
 pub mod paths;
 pub mod process;
-pub mod replicas;
 pub mod rotation;
 pub mod scope;
 pub mod service;
@@ -39,6 +38,7 @@ pub mod services;
 pub mod sqs;
 pub mod sqs_faults;
 pub mod stack;
+pub mod tokens;
 pub mod wait;
 
 pub use backend::{BackendKind, Dependency, Endpoints, Fault};

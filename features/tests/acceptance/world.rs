@@ -2,7 +2,6 @@
 //! it acts as, the answers it got), and the helpers every step module uses. Re-exports the
 //! imports the step modules share.
 
-pub(crate) use acceptance::{Placement, System};
 pub(crate) use aws_sdk_sqs::types::MessageAttributeValue;
 pub(crate) use cucumber::{World, given, then, when};
 pub(crate) use harness::{Dependency, Fault, Stack, StackOptions, TokenFlaw};
@@ -10,6 +9,7 @@ pub(crate) use serde_json::{Value, json};
 pub(crate) use std::sync::Arc;
 pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) use std::time::Duration;
+pub(crate) use testkit::{Placement, System};
 pub(crate) use time::Date;
 
 /// One scenario's state.

@@ -258,14 +258,15 @@ pub(crate) async fn chaos_consistent(w: &mut Platform) {
     // Lost and double-counted entries, counted per merchant and day, for the report.
     let (mut entries, mut lost, mut double) = (0i64, 0i64, 0i64);
     for merchant in &w.merchants {
-        let ledger = system.ledger_net_by_day(merchant).await.expect("ledger");
+        let ledger = system.ledger_books(merchant).await.expect("ledger");
         let consolidated = system
-            .consolidated_by_day(merchant)
+            .consolidated_books(merchant)
             .await
             .expect("consolidated");
-        for (date, (_, _, count)) in &ledger {
+        for (day, totals) in &ledger.0 {
+            let count = totals.entry_count;
             entries += count;
-            let counted = consolidated.get(date).map_or(0, |c| c.2);
+            let counted = consolidated.0.get(day).map_or(0, |c| c.entry_count);
             lost += (count - counted).max(0);
             double += (counted - count).max(0);
         }

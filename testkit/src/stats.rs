@@ -1,5 +1,5 @@
 //! Latency arithmetic on per-request samples: percentiles, and the back-fill for coordinated
-//! omission at an intended interval.
+//! omission at an intended interval. The one place a percentile is computed from samples.
 
 /// The `q` quantile (0..=1) of `sorted` by nearest rank; NaN when empty.
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {
