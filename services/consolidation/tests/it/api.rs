@@ -209,15 +209,7 @@ async fn health_metrics_and_openapi_are_served() {
             .expect("get");
         assert_eq!(response.status(), 200, "{path}");
     }
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.scrape().await;
     for name in [
         "consolidation_events_received_total",
         "consolidation_events_applied_total",
@@ -232,15 +224,7 @@ async fn health_metrics_and_openapi_are_served() {
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
-    let doc: Value = app
-        .http
-        .get(format!("{}/openapi.json", app.address))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = app.openapi().await;
     assert!(doc["paths"]["/v1/merchants/{merchant}/balances/{date}"]["get"].is_object());
     assert!(doc["paths"]["/v1/admin/dlq/redrive"]["post"].is_object());
 }

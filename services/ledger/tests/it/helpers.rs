@@ -69,6 +69,20 @@ impl TestApp {
         self.run.stop().await.expect("ledger ran");
     }
 
+    /// Its `/metrics` text.
+    pub async fn scrape(&self) -> String {
+        testkit::probe::metrics(&self.http, &self.address)
+            .await
+            .expect("metrics")
+    }
+
+    /// Its OpenAPI document.
+    pub async fn openapi(&self) -> Value {
+        testkit::probe::openapi(&self.http, &self.address)
+            .await
+            .expect("openapi")
+    }
+
     /// A token for `merchant` with both entry scopes.
     pub fn token(&self, merchant: &str) -> String {
         self.stack
