@@ -7,6 +7,7 @@ use harness::TokenFlaw;
 use serde_json::Value;
 
 use crate::helpers::{TestApp, date, day, event};
+use testkit::probe::Served;
 
 #[tokio::test]
 async fn a_day_without_entries_is_zeros_and_a_bad_date_is_422() {

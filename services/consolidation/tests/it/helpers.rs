@@ -21,6 +21,16 @@ pub struct TestApp {
     run: testkit::Running,
 }
 
+impl testkit::probe::Served for TestApp {
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn base_url(&self) -> &str {
+        &self.address
+    }
+}
+
 impl TestApp {
     /// On a fresh scope of the shared stack.
     pub async fn spawn() -> Self {
@@ -74,20 +84,6 @@ impl TestApp {
     /// Stops it and waits for the drain.
     pub async fn stop(self) {
         self.run.stop().await.expect("consolidation ran");
-    }
-
-    /// Its `/metrics` text.
-    pub async fn scrape(&self) -> String {
-        testkit::probe::metrics(&self.http, &self.address)
-            .await
-            .expect("metrics")
-    }
-
-    /// Its OpenAPI document.
-    pub async fn openapi(&self) -> Value {
-        testkit::probe::openapi(&self.http, &self.address)
-            .await
-            .expect("openapi")
     }
 
     /// A token for `merchant` with `balances:read`.

@@ -11,6 +11,7 @@ use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 
 use crate::helpers::{TestApp, credit};
+use testkit::probe::Served;
 
 /// A ledger writing one batch at a time.
 async fn one_batch_at_a_time(adjust: impl FnOnce(&mut ledger::Config)) -> TestApp {

@@ -21,6 +21,16 @@ pub struct TestApp {
     run: testkit::Running,
 }
 
+impl testkit::probe::Served for TestApp {
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn base_url(&self) -> &str {
+        &self.address
+    }
+}
+
 impl TestApp {
     /// A ledger on a fresh scope of the shared stack.
     pub async fn spawn() -> Self {
@@ -67,20 +77,6 @@ impl TestApp {
     /// Stops the ledger and waits for it to drain.
     pub async fn stop(self) {
         self.run.stop().await.expect("ledger ran");
-    }
-
-    /// Its `/metrics` text.
-    pub async fn scrape(&self) -> String {
-        testkit::probe::metrics(&self.http, &self.address)
-            .await
-            .expect("metrics")
-    }
-
-    /// Its OpenAPI document.
-    pub async fn openapi(&self) -> Value {
-        testkit::probe::openapi(&self.http, &self.address)
-            .await
-            .expect("openapi")
     }
 
     /// A token for `merchant` with both entry scopes.

@@ -11,6 +11,7 @@ use ledger::outbox::Relay;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, credit, drain_events};
+use testkit::probe::Served;
 
 /// A relay of its own on `app`'s outbox and queue (beside the app's, when enabled), polling
 /// often.

@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, credit};
+use testkit::probe::Served;
 
 #[tokio::test]
 async fn a_credit_is_recorded_with_its_event_and_reads_back() {

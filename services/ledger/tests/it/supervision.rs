@@ -6,6 +6,7 @@ use std::time::Duration;
 use ledger::startup::RELAY_TASK;
 
 use crate::helpers::{TestApp, credit, drain_events};
+use testkit::probe::Served;
 
 #[tokio::test]
 async fn a_panicking_outbox_relay_is_restarted_and_publishing_resumes() {
