@@ -35,20 +35,17 @@ pub trait Served: Sync {
 
 /// The Prometheus text the service at `base` serves on `/metrics`.
 pub async fn metrics(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
-    let response = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .context("GET /metrics")?;
-    Ok(response.text().await?)
+    Ok(get(http, base, "/metrics").await?.text().await?)
 }
 
 /// The OpenAPI document the service at `base` serves on `/openapi.json`.
 pub async fn openapi(http: &reqwest::Client, base: &str) -> anyhow::Result<Value> {
-    let response = http
-        .get(format!("{base}/openapi.json"))
+    Ok(get(http, base, "/openapi.json").await?.json().await?)
+}
+
+async fn get(http: &reqwest::Client, base: &str, path: &str) -> anyhow::Result<reqwest::Response> {
+    http.get(format!("{base}{path}"))
         .send()
         .await
-        .context("GET /openapi.json")?;
-    Ok(response.json().await?)
+        .with_context(|| format!("GET {path}"))
 }
