@@ -71,6 +71,20 @@ pub fn consolidation_config(
     }
 }
 
+/// Deadlines short enough that a fault shows within a test's time: `request` for a whole request,
+/// half a second to get a database connection or connect to SQS, a second per statement or SQS
+/// attempt, five seconds of drain.
+pub fn short_deadlines(request: Duration) -> cashflow_platform::deadline::Deadlines {
+    cashflow_platform::deadline::Deadlines {
+        request,
+        database_acquire: Duration::from_millis(500),
+        database_statement: Duration::from_millis(1_000),
+        sqs_connect: Duration::from_millis(500),
+        sqs_attempt: Duration::from_millis(1_000),
+        shutdown_drain: Duration::from_secs(5),
+    }
+}
+
 /// The SQS endpoint and region of `scope`'s stack.
 pub fn sqs(scope: &Scope) -> SqsSettings {
     SqsSettings {

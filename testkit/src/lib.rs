@@ -8,6 +8,8 @@
 //! - [`books`]: the ledger-versus-consolidation books check on [`DayDigest`]s;
 //! - [`stats`]: percentiles and the coordinated-omission back-fill;
 //! - [`running`]: a service running in-process, stoppable ([`Running`]);
+//! - [`queue`]: messages put on an entries queue by hand;
+//! - [`probe`]: a service's `/metrics` and `/openapi.json`;
 //! - [`logs`]: the services' log lines captured in-process (the consumer's retries).
 //!
 //! What a service is told to trust an emulated identity provider is the harness's
@@ -22,6 +24,8 @@ pub mod books;
 pub mod cluster;
 pub mod config;
 pub mod logs;
+pub mod probe;
+pub mod queue;
 pub mod running;
 pub mod stats;
 pub mod system;

@@ -381,6 +381,19 @@ impl System {
         .await
     }
 
+    /// The DLQ as the consolidation's admin API lists it (`GET /v1/admin/dlq`, admin token).
+    pub async fn dlq_listing(&self) -> anyhow::Result<Value> {
+        let admin = self.token("ops", &["admin"])?;
+        let response = self
+            .http
+            .get(format!("{}/v1/admin/dlq", self.consolidation_url()))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .context("GET dlq")?;
+        Ok(response.json().await?)
+    }
+
     /// The broker loses every message of the entries queue (PurgeQueue).
     pub async fn purge_queue(&self) -> anyhow::Result<()> {
         self.ledger_scope

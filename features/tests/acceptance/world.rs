@@ -2,7 +2,6 @@
 //! it acts as, the answers it got), and the helpers every step module uses. Re-exports the
 //! imports the step modules share.
 
-pub(crate) use aws_sdk_sqs::types::MessageAttributeValue;
 pub(crate) use cucumber::{World, given, then, when};
 pub(crate) use harness::{Dependency, Fault, Stack, StackOptions, TokenFlaw};
 pub(crate) use serde_json::{Value, json};

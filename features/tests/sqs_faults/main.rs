@@ -179,17 +179,7 @@ impl Cell {
 
     /// The DLQ as the admin API lists it.
     pub(crate) async fn dlq_listing(&self) -> Value {
-        let admin = self.system.token("ops", &["admin"]).expect("token");
-        self.system
-            .http()
-            .get(format!("{}/v1/admin/dlq", self.system.consolidation_url()))
-            .bearer_auth(admin)
-            .send()
-            .await
-            .expect("GET dlq")
-            .json()
-            .await
-            .expect("json")
+        self.system.dlq_listing().await.expect("GET dlq")
     }
 
     /// Waits until the DLQ lists at least `count` messages; returns their reasons.

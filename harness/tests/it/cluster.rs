@@ -242,12 +242,8 @@ async fn rolling_restarts_and_scaling_under_load_lose_nothing() -> anyhow::Resul
     let ledger = stack.scope().await?;
     let consolidation = stack.scope().await?;
     let dir = std::env::temp_dir().join(format!("cluster-load-{}", uuid::Uuid::new_v4()));
-    let template = |scope: &harness::Scope, env: Vec<(String, String)>| ServiceTemplate {
-        database_url: scope.database_url.clone(),
-        redis_url: scope.redis_url.clone(),
-        sqs_endpoint: ledger.sqs_endpoint.clone(),
-        queues: ledger.queues.clone(),
-        env,
+    let template = |scope: &harness::Scope, env: Vec<(String, String)>| {
+        ServiceTemplate::on_scopes(scope, &ledger, env)
     };
     let port = || harness::backend::native::free_port().expect("a free port");
     let cluster = Arc::new(

@@ -64,18 +64,7 @@ pub(crate) async fn retries_growing(w: &mut Platform) {
 }
 
 pub(crate) async fn dlq_listing(w: &Platform) -> Value {
-    let system = w.system();
-    let admin = system.token("ops", &["admin"]).expect("token");
-    system
-        .http()
-        .get(format!("{}/v1/admin/dlq", system.consolidation_url()))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .expect("GET dlq")
-        .json()
-        .await
-        .expect("json")
+    w.system().dlq_listing().await.expect("GET dlq")
 }
 
 #[then(regex = r#"^the DLQ holds 1 message with reason "([^"]*)"$"#)]
@@ -114,23 +103,9 @@ pub(crate) async fn redrive(w: &mut Platform) {
 }
 
 pub(crate) async fn send_to_queue(w: &Platform, body: &str, event_type: Option<&str>) {
-    let scope = &w.system().ledger_scope;
-    let mut send = scope
-        .sqs()
-        .send_message()
-        .queue_url(&scope.queues.url)
-        .message_body(body);
-    if let Some(event_type) = event_type {
-        send = send.message_attributes(
-            "event_type",
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(event_type)
-                .build()
-                .expect("attribute"),
-        );
-    }
-    send.send().await.expect("send");
+    testkit::queue::send_raw(&w.system().ledger_scope, body, event_type)
+        .await
+        .expect("send");
 }
 
 #[when("a malformed message arrives on the queue")]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::remove_stale_runs;
+use super::host::remove_stale_runs;
 use crate::paths;
 use crate::process::{ProcessSpec, Signal};
 

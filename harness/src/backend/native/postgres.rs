@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use sqlx::Connection;
 
-use super::{remove_stale_runs, which};
+use super::host::{remove_stale_runs, which};
 use crate::paths;
 use crate::process::{ProcessSpec, Signal};
 

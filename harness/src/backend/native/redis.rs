@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use super::which;
+use super::host::which;
 use crate::paths;
 use crate::process::{ProcessSpec, Signal};
 

@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
-use super::which;
+use super::host::which;
 
 /// Makes the venv `dir` for `name` if it is missing or `requirements` changed; returns `dir`.
 /// Idempotent and safe to call from parallel processes (a lock file beside it).

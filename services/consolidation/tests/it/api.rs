@@ -7,6 +7,7 @@ use harness::TokenFlaw;
 use serde_json::Value;
 
 use crate::helpers::{TestApp, date, day, event};
+use testkit::probe::Served;
 
 #[tokio::test]
 async fn a_day_without_entries_is_zeros_and_a_bad_date_is_422() {
@@ -209,15 +210,7 @@ async fn health_metrics_and_openapi_are_served() {
             .expect("get");
         assert_eq!(response.status(), 200, "{path}");
     }
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.scrape().await;
     for name in [
         "consolidation_events_received_total",
         "consolidation_events_applied_total",
@@ -232,15 +225,7 @@ async fn health_metrics_and_openapi_are_served() {
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
-    let doc: Value = app
-        .http
-        .get(format!("{}/openapi.json", app.address))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = app.openapi().await;
     assert!(doc["paths"]["/v1/merchants/{merchant}/balances/{date}"]["get"].is_object());
     assert!(doc["paths"]["/v1/admin/dlq/redrive"]["post"].is_object());
 }

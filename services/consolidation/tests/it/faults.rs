@@ -20,14 +20,7 @@ use harness::{FaultProxy, NetFault, ScopeOptions, fault_cell};
 use crate::helpers::{TestApp, date, day, event};
 
 fn short_deadlines() -> Deadlines {
-    Deadlines {
-        request: Duration::from_millis(2_000),
-        database_acquire: Duration::from_millis(500),
-        database_statement: Duration::from_millis(1_000),
-        sqs_connect: Duration::from_millis(500),
-        sqs_attempt: Duration::from_millis(1_000),
-        shutdown_drain: Duration::from_secs(5),
-    }
+    testkit::config::short_deadlines(Duration::from_millis(2_000))
 }
 
 // The matrix: one test per cell (harness::fault_cell!).

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::MessageAttributeValue;
 use cashflow_contracts::{Currency, ENTRY_RECORDED, EntryKind, EntryRecordedV1};
 use consolidation::metrics::Metrics;
 use consolidation::{Application, Config};
@@ -20,6 +19,16 @@ pub struct TestApp {
     pub metrics: Metrics,
     pub supervisor: cashflow_platform::supervise::Supervisor,
     run: testkit::Running,
+}
+
+impl testkit::probe::Served for TestApp {
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn base_url(&self) -> &str {
+        &self.address
+    }
 }
 
 impl TestApp {
@@ -128,32 +137,16 @@ impl TestApp {
 
     /// Sends an event to the scope's queue as the ledger's relay would.
     pub async fn send(&self, event: &EntryRecordedV1) {
-        self.send_raw(
-            &serde_json::to_string(event).expect("json"),
-            Some(ENTRY_RECORDED),
-        )
-        .await;
+        testkit::queue::send_event(&self.scope, event)
+            .await
+            .expect("send");
     }
 
     /// Sends any body, with an optional `event_type` attribute.
     pub async fn send_raw(&self, body: &str, event_type: Option<&str>) {
-        let mut send = self
-            .scope
-            .sqs()
-            .send_message()
-            .queue_url(&self.scope.queues.url)
-            .message_body(body);
-        if let Some(event_type) = event_type {
-            send = send.message_attributes(
-                "event_type",
-                MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(event_type)
-                    .build()
-                    .expect("attribute"),
-            );
-        }
-        send.send().await.expect("send");
+        testkit::queue::send_raw(&self.scope, body, event_type)
+            .await
+            .expect("send");
     }
 
     /// Waits until the consumer applied at least `n` events (the cache is invalidated by then).

@@ -16,14 +16,7 @@ use crate::helpers::{TestApp, credit, drain_events};
 
 /// Short deadlines, so that a fault shows in a test's time.
 fn short_deadlines() -> Deadlines {
-    Deadlines {
-        request: Duration::from_millis(1_500),
-        database_acquire: Duration::from_millis(500),
-        database_statement: Duration::from_millis(1_000),
-        sqs_connect: Duration::from_millis(500),
-        sqs_attempt: Duration::from_millis(1_000),
-        shutdown_drain: Duration::from_secs(5),
-    }
+    testkit::config::short_deadlines(Duration::from_millis(1_500))
 }
 
 // The matrix: one test per cell (harness::fault_cell!).

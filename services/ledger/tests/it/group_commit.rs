@@ -11,6 +11,7 @@ use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 
 use crate::helpers::{TestApp, credit};
+use testkit::probe::Served;
 
 /// A ledger writing one batch at a time.
 async fn one_batch_at_a_time(adjust: impl FnOnce(&mut ledger::Config)) -> TestApp {
@@ -26,15 +27,7 @@ async fn one_batch_at_a_time(adjust: impl FnOnce(&mut ledger::Config)) -> TestAp
 
 /// The value of an unlabelled metric.
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.scrape().await;
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())

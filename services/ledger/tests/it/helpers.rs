@@ -21,6 +21,16 @@ pub struct TestApp {
     run: testkit::Running,
 }
 
+impl testkit::probe::Served for TestApp {
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn base_url(&self) -> &str {
+        &self.address
+    }
+}
+
 impl TestApp {
     /// A ledger on a fresh scope of the shared stack.
     pub async fn spawn() -> Self {

@@ -11,6 +11,7 @@ use ledger::outbox::Relay;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, credit, drain_events};
+use testkit::probe::Served;
 
 /// A relay of its own on `app`'s outbox and queue (beside the app's, when enabled), polling
 /// often.
@@ -64,15 +65,7 @@ async fn while_sqs_is_down_entries_are_accepted_and_published_once_it_is_back() 
         "the outbox holds every event"
     );
     harness::eventually(Duration::from_secs(10), "the backlog metric", || async {
-        let metrics = app
-            .http
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .expect("get")
-            .text()
-            .await
-            .expect("text");
+        let metrics = app.scrape().await;
         metrics
             .lines()
             .any(|l| l == "ledger_outbox_backlog 20")

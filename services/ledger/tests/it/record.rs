@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, credit};
+use testkit::probe::Served;
 
 #[tokio::test]
 async fn a_credit_is_recorded_with_its_event_and_reads_back() {
@@ -178,15 +179,7 @@ async fn health_metrics_and_openapi_are_served() {
         assert_eq!(response.status(), 200, "{path}");
     }
     app.post_entry("m1", &credit("1.00")).await;
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.scrape().await;
     assert!(
         metrics.contains(r#"ledger_http_requests_total{method="POST",route="/v1/merchants/{merchant}/entries",status="201"} 1"#),
         "{metrics}"
@@ -195,15 +188,7 @@ async fn health_metrics_and_openapi_are_served() {
     assert!(metrics.contains("ledger_outbox_backlog"));
     assert!(metrics.contains("ledger_outbox_oldest_age_seconds"));
 
-    let doc: Value = app
-        .http
-        .get(format!("{}/openapi.json", app.address))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = app.openapi().await;
     assert!(doc["paths"]["/v1/merchants/{merchant}/entries"]["post"].is_object());
     assert!(doc["paths"]["/v1/merchants/{merchant}/entries/{id}/reversal"]["post"].is_object());
     assert!(doc["components"]["schemas"]["Entry"].is_object());

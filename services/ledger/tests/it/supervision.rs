@@ -6,6 +6,7 @@ use std::time::Duration;
 use ledger::startup::RELAY_TASK;
 
 use crate::helpers::{TestApp, credit, drain_events};
+use testkit::probe::Served;
 
 #[tokio::test]
 async fn a_panicking_outbox_relay_is_restarted_and_publishing_resumes() {
@@ -40,15 +41,7 @@ async fn a_panicking_outbox_relay_is_restarted_and_publishing_resumes() {
         .await
         .expect("ready");
     assert_eq!(ready.status(), 200);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.scrape().await;
     assert!(
         metrics.contains(r#"ledger_background_task_restarts_total{task="outbox-relay"} 1"#),
         "{metrics}"
