@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod browser;
+pub mod history;
 pub mod page;
 
 /// A service running in-process, stoppable and restartable.
@@ -611,6 +612,46 @@ impl System {
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
                 None => return Ok(days),
+            }
+        }
+    }
+
+    /// The ids of every entry the ledger lists for `merchant` on `date` (`YYYY-MM-DD`), page
+    /// by page through `GET .../entries?date=`.
+    pub async fn listed_entry_ids(
+        &self,
+        merchant: &str,
+        date: &str,
+    ) -> anyhow::Result<std::collections::HashSet<String>> {
+        let token = self.token(merchant, &["entries:read"])?;
+        let mut ids = std::collections::HashSet::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let response = self
+                .http
+                .get(format!(
+                    "{}/v1/merchants/{merchant}/entries?date={date}&limit=200{}",
+                    self.ledger_url(),
+                    cursor
+                        .as_ref()
+                        .map(|c| format!("&cursor={c}"))
+                        .unwrap_or_default()
+                ))
+                .bearer_auth(&token)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "entries of {merchant} on {date}: {}",
+                response.status()
+            );
+            let page: Value = response.json().await?;
+            for item in page["items"].as_array().context("entries' items")? {
+                ids.insert(item["id"].as_str().context("an entry's id")?.to_string());
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => return Ok(ids),
             }
         }
     }
