@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use acceptance::browser::{Browser, output_dir};
 use acceptance::page::ServedPage;
-use acceptance::{Placement, System};
 use serde_json::{Value, json};
+use testkit::{Placement, System};
 
 /// Entries recorded per day of the month so far, so that the chart has something to draw.
 const ENTRIES_PER_DAY: u32 = 4;

@@ -12,7 +12,7 @@ use harness::netfault::FaultProxy;
 use harness::page::{PageConfig, PageSite};
 use harness::process::Supervised;
 
-use crate::System;
+use testkit::System;
 
 /// The page in front of a system.
 #[derive(Debug)]

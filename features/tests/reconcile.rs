@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use acceptance::{Placement, System};
 use serde_json::{Value, json};
+use testkit::{Placement, System};
 
 /// The reconcile interval the tests configure.
 const INTERVAL: Duration = Duration::from_secs(2);

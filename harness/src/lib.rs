@@ -39,6 +39,7 @@ pub mod services;
 pub mod sqs;
 pub mod sqs_faults;
 pub mod stack;
+pub mod tokens;
 pub mod wait;
 
 pub use backend::{BackendKind, Dependency, Endpoints, Fault};

@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::identity::IssuerKeys;
+use crate::tokens::IssuerKeys;
 
 /// The authorization endpoint (the sign-in form).
 pub const AUTHORIZE_PATH: &str = "/oauth2/authorize";

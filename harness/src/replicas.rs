@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::gateway::GatewayConfig;
 use crate::process::Supervised;
@@ -50,7 +50,7 @@ impl Replica {
     /// Starts the process (again, after a kill or a stop) and waits until it is ready to serve.
     pub async fn start(&self, timeout: Duration) -> anyhow::Result<()> {
         self.process.start(timeout).await?;
-        wait_ready(self.port, timeout).await
+        crate::services::wait_ready(self.port, timeout).await
     }
 }
 
@@ -81,17 +81,4 @@ pub async fn start_gateway(
     let gateway = crate::gateway::process(config, &nginx, log_file)?;
     gateway.start(timeout).await?;
     Ok(Some(gateway))
-}
-
-/// Polls `/health/ready` on `port` until it answers 200, or fails after `timeout`.
-pub async fn wait_ready(port: u16, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !crate::services::is_ready(port).await {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the service on port {port} did not become ready within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
 }

@@ -85,6 +85,11 @@ impl RotatingIdentity {
         format!("{}{JWKS_PATH}", self.issuer)
     }
 
+    /// What a service is told to trust this provider ([`crate::identity::auth_config`]).
+    pub fn auth_config(&self) -> cashflow_platform::auth::AuthConfig {
+        crate::identity::auth_config(self.issuer(), self.audience(), Some(self.jwks_uri()))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -53,23 +53,27 @@ pub fn binary(service: Service) -> anyhow::Result<Option<PathBuf>> {
     Ok(candidates.into_iter().find(|path| path.is_file()))
 }
 
-/// Whether the service on `port` answers `GET /health/ready` with 200 within 2 s.
+/// Whether the service on `port` answers `GET /health/ready` with 200 within 2 s (the services'
+/// own probe, [`cashflow_platform::health::ask_ready`]).
 pub async fn is_ready(port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        let request = format!(
-            "GET /health/ready HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let timeout = std::time::Duration::from_secs(2);
+    tokio::task::spawn_blocking(move || cashflow_platform::health::ask_ready(address, timeout))
+        .await
+        .is_ok_and(|answer| answer.is_ok())
+}
+
+/// Polls `/health/ready` on `port` until it answers 200, or fails after `timeout`.
+pub async fn wait_ready(port: u16, timeout: std::time::Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    while !is_ready(port).await {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the service on port {port} did not become ready within {timeout:?}"
         );
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await?;
-        std::io::Result::Ok(answer)
-    };
-    matches!(
-        tokio::time::timeout(std::time::Duration::from_secs(2), exchange).await,
-        Ok(Ok(answer)) if answer.starts_with(b"HTTP/1.1 200")
-    )
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 /// What every service process is told about the platform around it, the same for each of its

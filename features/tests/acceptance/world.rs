@@ -2,7 +2,6 @@
 //! it acts as, the answers it got), and the helpers every step module uses. Re-exports the
 //! imports the step modules share.
 
-pub(crate) use acceptance::{Placement, System};
 pub(crate) use aws_sdk_sqs::types::MessageAttributeValue;
 pub(crate) use cucumber::{World, given, then, when};
 pub(crate) use harness::{Dependency, Fault, Stack, StackOptions, TokenFlaw};
@@ -10,6 +9,7 @@ pub(crate) use serde_json::{Value, json};
 pub(crate) use std::sync::Arc;
 pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) use std::time::Duration;
+pub(crate) use testkit::{Placement, System};
 pub(crate) use time::Date;
 
 /// One scenario's state.
@@ -37,8 +37,8 @@ pub(crate) struct Load {
     pub(crate) stop: tokio_util::sync::CancellationToken,
     /// The writers' task, then the readers'.
     pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Every client operation, checked at the end (`acceptance::history`).
-    pub(crate) history: Arc<acceptance::history::History>,
+    /// Every client operation, checked at the end (`testkit::history`).
+    pub(crate) history: Arc<testkit::history::History>,
     /// Each merchant's current token, shared by writers and readers: a 401 (its key was
     /// retired) replaces it with a fresh one.
     pub(crate) tokens: Arc<Vec<std::sync::Mutex<String>>>,

@@ -29,9 +29,9 @@ mod relay;
 
 use std::time::{Duration, Instant};
 
-use acceptance::{Placement, System};
 use harness::sqs_faults::{Operation, QueueFaults};
 use serde_json::{Value, json};
+use testkit::{Placement, System};
 
 /// How long a cell waits for the invariant once its fault is over.
 const SETTLE: Duration = Duration::from_secs(60);

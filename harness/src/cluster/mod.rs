@@ -35,7 +35,7 @@ pub use self::restart::RestartPolicy;
 use crate::gateway::{Gateway, GatewayConfig, InternalListener, Reload};
 use crate::services::{PlatformEnv, ServiceProcess};
 use crate::sqs::QueuePair;
-use crate::{Service, Stack};
+use crate::{Scope, Service, Stack};
 
 /// Most replicas of one service (`harness scale`).
 pub const MAX_REPLICAS: u16 = 8;
@@ -69,6 +69,20 @@ pub struct ServiceTemplate {
     /// More settings, over the ones above (a Redis key prefix, shortened retention windows, a
     /// setting a rollout changes).
     pub env: Vec<(String, String)>,
+}
+
+impl ServiceTemplate {
+    /// A service on `own` (its database, Redis) that shares the queue pair of `queues` (the
+    /// ledger's scope: both services use one queue pair), with `env` over the rest.
+    pub fn on_scopes(own: &Scope, queues: &Scope, env: Vec<(String, String)>) -> Self {
+        Self {
+            database_url: own.database_url.clone(),
+            redis_url: own.redis_url.clone(),
+            sqs_endpoint: queues.sqs_endpoint.clone(),
+            queues: queues.queues.clone(),
+            env,
+        }
+    }
 }
 
 /// Where the gateway listens and how it throttles.

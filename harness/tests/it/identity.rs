@@ -8,11 +8,8 @@ use harness::TokenFlaw;
 
 fn verifier(stack: &harness::Stack, jwks_uri: Option<String>) -> JwtVerifier {
     JwtVerifier::new(AuthConfig {
-        issuer: stack.identity().issuer().to_string(),
-        audience: stack.identity().audience().to_string(),
         jwks_uri,
-        leeway: Duration::from_secs(30),
-        keys: Default::default(),
+        ..stack.identity().auth_config()
     })
 }
 
@@ -135,11 +132,8 @@ async fn the_token_endpoint_grants_client_credentials_to_registered_clients() ->
 async fn a_remembered_token_is_refused_once_it_expires() -> anyhow::Result<()> {
     let stack = harness::shared().await?;
     let verifier = JwtVerifier::new(AuthConfig {
-        issuer: stack.identity().issuer().to_string(),
-        audience: stack.identity().audience().to_string(),
-        jwks_uri: Some(stack.identity().jwks_uri()),
         leeway: Duration::ZERO,
-        keys: Default::default(),
+        ..stack.identity().auth_config()
     });
     let token = stack
         .identity()

@@ -146,11 +146,8 @@ async fn a_user_signs_in_with_pkce_and_gets_tokens_the_services_accept() -> anyh
 
     // The services' verifier accepts the access token: the user, the merchants, user scopes only.
     let verifier_of_services = JwtVerifier::new(AuthConfig {
-        issuer: identity.issuer().to_string(),
-        audience: identity.audience().to_string(),
         jwks_uri: None,
-        leeway: Duration::from_secs(30),
-        keys: Default::default(),
+        ..identity.auth_config()
     });
     let principal = verifier_of_services
         .verify(tokens["access_token"].as_str().expect("an access token"))

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use cashflow_platform::auth::{AuthConfig, JwtVerifier};
+use cashflow_platform::auth::JwtVerifier;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn free_port() -> u16 {
@@ -80,13 +80,11 @@ async fn up_prints_urls_and_ready_then_stops_everything_on_sigterm() -> anyhow::
         "{}",
         String::from_utf8_lossy(&token.stderr)
     );
-    let verifier = JwtVerifier::new(AuthConfig {
-        issuer: format!("http://127.0.0.1:{identity_port}"),
-        audience: harness::identity::DEFAULT_AUDIENCE.into(),
-        jwks_uri: None,
-        leeway: Duration::from_secs(30),
-        keys: Default::default(),
-    });
+    let verifier = JwtVerifier::new(harness::identity::auth_config(
+        &format!("http://127.0.0.1:{identity_port}"),
+        harness::identity::DEFAULT_AUDIENCE,
+        None,
+    ));
     let principal = verifier
         .verify(String::from_utf8(token.stdout)?.trim())
         .await?;

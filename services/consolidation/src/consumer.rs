@@ -23,7 +23,6 @@ use cashflow_contracts::{ENTRY_RECORDED, EVENT_TYPE_ATTRIBUTE, EntryRecordedV1};
 use cashflow_platform::backoff::Backoff;
 use cashflow_platform::sqs::is_transient_code;
 use sqlx::PgPool;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::balances;
@@ -36,19 +35,6 @@ use crate::metrics::ConsumerMetrics;
 /// Deletes SQS failed for a transient reason are sent again this many times, 100 ms apart and
 /// doubling: well within the held messages' visibility, which the heartbeat keeps extending.
 const DELETE_RETRIES: u32 = 3;
-
-/// A retry the consumer scheduled (published for observers such as tests and logs).
-#[derive(Debug, Clone)]
-pub struct RetryNotice {
-    /// SQS message id.
-    pub message_id: String,
-    /// `ApproximateReceiveCount` when it failed.
-    pub receive_count: u32,
-    /// Visibility timeout set.
-    pub delay: Duration,
-    /// When.
-    pub at: Instant,
-}
 
 /// Why a message can never succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,13 +98,12 @@ pub struct Consumer {
     config: ConsumerConfig,
     cache: Arc<Cache>,
     metrics: ConsumerMetrics,
-    retries: broadcast::Sender<RetryNotice>,
     /// What this consumer holds, kept hidden by the heartbeat.
     in_flight: InFlight,
 }
 
 impl Consumer {
-    /// A consumer; `retries` receives a notice for every retry scheduled.
+    /// A consumer.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         pool: PgPool,
@@ -128,7 +113,6 @@ impl Consumer {
         config: ConsumerConfig,
         cache: Arc<Cache>,
         metrics: ConsumerMetrics,
-        retries: broadcast::Sender<RetryNotice>,
     ) -> Self {
         Self {
             in_flight: InFlight::new(config.visibility),
@@ -139,7 +123,6 @@ impl Consumer {
             config,
             cache,
             metrics,
-            retries,
         }
     }
 
@@ -401,12 +384,15 @@ impl Consumer {
         let receive_count = receive_count(message);
         let delay = backoff(receive_count, self.config.retry_base, self.config.retry_cap);
         self.metrics.retried.inc();
-        let _ = self.retries.send(RetryNotice {
-            message_id: message.message_id().unwrap_or_default().to_string(),
+        // One line per retry, naming the message and its queue: an operator follows a message
+        // through its receives, and the tests observe the backoff through it.
+        tracing::info!(
+            queue = %self.queue_url,
+            message_id = message.message_id().unwrap_or_default(),
             receive_count,
-            delay,
-            at: Instant::now(),
-        });
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "retrying a message after a backoff"
+        );
         let Some(receipt) = message.receipt_handle() else {
             return;
         };

@@ -10,12 +10,11 @@ use cashflow_platform::auth::JwtVerifier;
 use cashflow_platform::run::{Runner, Stops};
 use cashflow_platform::supervise::Supervisor;
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::consumer::{self, Consumer, RetryNotice};
+use crate::consumer::{self, Consumer};
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
 
@@ -27,7 +26,6 @@ pub struct Application {
     consumer: Option<Arc<Consumer>>,
     state: AppState,
     metrics: Metrics,
-    retries: broadcast::Sender<RetryNotice>,
     drain_deadline: Duration,
     supervisor: Supervisor,
     reconcile_periodically: bool,
@@ -73,7 +71,6 @@ impl Application {
             .sqs
             .client(config.deadlines.sqs_connect, attempt_timeout)
             .await;
-        let (retries, _) = broadcast::channel(1024);
         let consumer = config.consumer.enabled.then(|| {
             Arc::new(Consumer::new(
                 pool.clone(),
@@ -83,7 +80,6 @@ impl Application {
                 config.consumer.clone(),
                 Arc::clone(&cache),
                 metrics.consumer.clone(),
-                retries.clone(),
             ))
         });
         crate::config::check_retention(
@@ -137,7 +133,6 @@ impl Application {
             consumer,
             state,
             metrics,
-            retries,
             drain_deadline: config.deadlines.shutdown_drain,
             supervisor,
             reconcile_periodically: config.reconcile.enabled,
@@ -161,11 +156,6 @@ impl Application {
     /// The metrics of this instance.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    /// Notices of every retry the consumer schedules.
-    pub fn retries(&self) -> broadcast::Receiver<RetryNotice> {
-        self.retries.subscribe()
     }
 
     /// Consumes and serves until `shutdown`: polling stops and batches in flight finish, HTTP

@@ -42,21 +42,29 @@ async fn ready(
 }
 
 /// The container health check (`<service> healthcheck`): asks the service on this machine for
-/// `/health/ready` over plain HTTP/1.0, so the runtime image needs no curl. The port is the one
-/// in `LISTEN_ADDR`, else `default_port`.
+/// `/health/ready` ([`ask_ready`]). The port is the one in `LISTEN_ADDR`, else `default_port`.
 pub fn probe(default_port: u16) -> anyhow::Result<()> {
+    let port = crate::config::optional("LISTEN_ADDR")
+        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+        .map_or(default_port, |addr| addr.port());
+    ask_ready(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(2),
+    )
+}
+
+/// Asks the service at `address` for `/health/ready` over plain HTTP/1.0 (so the runtime image
+/// needs no curl), within `timeout` for the connection and again for the answer; `Ok` on a 200.
+/// The one readiness probe: the container health check and the harness's replicas both use it.
+pub fn ask_ready(address: std::net::SocketAddr, timeout: Duration) -> anyhow::Result<()> {
     use std::io::{Read, Write};
 
     use anyhow::{Context, bail};
 
-    let port = crate::config::optional("LISTEN_ADDR")
-        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
-        .map_or(default_port, |addr| addr.port());
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let timeout = Duration::from_secs(2);
     let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
         .with_context(|| format!("connecting to {address}"))?;
     stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     stream.write_all(b"GET /health/ready HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

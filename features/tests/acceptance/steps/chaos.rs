@@ -7,10 +7,10 @@ use crate::world::*;
 use std::collections::HashSet;
 use std::time::Instant;
 
-use acceptance::history::{Day as HistoryDay, History, Read, Totals, Write, marked_stale};
 use harness::netfault::NetFault;
 use harness::sqs_faults::protocol::{INTERNAL_FAILURE, REQUEST_THROTTLED};
 use harness::sqs_faults::{Action, Operation, Rule};
+use testkit::history::{Day as HistoryDay, History, Read, Totals, Write, marked_stale};
 
 /// How long after its acknowledgement an entry may still be missing from a fresh balance in
 /// the history check: the consolidation is asynchronous (outbox, SQS, consumer), and the worst
@@ -140,11 +140,7 @@ pub(crate) async fn start_load(w: &mut Platform, merchants: usize, rate: u64) {
 }
 
 /// Replaces a merchant's token with a fresh one from the provider (after a 401).
-fn refresh_token(
-    token: &std::sync::Mutex<String>,
-    source: &acceptance::TokenSource,
-    merchant: &str,
-) {
+fn refresh_token(token: &std::sync::Mutex<String>, source: &testkit::TokenSource, merchant: &str) {
     if let (Ok(fresh), Ok(mut current)) = (source.full_token(merchant), token.lock()) {
         *current = fresh;
     }
@@ -469,14 +465,15 @@ pub(crate) async fn chaos_consistent(w: &mut Platform) {
     // Lost and double-counted entries, counted per merchant and day, for the report.
     let (mut entries, mut lost, mut double) = (0i64, 0i64, 0i64);
     for merchant in &w.merchants {
-        let ledger = system.ledger_net_by_day(merchant).await.expect("ledger");
+        let ledger = system.ledger_books(merchant).await.expect("ledger");
         let consolidated = system
-            .consolidated_by_day(merchant)
+            .consolidated_books(merchant)
             .await
             .expect("consolidated");
-        for (date, (_, _, count)) in &ledger {
+        for (day, totals) in &ledger.0 {
+            let count = totals.entry_count;
             entries += count;
-            let counted = consolidated.get(date).map_or(0, |c| c.2);
+            let counted = consolidated.0.get(day).map_or(0, |c| c.entry_count);
             lost += (count - counted).max(0);
             double += (counted - count).max(0);
         }

@@ -46,20 +46,11 @@ pub(crate) async fn database_recovers(w: &mut Platform) {
 
 #[then("the consolidation retries it with a growing backoff")]
 pub(crate) async fn retries_growing(w: &mut Platform) {
-    let retries = w
-        .system_mut()
-        .consolidation_retries
-        .as_mut()
-        .expect("retries");
-    let mut seen = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while seen.len() < 2 {
-            let notice = retries.recv().await.expect("notice");
-            seen.push(notice);
-        }
-    })
-    .await
-    .expect("two retries within 30 s");
+    let seen = w
+        .system()
+        .consolidation_retries(2, Duration::from_secs(30))
+        .await
+        .expect("two retries within 30 s");
     assert_eq!(
         (seen[0].receive_count, seen[1].receive_count),
         (1, 2),

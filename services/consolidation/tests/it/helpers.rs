@@ -4,17 +4,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 use cashflow_contracts::{Currency, ENTRY_RECORDED, EntryKind, EntryRecordedV1};
-use cashflow_platform::auth::AuthConfig;
-use cashflow_platform::sqs::SqsSettings;
-use consolidation::config::ConsumerConfig;
-use consolidation::consumer::RetryNotice;
 use consolidation::metrics::Metrics;
 use consolidation::{Application, Config};
 use harness::{Scope, ScopeOptions, Stack};
 use serde_json::Value;
 use time::Date;
-use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// A running consolidation and what it runs on.
@@ -24,52 +18,8 @@ pub struct TestApp {
     pub stack: &'static Stack,
     pub http: reqwest::Client,
     pub metrics: Metrics,
-    pub retries: broadcast::Receiver<RetryNotice>,
     pub supervisor: cashflow_platform::supervise::Supervisor,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-/// The configuration a test consolidation gets for `scope`: short long-polls and retries of
-/// 1 s doubling to at most 4 s.
-pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        database_url: scope.database_url.clone(),
-        database_max_connections: 10,
-        redis_url: scope.redis_url.clone(),
-        redis_prefix: scope.redis_prefix.clone(),
-        cache_ttl: Duration::from_secs(600),
-        cache_stale_if_error: Duration::from_secs(600),
-        redis: Default::default(),
-        queue_url: scope.queues.url.clone(),
-        dlq_url: scope.queues.dlq_url.clone(),
-        sqs: SqsSettings {
-            endpoint_url: Some(scope.sqs_endpoint.clone()),
-            region: scope.aws_region.clone(),
-        },
-        auth: AuthConfig {
-            issuer: stack.identity().issuer().to_string(),
-            audience: stack.identity().audience().to_string(),
-            jwks_uri: Some(stack.identity().jwks_uri()),
-            leeway: Duration::from_secs(30),
-            keys: Default::default(),
-        },
-        consumer: ConsumerConfig {
-            concurrency: 2,
-            wait_seconds: 1,
-            retry_base: Duration::from_secs(1),
-            retry_cap: Duration::from_secs(4),
-            ..ConsumerConfig::default()
-        },
-        report_max_days: 366,
-        default_currency: Currency::BRL,
-        deadlines: Default::default(),
-        reconcile: consolidation::config::ReconcileConfig::default(),
-        processed_events_retention: consolidation::config::DEFAULT_PROCESSED_EVENTS_RETENTION,
-        opening_read: Default::default(),
-        retention: Default::default(),
-    }
+    run: testkit::Running,
 }
 
 impl TestApp {
@@ -94,36 +44,37 @@ impl TestApp {
             .scope_with(options.with_migrations(&consolidation::MIGRATOR))
             .await
             .expect("scope");
-        let mut config = config_for(stack, &scope);
+        // Before it starts: the tests observe its retries through its log lines.
+        testkit::logs::capture();
+        let mut config =
+            testkit::consolidation_config(&scope, &scope, stack.identity().auth_config());
         adjust(&mut config);
         let app = Application::build(config)
             .await
             .expect("consolidation builds");
         let address = format!("http://{}", app.local_addr());
         let metrics = app.metrics().clone();
-        let retries = app.retries();
         let supervisor = app.supervisor();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let run = testkit::Running::spawn(|shutdown| app.run_until_stopped(shutdown));
         Self {
             address,
             scope,
             stack,
             http: reqwest::Client::new(),
             metrics,
-            retries,
             supervisor,
-            shutdown,
-            task: Some(task),
+            run,
         }
     }
 
+    /// Every retry its consumer logged so far, oldest first.
+    pub fn retries(&self) -> Vec<testkit::logs::Retry> {
+        testkit::logs::retries_on(&self.scope.queues.url)
+    }
+
     /// Stops it and waits for the drain.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.expect("join").expect("consolidation ran");
-        }
+    pub async fn stop(self) {
+        self.run.stop().await.expect("consolidation ran");
     }
 
     /// A token for `merchant` with `balances:read`.
@@ -216,12 +167,6 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use cashflow_contracts::EntryKind::Credit;
 use harness::ScopeOptions;
 
-use crate::helpers::{TestApp, config_for, date, event};
+use crate::helpers::{TestApp, date, event};
 
 #[tokio::test]
 async fn a_redelivery_inside_the_dedup_window_is_counted_once_while_expired_records_are_pruned() {
@@ -82,7 +82,7 @@ async fn a_dedup_window_sqs_could_outlive_is_refused_at_start_naming_both_settin
         .scope_with(ScopeOptions::default().with_migrations(&consolidation::MIGRATOR))
         .await
         .expect("scope");
-    let mut config = config_for(stack, &scope);
+    let mut config = testkit::consolidation_config(&scope, &scope, stack.identity().auth_config());
     // 14 days in the queue after 14 in the DLQ: 20 days of dedup records would let a
     // redriven copy be counted again.
     config.processed_events_retention = Duration::from_secs(20 * 86_400);

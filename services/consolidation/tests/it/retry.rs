@@ -42,7 +42,7 @@ async fn with_postgres_down_messages_are_retried_with_growing_backoff_and_nothin
     let stack: &'static Stack = Box::leak(Box::new(
         Stack::start(StackOptions::default()).await.expect("stack"),
     ));
-    let mut app = TestApp::spawn_on(
+    let app = TestApp::spawn_on(
         stack,
         ScopeOptions::default().with_max_receive_count(20),
         |_| {},
@@ -57,18 +57,22 @@ async fn with_postgres_down_messages_are_retried_with_growing_backoff_and_nothin
     }
     // Watch one message fail three times: receive counts 1, 2, 3 with growing delays.
     let mut by_message: HashMap<String, Vec<(u32, Duration, std::time::Instant)>> = HashMap::new();
-    let watched = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let notice = app.retries.recv().await.expect("retry notices");
-            let seen = by_message.entry(notice.message_id.clone()).or_default();
-            seen.push((notice.receive_count, notice.delay, notice.at));
-            if seen.len() == 3 {
-                return seen.clone();
+    let watched = eventually(
+        Duration::from_secs(60),
+        "three retries of one message",
+        || {
+            by_message.clear();
+            for notice in app.retries() {
+                by_message
+                    .entry(notice.message_id.clone())
+                    .or_default()
+                    .push((notice.receive_count, notice.delay, notice.at));
             }
-        }
-    })
-    .await
-    .expect("three retries of one message within 60 s");
+            let found = by_message.values().find(|seen| seen.len() >= 3).cloned();
+            async move { found.map(|seen| seen[..3].to_vec()) }
+        },
+    )
+    .await;
     let counts: Vec<u32> = watched.iter().map(|(c, _, _)| *c).collect();
     assert_eq!(
         counts,
@@ -108,8 +112,7 @@ async fn with_postgres_down_messages_are_retried_with_growing_backoff_and_nothin
 #[tokio::test]
 async fn a_message_that_always_fails_reaches_the_dlq_after_max_receive_count_and_redrives_after_the_fix()
  {
-    let mut app =
-        TestApp::spawn_with(ScopeOptions::default().with_max_receive_count(3), |_| {}).await;
+    let app = TestApp::spawn_with(ScopeOptions::default().with_max_receive_count(3), |_| {}).await;
     let pool = app.scope.pg_pool().await.expect("pool");
     // A transient-looking failure (serialization failure) every time for this merchant.
     sqlx::query(
@@ -141,10 +144,7 @@ async fn a_message_that_always_fails_reaches_the_dlq_after_max_receive_count_and
         listing["messages"][0]["reason"],
         "max-receive-count-exceeded"
     );
-    let mut counts = Vec::new();
-    while let Ok(notice) = app.retries.try_recv() {
-        counts.push(notice.receive_count);
-    }
+    let counts: Vec<u32> = app.retries().iter().map(|r| r.receive_count).collect();
     assert_eq!(
         counts,
         [1, 2, 3],

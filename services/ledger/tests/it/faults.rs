@@ -338,7 +338,7 @@ async fn start_waits_for_a_postgres_slow_to_accept() {
     let proxy = FaultProxy::for_url(&stack.endpoints().postgres_url)
         .await
         .expect("proxy");
-    let mut config = crate::helpers::config_for(stack, &scope);
+    let mut config = testkit::ledger_config(&scope, stack.identity().auth_config());
     config.database_url = proxy.url(&config.database_url);
     config.deadlines = short_deadlines();
     proxy.inject(NetFault::Blackhole);

@@ -4,13 +4,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use cashflow_platform::auth::AuthConfig;
-use cashflow_platform::sqs::SqsSettings;
 use harness::{Scope, ScopeOptions, Stack};
-use ledger::config::{EntryRules, RelayConfig};
 use ledger::{Application, Config};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 /// A running ledger and what it runs on.
 pub struct TestApp {
@@ -22,40 +18,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub pool: sqlx::PgPool,
     pub supervisor: cashflow_platform::supervise::Supervisor,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-/// The configuration a test ledger gets for `scope`.
-pub fn config_for(stack: &Stack, scope: &Scope) -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        internal_listen: "127.0.0.1:0".parse().expect("address"),
-        database_url: scope.database_url.clone(),
-        database_max_connections: 10,
-        queue_url: scope.queues.url.clone(),
-        sqs: SqsSettings {
-            endpoint_url: Some(scope.sqs_endpoint.clone()),
-            region: scope.aws_region.clone(),
-        },
-        auth: AuthConfig {
-            issuer: stack.identity().issuer().to_string(),
-            audience: stack.identity().audience().to_string(),
-            jwks_uri: Some(stack.identity().jwks_uri()),
-            leeway: Duration::from_secs(30),
-            keys: Default::default(),
-        },
-        entries: EntryRules::default(),
-        max_body_bytes: 16 * 1024,
-        replay: ledger::config::ReplayConfig::default(),
-        relay: RelayConfig {
-            idle_poll: Duration::from_millis(50),
-            ..RelayConfig::default()
-        },
-        deadlines: Default::default(),
-        retention: Default::default(),
-        write_batch: Default::default(),
-    }
+    run: testkit::Running,
 }
 
 impl TestApp {
@@ -76,7 +39,7 @@ impl TestApp {
             .scope_with(ScopeOptions::default().with_migrations(&ledger::MIGRATOR))
             .await
             .expect("scope");
-        let mut config = config_for(stack, &scope);
+        let mut config = testkit::ledger_config(&scope, stack.identity().auth_config());
         adjust(&mut config);
         Self::start(stack, scope, config).await
     }
@@ -87,8 +50,7 @@ impl TestApp {
         let address = format!("http://{}", app.local_addr());
         let supervisor = app.supervisor();
         let internal_address = format!("http://{}", app.internal_addr());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let run = testkit::Running::spawn(|shutdown| app.run_until_stopped(shutdown));
         let pool = scope.pg_pool().await.expect("pool");
         Self {
             address,
@@ -98,17 +60,13 @@ impl TestApp {
             http: reqwest::Client::new(),
             pool,
             supervisor,
-            shutdown,
-            task: Some(task),
+            run,
         }
     }
 
     /// Stops the ledger and waits for it to drain.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.expect("join").expect("ledger ran");
-        }
+    pub async fn stop(self) {
+        self.run.stop().await.expect("ledger ran");
     }
 
     /// A token for `merchant` with both entry scopes.
@@ -147,12 +105,6 @@ impl TestApp {
             .fetch_one(&self.pool)
             .await
             .expect("backlog")
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 

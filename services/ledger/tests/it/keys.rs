@@ -11,11 +11,8 @@ use crate::helpers::{TestApp, credit};
 
 fn auth(identity: &RotatingIdentity, keys: KeyPolicy) -> AuthConfig {
     AuthConfig {
-        issuer: identity.issuer().to_string(),
-        audience: identity.audience().to_string(),
-        jwks_uri: Some(identity.jwks_uri()),
-        leeway: Duration::from_secs(30),
         keys,
+        ..identity.auth_config()
     }
 }
 

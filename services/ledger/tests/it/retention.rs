@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, config_for, credit};
+use crate::helpers::{TestApp, credit};
 
 async fn post_with_key(app: &TestApp, key: &str, body: &Value) -> (u16, Value) {
     let response = app
@@ -140,7 +140,7 @@ async fn an_idempotency_window_a_request_could_outlive_is_refused_at_start() {
         .scope_with(harness::ScopeOptions::default().with_migrations(&ledger::MIGRATOR))
         .await
         .expect("scope");
-    let mut config = config_for(stack, &scope);
+    let mut config = testkit::ledger_config(&scope, stack.identity().auth_config());
     config.deadlines.request = Duration::from_secs(30);
     config.retention.idempotency_keys = Duration::from_secs(45);
     let error = ledger::Application::build(config)
