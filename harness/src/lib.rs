@@ -31,7 +31,6 @@ pub mod netfault;
 pub mod page;
 pub mod paths;
 pub mod process;
-pub mod replicas;
 pub mod rotation;
 pub mod scope;
 pub mod service;

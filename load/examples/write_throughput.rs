@@ -120,7 +120,8 @@ async fn main() -> anyhow::Result<()> {
     server.await??;
 
     // --- pgbench, same database, same client count ---
-    let tps = load::ceilings::pgbench(&scope.database_url, CLIENTS, seconds as usize).await?;
+    let tps =
+        load::ceilings::pgbench::pgbench(&scope.database_url, CLIENTS, seconds as usize).await?;
 
     println!("ledger writes, {CLIENTS} clients, {seconds} s:");
     println!(

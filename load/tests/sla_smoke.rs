@@ -4,10 +4,10 @@
 
 #[tokio::test]
 async fn sla_smoke_holds_the_failure_bound() -> anyhow::Result<()> {
-    let target = load::Target::start_local(10, 3).await?;
+    let target = load::kit::target::Target::start_local(10, 3).await?;
     target.seed(2).await?;
-    let (run, figures) = load::scenarios::sla(&target, 50, 10, None).await?;
-    load::report::publish("sla-smoke", &figures)?;
+    let (run, figures) = load::scenarios::sla::sla(&target, 50, 10, None).await?;
+    load::kit::report::publish("sla-smoke", &figures)?;
     target.shutdown().await;
     assert!(
         run.requests >= 300,

@@ -67,7 +67,6 @@ pub fn consolidation_config(
         deadlines: Default::default(),
         reconcile: Default::default(),
         processed_events_retention: consolidation::config::DEFAULT_PROCESSED_EVENTS_RETENTION,
-        opening_read: Default::default(),
         retention: Default::default(),
     }
 }

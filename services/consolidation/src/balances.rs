@@ -259,56 +259,17 @@ pub const OPENING_FROM_PERIOD_TOTALS: &str = "WITH y AS (SELECT sum(credits_mino
              ORDER BY business_date DESC LIMIT 1) \
      FROM y, m, d";
 
-/// ADR 3's opening balance of day `$2` for merchant `$1` (superseded; see [`OpeningRead`]).
-pub const OPENING_FROM_EVERY_DAY: &str = "SELECT COALESCE(sum(credits_minor - debits_minor) \
-       FILTER (WHERE business_date < $2), 0)::int8, \
-     max(last_applied_at) FILTER (WHERE business_date < $2), min(currency)::text \
-     FROM daily_balances WHERE merchant_id = $1";
-
 /// The day rows of merchant `$1` from `$2` to `$3`.
 pub const DAY_ROWS: &str = "SELECT business_date, credits_minor, debits_minor, entry_count, \
        last_applied_at \
      FROM daily_balances WHERE merchant_id = $1 AND business_date BETWEEN $2 AND $3 \
      ORDER BY business_date";
 
-/// How a read finds the opening balance of its first day.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum OpeningRead {
-    /// ADR 0010: the merchant's earlier years, earlier months of the year and earlier days of
-    /// the month, a bounded amount of work whatever the history.
-    #[default]
-    PeriodTotals,
-    /// ADR 3, superseded by ADR 0010: the sum of every earlier day of the merchant, work that
-    /// grows with the history. Kept only so that the `history` load scenario measures the old
-    /// design against the new one in the same run; no setting of the environment selects it.
-    EveryEarlierDay,
-}
-
-/// The opening balance of `from` with the `as_of` of what it counts, and the merchant's
-/// currency when it has any day.
-async fn opening(
-    pool: &PgPool,
-    merchant: &MerchantId,
-    from: Date,
-    read: OpeningRead,
-) -> Result<(i64, Option<OffsetDateTime>, Option<String>), sqlx::Error> {
-    match read {
-        OpeningRead::PeriodTotals => opening_from_period_totals(pool, merchant, from).await,
-        OpeningRead::EveryEarlierDay => {
-            sqlx::query_as(OPENING_FROM_EVERY_DAY)
-                .bind(merchant.as_str())
-                .bind(from)
-                .fetch_one(pool)
-                .await
-        }
-    }
-}
-
 /// The opening balance of `from`: earlier years, earlier months of its year, earlier days of its
 /// month (ADR 0010). Each part is a range of one primary key. The currency's ORDER BY makes it
 /// one step of the primary key: with a bare LIMIT 1 the planner may pick a sequential scan for a
 /// merchant with many rows, a scan that grows with the history.
-async fn opening_from_period_totals(
+async fn opening(
     pool: &PgPool,
     merchant: &MerchantId,
     from: Date,
@@ -331,27 +292,7 @@ pub async fn report(
     to: Date,
     default_currency: Currency,
 ) -> Result<Report, sqlx::Error> {
-    report_with(
-        pool,
-        merchant,
-        from,
-        to,
-        default_currency,
-        OpeningRead::PeriodTotals,
-    )
-    .await
-}
-
-/// The report for `from..=to`, its opening balance found by `read`.
-pub async fn report_with(
-    pool: &PgPool,
-    merchant: &MerchantId,
-    from: Date,
-    to: Date,
-    default_currency: Currency,
-    read: OpeningRead,
-) -> Result<Report, sqlx::Error> {
-    let (before, as_of_before, currency) = opening(pool, merchant, from, read).await?;
+    let (before, as_of_before, currency) = opening(pool, merchant, from).await?;
     let rows: Vec<DayRow> = sqlx::query_as(DAY_ROWS)
         .bind(merchant.as_str())
         .bind(from)

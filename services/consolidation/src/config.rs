@@ -54,9 +54,6 @@ pub struct Config {
     pub processed_events_retention: Duration,
     /// How long SQS may keep a message, and how often the pruner looks.
     pub retention: RetentionConfig,
-    /// How reads find opening balances: ADR 0010's period totals; never read from the
-    /// environment (ADR 3's old read exists for the `history` load scenario's comparison only).
-    pub opening_read: crate::balances::OpeningRead,
 }
 
 /// What the dedup window is checked against, and the pruner's pace.
@@ -439,7 +436,6 @@ impl Config {
                 sqs: sqs_retention,
                 interval: Duration::from_secs(retention_interval),
             },
-            opening_read: crate::balances::OpeningRead::PeriodTotals,
         })
     }
 }

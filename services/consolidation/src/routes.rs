@@ -35,8 +35,6 @@ pub struct AppState {
     pub report_max_days: u16,
     /// Currency of merchants without entries.
     pub default_currency: Currency,
-    /// How reads find opening balances (always ADR 0010's outside the `history` load scenario).
-    pub opening_read: crate::balances::OpeningRead,
     /// The reconciler, when configured.
     pub reconciler: Option<Arc<crate::reconcile::Reconciler>>,
     /// How long a read may keep retrying PostgreSQL after it dropped or refused the read (the

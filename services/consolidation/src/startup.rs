@@ -114,7 +114,6 @@ impl Application {
             dlq_url: config.dlq_url.clone(),
             report_max_days: config.report_max_days,
             default_currency: config.default_currency,
-            opening_read: config.opening_read,
             read_retry_budget: config.deadlines.database_acquire,
         };
         let supervisor = Supervisor::default().with_metrics(metrics.tasks.clone());

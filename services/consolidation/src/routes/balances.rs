@@ -109,15 +109,7 @@ async fn read_retrying(
     let started = Instant::now();
     let mut attempt = 0;
     loop {
-        let read = balances::report_with(
-            &state.pool,
-            merchant,
-            from,
-            to,
-            state.default_currency,
-            state.opening_read,
-        )
-        .await;
+        let read = balances::report(&state.pool, merchant, from, to, state.default_currency).await;
         let error = match read {
             Ok(report) => return Ok(report),
             Err(e) => ApiError::from(e),

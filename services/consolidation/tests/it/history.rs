@@ -93,18 +93,6 @@ async fn balances_are_right_across_months_and_years_whatever_the_order_and_redel
         let report = balances::report(&pool, &merchant, probe, probe, Currency::BRL)
             .await
             .expect("report");
-        // ADR 3's read (kept for the history load scenario) answers the same.
-        let old = balances::report_with(
-            &pool,
-            &merchant,
-            probe,
-            probe,
-            Currency::BRL,
-            balances::OpeningRead::EveryEarlierDay,
-        )
-        .await
-        .expect("old report");
-        assert_eq!(old, report, "{probe}");
         let opening = expected_opening(&events, probe);
         let closing = expected_opening(&events, probe.next_day().expect("day"));
         assert_eq!(

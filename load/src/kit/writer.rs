@@ -255,8 +255,8 @@ impl WriteSummary {
             latencies.push(outcome.latency_ms);
         }
         latencies.sort_by(f64::total_cmp);
-        summary.p50_ms = crate::latency::percentile(&latencies, 0.50);
-        summary.p99_ms = crate::latency::percentile(&latencies, 0.99);
+        summary.p50_ms = super::stats::percentile(&latencies, 0.50);
+        summary.p99_ms = super::stats::percentile(&latencies, 0.99);
         summary
     }
 }

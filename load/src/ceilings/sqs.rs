@@ -1,5 +1,5 @@
-//! Ceilings measured in the same run as the figures they divide: pgbench with the ledger's own
-//! statement, LocalStack's batch receive+delete rate, and a trivial axum handler under goose.
+//! The SQS emulator's own rates: batch sends, and receive(10) + delete-batch with a number of
+//! loops (consumer-drain's and e2e-lag's ceilings).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,63 +9,10 @@ use anyhow::Context;
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
-use goose::prelude::*;
+use harness::Stack;
 
-use crate::scenarios;
-use crate::target::Target;
-
-/// The ledger's insert (entry + outbox row in one statement), as pgbench runs it. A space
-/// follows every colon of the JSON: pgbench would read `:null` as a variable.
-const PGBENCH_SCRIPT: &str = r#"\set amount random(1, 1000000)
-WITH entry AS (
-  INSERT INTO entries (id, merchant_id, kind, amount_minor, currency, business_date,
-    description, category, reverses_entry_id, recorded_at)
-  VALUES (gen_random_uuid(), 'pgbench', 'credit', :amount, 'BRL', CURRENT_DATE, 'pgbench', NULL, NULL, now())
-  RETURNING id, seq, merchant_id, kind, amount_minor, currency, business_date,
-    description, category, reverses_entry_id, recorded_at),
-event AS (
-  INSERT INTO outbox (event_id, event_type, payload, traceparent)
-  VALUES (gen_random_uuid(), 'entry.recorded.v1',
-  '{"event_type": "entry.recorded.v1", "event_id": "018f0000-0000-7000-8000-000000000000", "entry_id": "018f0000-0000-7000-8000-000000000001", "merchant_id": "pgbench", "kind": "credit", "amount_minor": 100, "currency": "BRL", "business_date": "2026-11-24", "recorded_at": "2026-11-24T13:05:10.123Z", "reverses_entry_id": null}',
-  '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'))
-SELECT * FROM entry;
-"#;
-
-/// pgbench: transactions per second of the ledger's statement with `clients` clients.
-pub async fn pgbench(database_url: &str, clients: usize, seconds: usize) -> anyhow::Result<f64> {
-    let script = std::env::temp_dir().join(format!("load-pgbench-{}.sql", std::process::id()));
-    std::fs::write(&script, PGBENCH_SCRIPT)?;
-    let output = tokio::process::Command::new("pgbench")
-        .args([
-            "-n",
-            "-M",
-            "prepared",
-            "-c",
-            &clients.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &seconds.to_string(),
-            "-f",
-        ])
-        .arg(&script)
-        .arg(database_url)
-        .output()
-        .await
-        .context("running pgbench (apt-get install -y postgresql-client-15)")?;
-    let _ = std::fs::remove_file(&script);
-    let text = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        output.status.success(),
-        "pgbench failed: {text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    text.lines()
-        .find(|l| l.starts_with("tps ="))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no tps in pgbench output:\n{text}"))
-}
+use crate::kit::cpu::CpuMeter;
+use crate::kit::report::Figure;
 
 /// Sends `bodies` to `queue` in batches of ten, 16 batches in flight.
 pub async fn send_all(
@@ -250,19 +197,39 @@ pub async fn receive_delete_filled(
     Ok(messages as f64 / (end - started).as_secs_f64())
 }
 
-async fn hello(user: &mut GooseUser) -> TransactionResult {
-    let _ = user.get("/").await?;
-    Ok(())
-}
-
-/// A trivial axum handler's rate under the same goose setup as the read scenarios.
-pub async fn axum_trivial(target: &Target, seconds: usize) -> anyhow::Result<f64> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = format!("http://{}", listener.local_addr()?);
-    let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
-    let scenario = scenario!("trivial").register_transaction(transaction!(hello));
-    let run = scenarios::attack(target, scenario, &address, 64, 0, seconds, "ceiling-axum").await?;
-    server.abort();
-    Ok(run.rate)
+/// LocalStack's send and receive+delete rates over 10,000 messages with 4 loops, on a fresh
+/// queue of `stack`, pushed to `figures`. It warms up on a first round: the better of two.
+pub async fn measure(stack: &Stack, figures: &mut Vec<Figure>) -> anyhow::Result<LocalStack> {
+    let scope = stack.scope().await?;
+    let mut best = LocalStack::default();
+    for _ in 0..2 {
+        let meter = CpuMeter::start(stack).await;
+        let round = localstack(&scope.sqs(), &scope.queues.url, 10_000, 4).await?;
+        let busy = meter.stop(stack).await;
+        best = best.best(LocalStack {
+            emulator_cpu: busy.emulator,
+            ..round
+        });
+    }
+    figures.push(Figure::new(
+        "ceilings",
+        "LocalStack receive+delete, 4 pollers",
+        best.receive_delete,
+        "msg/s",
+    ));
+    figures.push(Figure::new(
+        "ceilings",
+        "LocalStack send, batches of 10",
+        best.send,
+        "msg/s",
+    ));
+    if let Some(cores) = best.emulator_cpu {
+        figures.push(Figure::new(
+            "ceilings",
+            "LocalStack's CPU meanwhile",
+            cores * 100.0,
+            "% of a core",
+        ));
+    }
+    Ok(best)
 }
