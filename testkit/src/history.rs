@@ -170,11 +170,22 @@ pub fn marked_stale(cache_status: Option<&str>) -> bool {
 /// Every operation the clients made, in the order they ended.
 #[derive(Debug, Default)]
 pub struct History {
+    /// What each day counted before the history began (entries recorded before it).
+    baseline: Mutex<BTreeMap<Day, Totals>>,
     writes: Mutex<Vec<Write>>,
     reads: Mutex<Vec<Read>>,
 }
 
 impl History {
+    /// Sets what `day` counted before the first recorded operation (a seed, say): it is both
+    /// sent and acknowledged from the start.
+    pub fn baseline(&self, day: Day, totals: Totals) {
+        self.baseline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(day, totals);
+    }
+
     /// Records a finished write.
     pub fn write(&self, write: Write) {
         self.writes
@@ -225,7 +236,18 @@ impl History {
     /// [`acknowledged_days`](History::acknowledged_days); `lag_allowance` is how long after its
     /// acknowledgement an entry may still be missing from a fresh balance.
     pub fn check(&self, listed: &HashSet<String>, lag_allowance: Duration) -> Verdict {
-        check(&self.writes(), &self.reads(), listed, lag_allowance)
+        let baseline = self
+            .baseline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        check_from(
+            &baseline,
+            &self.writes(),
+            &self.reads(),
+            listed,
+            lag_allowance,
+        )
     }
 }
 
@@ -298,6 +320,8 @@ impl std::fmt::Display for Verdict {
 /// any instant.
 #[derive(Debug, Default)]
 struct Timeline {
+    /// What the day counted before the history began.
+    base: Totals,
     /// (first attempt, totals sent up to and including it), by time.
     sent: Vec<(Instant, Totals)>,
     /// (acknowledgement, totals acknowledged up to and including it), by time.
@@ -305,7 +329,7 @@ struct Timeline {
 }
 
 impl Timeline {
-    fn of(writes: &[&Write]) -> Self {
+    fn of(base: Totals, writes: &[&Write]) -> Self {
         let prefix = |mut points: Vec<(Instant, Totals)>| {
             points.sort_by_key(|(at, _)| *at);
             let mut sum = Totals::default();
@@ -318,6 +342,7 @@ impl Timeline {
                 .collect()
         };
         Self {
+            base,
             sent: prefix(writes.iter().map(|w| (w.start, w.totals)).collect()),
             acknowledged: prefix(
                 writes
@@ -329,18 +354,21 @@ impl Timeline {
         }
     }
 
-    /// The sum of the points strictly before `at`.
-    fn before(points: &[(Instant, Totals)], at: Instant) -> Totals {
+    /// The base plus the points strictly before `at`.
+    fn before(&self, points: &[(Instant, Totals)], at: Instant) -> Totals {
         let n = points.partition_point(|(t, _)| *t < at);
-        n.checked_sub(1)
-            .map_or_else(Totals::default, |i| points[i].1)
+        let mut sum = self.base;
+        if let Some(i) = n.checked_sub(1) {
+            sum.add(points[i].1);
+        }
+        sum
     }
 
     /// How long before `at` the oldest acknowledged entry not counted in `entry_count` was
     /// acknowledged (zero when every one acknowledged before `at` is counted).
     fn lag(&self, at: Instant, entry_count: i64) -> Duration {
         let acknowledged = self.acknowledged.partition_point(|(t, _)| *t < at);
-        usize::try_from(entry_count)
+        usize::try_from(entry_count - self.base.entry_count)
             .ok()
             .filter(|&counted| counted < acknowledged)
             .map_or(Duration::ZERO, |first_missing| {
@@ -349,8 +377,19 @@ impl Timeline {
     }
 }
 
-/// The checks over recorded writes and reads (see the module doc).
+/// The checks over recorded writes and reads (see the module doc), every day starting empty.
 pub fn check(
+    writes: &[Write],
+    reads: &[Read],
+    listed: &HashSet<String>,
+    lag_allowance: Duration,
+) -> Verdict {
+    check_from(&BTreeMap::new(), writes, reads, listed, lag_allowance)
+}
+
+/// The same, each day starting from what `baseline` says it counted.
+pub fn check_from(
+    baseline: &BTreeMap<Day, Totals>,
     writes: &[Write],
     reads: &[Read],
     listed: &HashSet<String>,
@@ -372,9 +411,15 @@ pub fn check(
             }
         }
     }
+    for day in baseline.keys() {
+        by_day.entry(day).or_default();
+    }
     let timelines: BTreeMap<&Day, Timeline> = by_day
         .into_iter()
-        .map(|(day, writes)| (day, Timeline::of(&writes)))
+        .map(|(day, writes)| {
+            let base = baseline.get(day).copied().unwrap_or_default();
+            (day, Timeline::of(base, &writes))
+        })
         .collect();
     let empty = Timeline::default();
 
@@ -392,7 +437,7 @@ pub fn check(
         };
         verdict.reads_checked += 1;
         let timeline = timelines.get(&read.day).unwrap_or(&empty);
-        let sent = Timeline::before(&timeline.sent, read.end);
+        let sent = timeline.before(&timeline.sent, read.end);
         if totals.any_below(Totals::default()) || sent.any_below(totals) {
             verdict.invalid += 1;
             verdict.example(format!(
@@ -405,7 +450,7 @@ pub fn check(
             continue;
         }
         let since = read.start.checked_sub(lag_allowance).unwrap_or(read.start);
-        let acknowledged = Timeline::before(&timeline.acknowledged, since);
+        let acknowledged = timeline.before(&timeline.acknowledged, since);
         if totals.any_below(acknowledged) {
             verdict.invalid += 1;
             verdict.example(format!(
@@ -670,6 +715,30 @@ mod tests {
         assert_eq!(verdict.missing, 1, "{verdict}");
         assert!(!verdict.holds());
         assert!(verdict.examples[0].contains("entry b"));
+    }
+
+    #[test]
+    fn what_a_day_counted_before_the_history_began_is_its_baseline() {
+        let (clock, writes, mut reads) = clean();
+        // A seeded entry: the last read (3 credits) now counts 4 entries.
+        for read in &mut reads {
+            if let Some(totals) = read.totals.as_mut() {
+                totals.entry_count += 1;
+                totals.debits += 1_000;
+            }
+        }
+        let seeded = Totals::entry(false, 1_000);
+        let baseline = BTreeMap::from([(day(), seeded)]);
+        let ids = listed(&["a", "b", "c"]);
+        let verdict = check_from(&baseline, &writes, &reads, &ids, Duration::from_secs(1));
+        assert!(verdict.holds(), "{verdict}");
+        assert_eq!(verdict.max_lag, Duration::from_millis(40));
+        let without = check(&writes, &reads, &ids, Duration::from_secs(1));
+        assert!(without.invalid > 0, "{without}");
+        // A read that lost the seeded entry is below its window.
+        reads.push(read(&clock, 3, 1_000, 1_010, 3));
+        let lost = check_from(&baseline, &writes, &reads, &ids, Duration::from_secs(1));
+        assert_eq!(lost.invalid, 1, "{lost}");
     }
 
     #[test]

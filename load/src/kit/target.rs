@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use acceptance::{Placement, System};
 use anyhow::Context;
 use harness::{Stack, StackOptions};
 use serde_json::json;
+use testkit::{Placement, System};
 
 /// Where requests go and how they authenticate.
 #[derive(Debug, Clone)]
