@@ -1,6 +1,7 @@
-//! The clients' history, checked (Jepsen style): chaos scenarios record every client operation
-//! (who, when it started and ended, what it asked, what it was answered) and, once the load
-//! stops, check what each client saw along the way, not only the final totals:
+//! The clients' history, checked (Jepsen style, docs/adr/0020-clients-history-checked.md): chaos
+//! scenarios record every client operation (who, when it started and ended, what it asked, what
+//! it was answered) and, once the load stops, check what each client saw along the way, not only
+//! the final totals:
 //!
 //! - **monotonic reads per client:** a client never sees a day's `entry_count`, credits or
 //!   debits go down on an answer that is not marked stale (`Cache-Status`), compared with what
