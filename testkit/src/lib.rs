@@ -6,6 +6,8 @@
 //!   restarts and key rotation;
 //! - [`cluster`]: both services as supervised processes behind the gateway, on given scopes;
 //! - [`books`]: the ledger-versus-consolidation books check on [`DayDigest`]s;
+//! - [`history`]: the clients' history of a chaos run, recorded and checked (monotonic reads,
+//!   read validity, acknowledged entries listed);
 //! - [`stats`]: percentiles and the coordinated-omission back-fill;
 //! - [`running`]: a service running in-process, stoppable ([`Running`]);
 //! - [`queue`]: messages put on an entries queue by hand;
@@ -23,6 +25,7 @@
 pub mod books;
 pub mod cluster;
 pub mod config;
+pub mod history;
 pub mod logs;
 pub mod probe;
 pub mod queue;

@@ -534,6 +534,47 @@ impl System {
         Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
 
+    /// The ids of every entry the ledger lists for `merchant` on `date` (`YYYY-MM-DD`), page
+    /// by page through `GET .../entries?date=` (the history check's "every acknowledged entry
+    /// is listed").
+    pub async fn listed_entry_ids(
+        &self,
+        merchant: &str,
+        date: &str,
+    ) -> anyhow::Result<std::collections::HashSet<String>> {
+        let token = self.token(merchant, &["entries:read"])?;
+        let mut ids = std::collections::HashSet::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let response = self
+                .http
+                .get(format!(
+                    "{}/v1/merchants/{merchant}/entries?date={date}&limit=200{}",
+                    self.ledger_url(),
+                    cursor
+                        .as_ref()
+                        .map(|c| format!("&cursor={c}"))
+                        .unwrap_or_default()
+                ))
+                .bearer_auth(&token)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "entries of {merchant} on {date}: {}",
+                response.status()
+            );
+            let page: Value = response.json().await?;
+            for item in page["items"].as_array().context("entries' items")? {
+                ids.insert(item["id"].as_str().context("an entry's id")?.to_string());
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => return Ok(ids),
+            }
+        }
+    }
+
     /// The ledger's books of `merchant` over the replay window, read through its digest API
     /// with a service token (`ledger:reconcile`).
     pub async fn ledger_books(&self, merchant: &str) -> anyhow::Result<Books> {

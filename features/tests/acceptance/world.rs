@@ -29,11 +29,18 @@ pub struct Platform {
     pub(crate) page: Option<crate::steps::page::PageSession>,
 }
 
-/// Entries sent at a steady rate in the background.
+/// Entries sent, and balances read, at a steady rate in the background, every operation
+/// recorded in the clients' history.
 #[derive(Debug)]
 pub(crate) struct Load {
     pub(crate) stop: tokio_util::sync::CancellationToken,
-    pub(crate) task: Option<tokio::task::JoinHandle<()>>,
+    /// The writers' task, then the readers'.
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Every client operation, checked at the end (`testkit::history`).
+    pub(crate) history: Arc<testkit::history::History>,
+    /// Each merchant's current token, shared by writers and readers: a 401 (its key was
+    /// retired) replaces it with a fresh one.
+    pub(crate) tokens: Arc<Vec<std::sync::Mutex<String>>>,
     pub(crate) sent: Arc<AtomicU64>,
     pub(crate) failed: Arc<AtomicU64>,
     /// 401s answered by getting a fresh token (after a key rotation) and sending again.
@@ -88,7 +95,7 @@ impl Platform {
         }
         if let Some(mut load) = self.load.take() {
             load.stop.cancel();
-            if let Some(task) = load.task.take() {
+            for task in load.tasks.drain(..) {
                 let _ = task.await;
             }
         }

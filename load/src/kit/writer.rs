@@ -54,6 +54,9 @@ pub struct WriteOutcome {
     pub status: u16,
     /// Attempts made (1: no retry).
     pub attempts: u32,
+    /// What it asked to record, answered or not: `credit` or `debit`, and the amount in minor
+    /// units (the clients' history counts what was sent, not only what was acknowledged).
+    pub sent: (&'static str, i64),
     /// The entry, when the ledger answered 201.
     pub accepted: Option<Accepted>,
 }
@@ -220,6 +223,7 @@ async fn post(
         latency_ms: scheduled.elapsed().as_secs_f64() * 1000.0,
         status,
         attempts,
+        sent: (kind, amount_minor),
         accepted,
     }
 }

@@ -23,6 +23,7 @@
 mod args;
 mod books;
 mod clock;
+mod history;
 mod judge;
 mod platform;
 mod sampler;
@@ -117,9 +118,17 @@ async fn measure(
     );
     eprintln!("sla-under-fire: seeded {seeded} entries, consolidated");
 
+    let history = history::start(&target).await?;
     let mut passes = Vec::new();
-    for &rate in &args.fire_read_rates {
-        passes.push(pass(args, write_rate, platform, &target, rate).await?);
+    for (n, &rate) in args.fire_read_rates.iter().enumerate() {
+        let reads = Reads::new(
+            target.clone(),
+            Arc::clone(&history),
+            n * history::CLIENTS_PER_PASS,
+        );
+        let pass = pass(args, write_rate, platform, &target, rate, reads).await?;
+        history::record_writes(&history, &target, &pass.writes);
+        passes.push(pass);
     }
     eprintln!("sla-under-fire: waiting for the pipeline to drain, then checking the books");
     let accepted: Vec<(usize, Accepted)> = passes
@@ -128,9 +137,16 @@ async fn measure(
         .filter_map(|w| w.accepted.clone().map(|a| (w.merchant, a)))
         .collect();
     let books = check_books(&target, &accepted, DRAIN).await?;
+    let verdict = history::check(&target, &history).await?;
     let lags = sampler::lags(platform).await?;
     let rows: Vec<Row> = passes.iter().flat_map(|p| judge::rows(p, &lags)).collect();
-    let markdown = table::markdown(&rows, &books, write_rate, args.fire_merchants);
+    let mut markdown = table::markdown(&rows, &books, write_rate, args.fire_merchants);
+    markdown.push_str(&format!(
+        "\nThe clients' history (each goose user a client; entries may lag up to {} s): {verdict}. \
+         {}\n",
+        history::LAG_ALLOWANCE.as_secs(),
+        if verdict.holds() { "HOLDS" } else { "BROKEN" }
+    ));
     println!("\n{markdown}");
     std::fs::write(report::dir().join("sla-under-fire.md"), &markdown)?;
     std::fs::write(
@@ -141,6 +157,7 @@ async fn measure(
             "rows": rows,
             "windows": passes.iter().map(|p| (p.rate, &p.windows)).collect::<Vec<_>>(),
             "books": books,
+            "history": history::Counts::from(&verdict),
         }))?,
     )?;
     Ok(judge::figures(&passes, &rows, &books, write_rate))
@@ -153,6 +170,7 @@ async fn pass(
     platform: &Platform<'_>,
     target: &Target,
     rate: usize,
+    reads: Arc<Reads>,
 ) -> anyhow::Result<Pass> {
     let gap = Duration::from_secs(args.fire_gap_seconds);
     // Enough users that a few stalled ones leave the rest able to keep the rate.
@@ -178,7 +196,6 @@ async fn pass(
         },
         epoch(),
     )?;
-    let reads = Reads::new(target.clone());
     let report = format!("sla-under-fire-{rate}");
     let attack = Attack {
         host: &target.consolidation_url,

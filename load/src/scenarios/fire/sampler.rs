@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use goose::goose::GooseResponse;
 use goose::prelude::*;
+use testkit::history::{Day, History, Read, Totals, marked_stale};
 
 use super::clock::{epoch, since_epoch};
 use super::platform::Platform;
@@ -44,18 +45,24 @@ pub struct Pass {
     pub goose_p99_co: f64,
 }
 
-/// The reads of one pass: balances 4 : reports 1 of `target`, each recorded.
+/// The reads of one pass: balances 4 : reports 1 of `target`, each recorded; the balance reads
+/// also in the clients' history (each goose user a client).
 #[derive(Debug)]
 pub struct Reads {
     target: Target,
     samples: Mutex<Vec<ReadSample>>,
+    history: Arc<History>,
+    /// Added to each goose user's index to name its client: passes apart.
+    first_client: usize,
 }
 
 impl Reads {
-    pub fn new(target: Target) -> Arc<Self> {
+    pub fn new(target: Target, history: Arc<History>, first_client: usize) -> Arc<Self> {
         Arc::new(Self {
             target,
             samples: Mutex::default(),
+            history,
+            first_client,
         })
     }
 
@@ -72,29 +79,48 @@ impl Reads {
     }
 
     /// Records a read: goose's response time (from the send, after its throttle let the
-    /// request go) plus the time to read the body.
-    async fn record(&self, response: GooseResponse) {
+    /// request go) plus the time to read the body. A balance read (`client` given) goes into
+    /// the clients' history too.
+    async fn record(&self, response: GooseResponse, client: Option<usize>) {
         let metric = &response.request;
         let (status, mut ok) = (metric.status_code, metric.success);
         let stale = response.response.as_ref().is_ok_and(|r| {
-            r.headers()
-                .get("cache-status")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.contains("stale-if-error"))
+            marked_stale(
+                r.headers()
+                    .get("cache-status")
+                    .and_then(|v| v.to_str().ok()),
+            )
         });
         let sent_to_headers = Duration::from_millis(metric.response_time)
             + Duration::from_micros(u64::from(metric.response_time_fraction_us));
         let body_started = Instant::now();
-        if let Ok(body) = response.response {
-            ok &= body.bytes().await.is_ok();
+        let mut body = None;
+        if let Ok(response) = response.response {
+            let bytes = response.bytes().await;
+            ok &= bytes.is_ok();
+            body = bytes.ok();
         }
         let latency = sent_to_headers + body_started.elapsed();
+        let start = body_started
+            .checked_sub(sent_to_headers)
+            .unwrap_or(body_started);
+        if let (Some(client), Some(day)) = (client, balance_day(&metric.raw.url)) {
+            let totals = body
+                .as_deref()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                .and_then(|answer| Totals::of_balance(&answer));
+            self.history.read(Read {
+                client: self.first_client + client,
+                day,
+                start,
+                end: Instant::now(),
+                status: Some(status).filter(|s| *s != 0),
+                totals: totals.filter(|_| status == 200),
+                stale,
+            });
+        }
         let sample = ReadSample {
-            at: since_epoch(
-                body_started
-                    .checked_sub(sent_to_headers)
-                    .unwrap_or(body_started),
-            ),
+            at: since_epoch(start),
             latency_ms: latency.as_secs_f64() * 1000.0,
             ok,
             status,
@@ -110,7 +136,9 @@ impl Reads {
 fn balance(user: &mut GooseUser, reads: Arc<Reads>) -> Step<'_> {
     Box::pin(async move {
         let response = request_balance(user, &reads.target).await?;
-        reads.record(response).await;
+        reads
+            .record(response, Some(user.weighted_users_index))
+            .await;
         Ok(())
     })
 }
@@ -118,9 +146,17 @@ fn balance(user: &mut GooseUser, reads: Arc<Reads>) -> Step<'_> {
 fn report(user: &mut GooseUser, reads: Arc<Reads>) -> Step<'_> {
     Box::pin(async move {
         let response = request_report(user, &reads.target).await?;
-        reads.record(response).await;
+        reads.record(response, None).await;
         Ok(())
     })
+}
+
+/// The merchant's day a balance read's URL names (`.../v1/merchants/{m}/balances/{date}`).
+fn balance_day(url: &str) -> Option<Day> {
+    let path = url.split('?').next()?;
+    let (before, date) = path.rsplit_once("/balances/")?;
+    let merchant = before.rsplit_once("/v1/merchants/")?.1;
+    Some(Day::new(merchant, date))
 }
 
 /// End-to-end lag of each `fire` entry: (recorded at, seconds since the epoch; lag in ms), from
