@@ -1,4 +1,4 @@
-//! The clients' history, checked (Jepsen style, docs/adr/0020-clients-history-checked.md): chaos
+//! The clients' history, checked (Jepsen style, docs/adr/0021-clients-history-checked.md): chaos
 //! scenarios record every client operation (who, when it started and ended, what it asked, what
 //! it was answered) and, once the load stops, check what each client saw along the way, not only
 //! the final totals:
