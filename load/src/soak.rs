@@ -8,8 +8,8 @@
 //! `/proc/<pid>` are theirs alone; in this process they would be mixed with goose's. Their
 //! dependencies come from a harness stack of their own (native or containers).
 //!
-//! Windows (defaults; each a flag): idempotency keys, published outbox rows and cached answers 60
-//! s; the queues' message retention 60 s (SQS's minimum) and so dedup records 190 s, the shortest
+//! Windows (defaults; each a flag): idempotency keys, published outbox rows, cached answers and
+//! their stale copies 60 s; the queues' message retention 60 s (SQS's minimum) and so dedup records 190 s, the shortest
 //! the consolidation's start-up check accepts above 60 + 60 s of SQS retention and its minute of
 //! clock margin; pruning every 10 s. Replays could reach further back than that, so the
 //! consolidation runs without a reconciler (`RECONCILE_ENABLED=false`, no `LEDGER_URL`), which
@@ -64,6 +64,9 @@ pub struct SoakArgs {
     /// CACHE_TTL_SECONDS.
     #[arg(long, default_value_t = 60)]
     pub cache_ttl_seconds: u64,
+    /// CACHE_STALE_IF_ERROR_SECONDS: how long retired answers are kept (ADR 0015).
+    #[arg(long, default_value_t = 60)]
+    pub stale_if_error_seconds: u64,
     /// The queues' MessageRetentionPeriod (set on them) and SQS_*_RETENTION_SECONDS (60 to
     /// 1209600).
     #[arg(long, default_value_t = 60)]
@@ -95,6 +98,7 @@ impl SoakArgs {
             self.idempotency_seconds,
             self.outbox_seconds,
             self.cache_ttl_seconds,
+            self.stale_if_error_seconds,
             self.dedup_seconds,
         ]
         .into_iter()
@@ -119,6 +123,7 @@ impl SoakArgs {
     fn consolidation_env(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = [
             ("CACHE_TTL_SECONDS", self.cache_ttl_seconds),
+            ("CACHE_STALE_IF_ERROR_SECONDS", self.stale_if_error_seconds),
             ("PROCESSED_EVENTS_RETENTION_SECONDS", self.dedup_seconds),
             ("SQS_MESSAGE_RETENTION_SECONDS", self.sqs_retention_seconds),
             ("SQS_DLQ_RETENTION_SECONDS", self.sqs_retention_seconds),
@@ -134,11 +139,12 @@ impl SoakArgs {
 
     fn describe_windows(&self) -> String {
         format!(
-            "idempotency keys {} s, published outbox rows {} s, cache TTL {} s, SQS retention {} s, \
-             dedup records {} s, pruning every {} s; judged after {} s",
+            "idempotency keys {} s, published outbox rows {} s, cache TTL {} s, stale copies {} s, \
+             SQS retention {} s, dedup records {} s, pruning every {} s; judged after {} s",
             self.idempotency_seconds,
             self.outbox_seconds,
             self.cache_ttl_seconds,
+            self.stale_if_error_seconds,
             self.sqs_retention_seconds,
             self.dedup_seconds,
             self.prune_interval_seconds,
