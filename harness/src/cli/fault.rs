@@ -32,7 +32,7 @@ pub struct FaultArgs {
     /// (`SendMessageBatch`, `ReceiveMessage`, ..., `any`), or `heal`.
     dependency: Option<String>,
     /// `latency 300ms [jitter 50ms]`, `bandwidth <bytes/s>`, `blackhole`, `reset`, `refuse`,
-    /// `heal`. After `sqs <operation>`: `throttle`, `InternalFailure`, `ServiceUnavailable`,
+    /// `pg-recovering` (postgres only: FATAL 57P03 at connect), `heal`. After `sqs <operation>`: `throttle`, `InternalFailure`, `ServiceUnavailable`,
     /// `ThrottlingException`, `ReceiptHandleIsInvalid`, `MessageNotInflight`, `OverLimit`,
     /// `fail-entries <share> [<error>]`, `drop-answer`, `duplicate`, `reorder`,
     /// `latency <duration>`.

@@ -554,15 +554,17 @@ fn receive_count(message: &Message) -> u32 {
         .unwrap_or(1)
 }
 
-/// Whether trying again later may succeed: the database unreachable or busy, a timeout, a
-/// deadlock or serialization failure. Data and constraint errors are permanent.
+/// Whether trying again later may succeed: the database unreachable, busy or read-only (a
+/// failover, 25006), a timeout, a deadlock or serialization failure. Data and constraint errors
+/// are permanent.
 pub fn is_transient(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            ["08", "40", "53", "55", "57", "58"]
-                .iter()
-                .any(|class| code.starts_with(class))
+            code == "25006"
+                || ["08", "40", "53", "55", "57", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
         }
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
