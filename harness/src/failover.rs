@@ -16,22 +16,25 @@
 //! Both work on every backend: they speak the dependencies' own protocols.
 
 use anyhow::Context;
-use sqlx::Connection;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::PgPoolOptions;
 
 /// Makes the database of `database_url` read-only for every new session (or writable again),
 /// then terminates its sessions but this one, as a failover does: clients reconnect and find
 /// the new state.
 pub async fn postgres_read_only(database_url: &str, read_only: bool) -> anyhow::Result<()> {
-    let mut connection = PgConnection::connect(database_url)
+    // One connection (a pool of one: its executor's future is Send for the control server's
+    // tasks, which a `&mut PgConnection`'s is not), so the session setting below holds.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(database_url)
         .await
         .context("connecting to PostgreSQL to fail it over")?;
     // This session may be one of the read-only ones (healing): it writes the catalog.
     sqlx::raw_sql("SET default_transaction_read_only = off")
-        .execute(&mut connection)
+        .execute(&pool)
         .await?;
     let database: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(&mut connection)
+        .fetch_one(&pool)
         .await?;
     let quoted = format!("\"{}\"", database.replace('"', "\"\""));
     let statement = if read_only {
@@ -40,17 +43,17 @@ pub async fn postgres_read_only(database_url: &str, read_only: bool) -> anyhow::
         format!("ALTER DATABASE {quoted} RESET default_transaction_read_only")
     };
     sqlx::raw_sql(&statement)
-        .execute(&mut connection)
+        .execute(&pool)
         .await
         .with_context(|| statement.clone())?;
     sqlx::query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
-    .execute(&mut connection)
+    .execute(&pool)
     .await
     .context("terminating the database's sessions")?;
-    connection.close().await.ok();
+    pool.close().await;
     tracing::info!(%database, read_only, "PostgreSQL failover");
     Ok(())
 }
