@@ -23,6 +23,7 @@ pub mod backend;
 pub mod cli;
 pub mod cluster;
 pub mod cpu;
+pub mod failover;
 pub mod gateway;
 pub mod identity;
 pub mod lease;

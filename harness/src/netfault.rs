@@ -12,6 +12,9 @@
 //!   with timeout 0);
 //! - reset: every connection, open or new, is reset (RST);
 //! - refuse: the port is closed (connections are refused) and open connections are reset;
+//! - pg-recovering (PostgreSQL links only): open connections are reset and every new one is
+//!   answered as a server in recovery answers its startup (`FATAL 57P03 the database system is
+//!   in recovery mode`), as while Aurora promotes a reader after a failover;
 //! - heal: all of the above off; a refused port listens again on the same number.
 
 use std::collections::HashMap;
@@ -82,6 +85,9 @@ pub enum NetFault {
     Blackhole,
     /// Reset every connection.
     Reset,
+    /// PostgreSQL only: reset open connections and refuse new ones at startup with
+    /// `FATAL 57P03 the database system is in recovery mode`.
+    PgRecovering,
     /// Close the port.
     Refuse,
     /// Remove every fault.
@@ -138,10 +144,11 @@ impl std::str::FromStr for NetFault {
             ["blackhole"] => Ok(Self::Blackhole),
             ["reset"] => Ok(Self::Reset),
             ["refuse"] => Ok(Self::Refuse),
+            ["pg-recovering"] => Ok(Self::PgRecovering),
             ["heal"] => Ok(Self::Heal),
             _ => anyhow::bail!(
                 "unknown fault {s:?}: latency <d> [jitter <d>], bandwidth <bytes/s>, blackhole, \
-                 reset, refuse, heal"
+                 reset, refuse, pg-recovering, heal"
             ),
         }
     }
@@ -172,6 +179,8 @@ pub struct Toxics {
     pub reset: bool,
     /// Port closed.
     pub refuse: bool,
+    /// Answered as a PostgreSQL in recovery.
+    pub pg_recovering: bool,
 }
 
 impl Toxics {
@@ -182,12 +191,13 @@ impl Toxics {
             NetFault::Blackhole => self.blackhole = true,
             NetFault::Reset => self.reset = true,
             NetFault::Refuse => self.refuse = true,
+            NetFault::PgRecovering => self.pg_recovering = true,
             NetFault::Heal => *self = Self::default(),
         }
     }
 
     fn kills_connections(self) -> bool {
-        self.reset || self.refuse
+        self.reset || self.refuse || self.pg_recovering
     }
 }
 
@@ -204,6 +214,7 @@ impl std::fmt::Display for Toxics {
             (self.blackhole, "blackhole"),
             (self.reset, "reset"),
             (self.refuse, "refuse"),
+            (self.pg_recovering, "pg-recovering"),
         ] {
             if on {
                 parts.push(name.to_string());
@@ -362,6 +373,11 @@ fn reset(stream: TcpStream) {
 }
 
 async fn connection(client: TcpStream, upstream: SocketAddr, mut toxics: watch::Receiver<Toxics>) {
+    if toxics.borrow().pg_recovering {
+        // Bounded: a client that never sends its startup is dropped.
+        let _ = tokio::time::timeout(Duration::from_secs(5), answer_recovering(client)).await;
+        return;
+    }
     if toxics.borrow().kills_connections() {
         reset(client);
         return;
@@ -413,6 +429,46 @@ async fn connection(client: TcpStream, upstream: SocketAddr, mut toxics: watch::
         reset(client);
         reset(server);
     }
+}
+
+/// PostgreSQL's protocol codes of an `SSLRequest` and a `GSSENCRequest`, which a server
+/// answers with one byte (`N`: not supported) before the real startup message.
+const PG_SSL_REQUEST: u32 = 80_877_103;
+const PG_GSSENC_REQUEST: u32 = 80_877_104;
+
+/// Answers a client's startup as a PostgreSQL server in recovery does: an `ErrorResponse`
+/// (FATAL, SQLSTATE 57P03), then the connection closes.
+async fn answer_recovering(mut client: TcpStream) -> std::io::Result<()> {
+    loop {
+        let length = client.read_u32().await?;
+        let mut body = vec![0_u8; usize::try_from(length.saturating_sub(4)).unwrap_or(0)];
+        client.read_exact(&mut body).await?;
+        let code = body
+            .get(..4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+        if length == 8 && matches!(code, Some(PG_SSL_REQUEST | PG_GSSENC_REQUEST)) {
+            client.write_all(b"N").await?;
+            continue;
+        }
+        break;
+    }
+    let mut fields = Vec::new();
+    for (tag, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "57P03"),
+        (b'M', "the database system is in recovery mode"),
+    ] {
+        fields.push(tag);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&u32::try_from(fields.len() + 4).unwrap_or(0).to_be_bytes());
+    message.extend_from_slice(&fields);
+    client.write_all(&message).await?;
+    client.shutdown().await
 }
 
 /// The downstream delay for `bytes` under `toxics`: latency ± jitter, plus the time the

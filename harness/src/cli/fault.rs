@@ -1,6 +1,11 @@
 //! `harness fault`: network faults on the links of a running `harness up`, and SQS faults in
 //! its SQS fault layer ([`crate::sqs_faults`]).
 //!
+//! Failovers too: `harness fault <service> postgres read-only|writable` (the service's
+//! database: sessions terminated, new ones read-only), `harness fault consolidation redis
+//! read-only|writable` (Redis demoted to a replica: `READONLY`), and the network fault
+//! `pg-recovering` (FATAL 57P03 at connect); see [`crate::failover`].
+//!
 //! `up` puts a [`FaultProxy`] on every service→dependency link and serves a tiny line protocol
 //! on a local port whose address it writes to [`control_file`]: one request line
 //! (`list`, `heal`, `<service> <dependency> <fault…>`, or `sqs <operation> <fault…>
@@ -32,7 +37,9 @@ pub struct FaultArgs {
     /// (`SendMessageBatch`, `ReceiveMessage`, ..., `any`), or `heal`.
     dependency: Option<String>,
     /// `latency 300ms [jitter 50ms]`, `bandwidth <bytes/s>`, `blackhole`, `reset`, `refuse`,
-    /// `heal`. After `sqs <operation>`: `throttle`, `InternalFailure`, `ServiceUnavailable`,
+    /// `pg-recovering` (postgres only: FATAL 57P03 at connect), `heal`; or a failover:
+    /// `read-only` (postgres: the service's database, sessions terminated, writes 25006; redis:
+    /// the whole server demoted, writes `READONLY`) and `writable` (back). After `sqs <operation>`: `throttle`, `InternalFailure`, `ServiceUnavailable`,
     /// `ThrottlingException`, `ReceiptHandleIsInvalid`, `MessageNotInflight`, `OverLimit`,
     /// `fail-entries <share> [<error>]`, `drop-answer`, `duplicate`, `reorder`,
     /// `latency <duration>`.
@@ -84,7 +91,9 @@ pub(super) async fn run(args: FaultArgs) -> anyhow::Result<()> {
             service.parse::<Service>()?;
             dependency.parse::<Dependency>()?;
             let fault = args.fault.join(" ");
-            fault.parse::<NetFault>()?;
+            if failover_state(&fault).is_none() {
+                fault.parse::<NetFault>()?;
+            }
             format!("{service} {dependency} {fault}")
         }
         _ => anyhow::bail!(
@@ -119,6 +128,18 @@ pub(super) struct FaultControl {
 struct Controlled {
     proxies: Arc<HashMap<Link, Arc<FaultProxy>>>,
     sqs: SqsFaults,
+    /// The dependencies themselves, for failovers.
+    endpoints: crate::Endpoints,
+}
+
+/// `read-only` → `Some(true)`, `writable` → `Some(false)`: a failover rather than a network
+/// fault ([`crate::failover`]).
+fn failover_state(fault: &str) -> Option<bool> {
+    match fault {
+        "read-only" => Some(true),
+        "writable" => Some(false),
+        _ => None,
+    }
 }
 
 impl Drop for FaultControl {
@@ -146,6 +167,7 @@ impl FaultControl {
         let controlled = Arc::new(Controlled {
             proxies: Arc::clone(&proxies),
             sqs: stack.sqs_faults().clone(),
+            endpoints: stack.endpoints().clone(),
         });
         let task = tokio::spawn(serve(listener, controlled));
         Ok(Self { proxies, task })
@@ -169,7 +191,7 @@ async fn serve(listener: TcpListener, controlled: Arc<Controlled>) {
             if BufReader::new(read).read_line(&mut line).await.is_err() {
                 return;
             }
-            let answer = match command(&controlled, line.trim()) {
+            let answer = match command(&controlled, line.trim()).await {
                 Ok(answer) => answer,
                 Err(e) => format!("error: {e:#}\n"),
             };
@@ -178,7 +200,7 @@ async fn serve(listener: TcpListener, controlled: Arc<Controlled>) {
     }
 }
 
-fn command(controlled: &Controlled, line: &str) -> anyhow::Result<String> {
+async fn command(controlled: &Controlled, line: &str) -> anyhow::Result<String> {
     let proxies = &controlled.proxies;
     if line == "list" {
         let mut rows: Vec<(String, SocketAddr, String)> = proxies
@@ -219,7 +241,27 @@ fn command(controlled: &Controlled, line: &str) -> anyhow::Result<String> {
     let mut words = line.splitn(3, ' ');
     let service: Service = words.next().unwrap_or_default().parse()?;
     let dependency: Dependency = words.next().unwrap_or_default().parse()?;
-    let fault: NetFault = words.next().unwrap_or_default().parse()?;
+    let fault = words.next().unwrap_or_default();
+    if let Some(read_only) = failover_state(fault) {
+        let link = Link::new(service, dependency);
+        anyhow::ensure!(
+            controlled.proxies.contains_key(&link),
+            "{link} is not a link (the ledger has no Redis)"
+        );
+        let endpoints = &controlled.endpoints;
+        match dependency {
+            Dependency::Postgres => {
+                let url = crate::scope::database_url(&endpoints.postgres_url, service.name());
+                crate::failover::postgres_read_only(&url, read_only).await?;
+            }
+            Dependency::Redis => {
+                crate::failover::redis_read_only(&endpoints.redis_url, read_only).await?;
+            }
+            Dependency::Sqs => anyhow::bail!("SQS has no failover here (see harness fault sqs)"),
+        }
+        return Ok(format!("{service} {dependency}: {fault}\n"));
+    }
+    let fault: NetFault = fault.parse()?;
     let link = Link::new(service, dependency);
     let proxy = proxies
         .get(&link)

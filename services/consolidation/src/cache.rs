@@ -19,13 +19,26 @@
 //! (`Cache-Status`), rather than a 503: its `as_of` says how old it is. It is never served while
 //! PostgreSQL answers, so a stale copy can never hide a change from a reader who could see it.
 //!
-//! Redis is a cache only: when it fails, reads go to PostgreSQL and a metric counts the
-//! fallback; invalidations that could not reach Redis are kept and retried, and this instance
-//! bypasses the cache for those merchants until they succeed. Every command has a deadline
-//! (`REDIS_COMMAND_TIMEOUT_MS`), and a [`Breaker`] stops calling Redis after consecutive
-//! failures, so a dead or hanging Redis costs reads nothing once the breaker is open.
+//! Writers fence (ADR 0004): before a writer (the consumer) commits changes to a merchant's
+//! books, it places a token in the merchant's fence (`<prefix>fence:<merchant>`, a sorted set
+//! scored by placement time), bumping the version and retiring what it may change in the same
+//! script; only then does it commit; after the commit it retires what changed and removes its
+//! token in one script. While a fence is up, every instance's lookups read PostgreSQL and store
+//! nothing, so no instance serves a cached answer that a commit may have changed, whichever
+//! instance committed and whatever Redis's breaker on it says. A writer that cannot place its
+//! fence does not commit. A fence older than the expiry (its writer died between fence and lift)
+//! no longer counts: the writer retired what it could change when it placed it, and commits
+//! within the expiry by construction (the expiry is made of its deadlines).
+//!
+//! Redis is a cache for reads only: when it fails, reads go to PostgreSQL and a metric counts
+//! the fallback; lifts that could not reach Redis are kept and retried, and this instance
+//! bypasses the cache for those merchants until they succeed (the fences left up make every
+//! other instance bypass them too). Every command has a deadline (`REDIS_COMMAND_TIMEOUT_MS`),
+//! and a [`Breaker`] stops calling Redis after consecutive failures, so a dead or hanging Redis
+//! costs reads nothing once the breaker is open.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -56,6 +69,8 @@ pub struct CacheMetrics {
     pub redis_failures: Counter,
     /// Reads answered with the last, invalidated answer because PostgreSQL was unavailable.
     pub stale_served: Counter,
+    /// Reads that went to PostgreSQL because a writer had fenced the merchant's answers.
+    pub fenced: Counter,
     /// Read attempts repeated because PostgreSQL dropped or refused the first (a restart or a
     /// failover, which a retry within the read's budget rides out).
     pub reads_retried: Counter,
@@ -68,7 +83,8 @@ pub enum Lookup {
     Hit(String),
     /// Not cached; store the answer with this version.
     Miss(Version),
-    /// Redis failed or the merchant has a pending invalidation: read from PostgreSQL, store nothing.
+    /// Redis failed, a writer fenced the merchant, or this instance has a lift of it waiting
+    /// for Redis: read from PostgreSQL, store nothing.
     Bypass,
 }
 
@@ -89,16 +105,105 @@ pub struct Cache {
     /// The connection, made on first use (Redis may be down at start).
     connection: Mutex<Option<ConnectionManager>>,
     breaker: Breaker,
-    /// Invalidations that did not reach Redis: merchant → earliest changed day.
-    pending: Mutex<HashMap<String, Date>>,
+    /// How old a fence must be before readers ignore it as a dead writer's (one that died
+    /// between fencing and lifting).
+    fence_expiry: Duration,
+    /// This instance's part of every fence token, so that no two writers share one.
+    writer: String,
+    /// The sequence number of the next fence token.
+    next_token: AtomicU64,
+    /// The last fence failed: writers wait for [`Cache::writable`] before receiving more.
+    unwritable: AtomicBool,
+    /// Lifts that did not reach Redis, by merchant; this instance bypasses the cache for them
+    /// (their fences make every other instance bypass it too).
+    pending: Mutex<HashMap<String, PendingLift>>,
     metrics: CacheMetrics,
 }
 
-/// KEYS: version, index, answer. ARGV: version seen, field, value, TTL in seconds.
-/// The index lives as long as its newest answer (every answer has the same TTL).
+/// The Lua functions the scripts below share. `retire` retires a merchant's answers whose last
+/// date is `from` or later (every answer when `from` is empty), keeping a copy of each for
+/// stale-if-error, and bumps the version so that no reader stores what it read before. The
+/// stale copies are indexed per merchant (`<prefix>stale:<merchant>:index`, scored by expiry;
+/// fields start with `d:` or `r:`, so no field is named `index`), trimmed of expired members
+/// and capped at [`STALE_COPIES_PER_MERCHANT`] newest on each retirement: Redis holds at most
+/// that many stale copies per merchant, however many ranges its readers ask for.
+macro_rules! stale_copies_per_merchant {
+    () => {
+        64
+    };
+}
+macro_rules! retire_function {
+    () => {
+        concat!(
+            r"
+local function now()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) + tonumber(time[2]) / 1000000
+end
+local function retire(version, index, from, version_ttl, answers, stales, stale_ttl)
+  redis.call('INCR', version)
+  redis.call('EXPIRE', version, version_ttl)
+  stale_ttl = tonumber(stale_ttl)
+  local stale_index = stales .. 'index'
+  local copied = false
+  for _, field in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    if string.sub(field, -10) >= from then
+      local answer = answers .. field
+      if stale_ttl > 0 then
+        local value = redis.call('GET', answer)
+        if value then
+          redis.call('SET', stales .. field, value, 'EX', stale_ttl)
+          redis.call('ZADD', stale_index, now() + stale_ttl, field)
+          copied = true
+        end
+      end
+      redis.call('DEL', answer)
+      redis.call('ZREM', index, field)
+    end
+  end
+  if copied then
+    redis.call('ZREMRANGEBYSCORE', stale_index, '-inf', now())
+    local over = redis.call('ZCARD', stale_index) - ",
+            stale_copies_per_merchant!(),
+            r"
+    if over > 0 then
+      for _, field in ipairs(redis.call('ZRANGE', stale_index, 0, over - 1)) do
+        redis.call('DEL', stales .. field)
+      end
+      redis.call('ZREMRANGEBYRANK', stale_index, 0, over - 1)
+    end
+    redis.call('EXPIRE', stale_index, stale_ttl)
+  end
+end
+"
+        )
+    };
+}
+
+/// Stale copies Redis keeps per merchant at most (the newest): a merchant's readers retire a
+/// few dozen distinct days and ranges an hour.
+pub const STALE_COPIES_PER_MERCHANT: usize = stale_copies_per_merchant!();
+
+/// KEYS: version, fence, answer. ARGV: fence expiry in seconds.
+/// Returns {fenced (0 or 1), version, answer}. Only fences younger than the expiry count: an
+/// older one belongs to a writer that died between fencing and lifting, and it retired what it
+/// could change when it placed the fence. Read-only, so lookups also run on a read-only replica.
+const LOOKUP: &str = concat!(
+    retire_function!(),
+    r"
+if redis.call('ZCOUNT', KEYS[2], now() - tonumber(ARGV[1]), '+inf') > 0 then
+  return {1, false, false}
+end
+return {0, redis.call('GET', KEYS[1]), redis.call('GET', KEYS[3])}
+"
+);
+
+/// KEYS: version, index, answer, fence. ARGV: version seen, field, value, TTL in seconds.
+/// Stores only if the version is the one seen and no writer holds a fence. The index lives as
+/// long as its newest answer (every answer has the same TTL).
 const PUT: &str = r"
 local current = redis.call('GET', KEYS[1])
-if (current == false and ARGV[1] == '') or current == ARGV[1] then
+if redis.call('EXISTS', KEYS[4]) == 0 and ((current == false and ARGV[1] == '') or current == ARGV[1]) then
   local now = tonumber(redis.call('TIME')[1])
   local ttl = tonumber(ARGV[4])
   redis.call('SET', KEYS[3], ARGV[3], 'EX', ttl)
@@ -110,36 +215,66 @@ end
 return 0
 ";
 
-/// KEYS: version, index. ARGV: first changed date, version TTL, prefix of the answer keys,
-/// prefix of the stale copies, their TTL in seconds (0: keep none).
-const INVALIDATE: &str = r"
-redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-local stale_ttl = tonumber(ARGV[5])
-for _, field in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  if string.sub(field, -10) >= ARGV[1] then
-    local answer = ARGV[3] .. field
-    if stale_ttl > 0 then
-      local value = redis.call('GET', answer)
-      if value then
-        redis.call('SET', ARGV[4] .. field, value, 'EX', stale_ttl)
-      end
-    end
-    redis.call('DEL', answer)
-    redis.call('ZREM', KEYS[2], field)
-  end
+/// KEYS: version, index, fence. ARGV: token, first date the writer may change, version TTL,
+/// answer prefix, stale prefix, stale TTL, fence expiry in seconds.
+/// Places the writer's fence and retires what it may change, before it commits.
+const FENCE: &str = concat!(
+    retire_function!(),
+    r"
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now() - tonumber(ARGV[7]))
+redis.call('ZADD', KEYS[3], now(), ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[7])
+retire(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+return 1
+"
+);
+
+/// KEYS: version, index, fence. ARGV: first changed date (empty: nothing changed, only lift),
+/// version TTL, answer prefix, stale prefix, stale TTL, then the writer's tokens.
+/// After commit: retires what changed and lifts the writer's fences in one step.
+const LIFT: &str = concat!(
+    retire_function!(),
+    r"
+if ARGV[1] ~= '' then
+  retire(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+end
+for i = 6, #ARGV do
+  redis.call('ZREM', KEYS[3], ARGV[i])
 end
 return 1
-";
+"
+);
+
+/// How many statements a consumer's fenced apply may run at most: the batch, and when it is
+/// refused, each of its (up to ten) events alone, plus one to spare. The fence expiry is that
+/// many pool acquires and statements, so a fence never expires before its writer committed.
+pub const FENCED_STATEMENTS: u32 = 12;
+
+/// A writer's fences, one per merchant, to lift with [`Cache::lift`] once its changes committed.
+#[derive(Debug)]
+#[must_use = "a fence must be lifted, or every reader bypasses the cache until it expires"]
+pub struct Fence {
+    /// Merchant → the token placed for it.
+    tokens: Vec<(String, String)>,
+}
+
+/// A lift waiting for Redis: the first changed day (if any changed) and the tokens to remove.
+#[derive(Debug, Default)]
+struct PendingLift {
+    from: Option<Date>,
+    tokens: Vec<String>,
+}
 
 impl Cache {
     /// A cache on `url` whose answers live `ttl`, and whose invalidated answers are kept
-    /// `stale_if_error` for reads while PostgreSQL is unavailable; connects on first use.
+    /// `stale_if_error` for reads while PostgreSQL is unavailable; a writer's fence counts for
+    /// `fence_expiry` at most. Connects on first use.
     pub fn new(
         url: &str,
         prefix: &str,
         ttl: Duration,
         stale_if_error: Duration,
+        fence_expiry: Duration,
         redis: RedisConfig,
         metrics: CacheMetrics,
     ) -> anyhow::Result<Self> {
@@ -155,6 +290,10 @@ impl Cache {
                 redis.breaker_cooldown,
                 metrics.breaker_state.clone(),
             ),
+            fence_expiry: fence_expiry.max(Duration::from_secs(1)),
+            writer: uuid::Uuid::new_v4().simple().to_string(),
+            next_token: AtomicU64::new(0),
+            unwritable: AtomicBool::new(false),
             pending: Mutex::default(),
             metrics,
         })
@@ -163,6 +302,11 @@ impl Cache {
     /// The read path's figures.
     pub fn metrics(&self) -> &CacheMetrics {
         &self.metrics
+    }
+
+    /// How old a fence must be before readers ignore it.
+    pub fn fence_expiry(&self) -> Duration {
+        self.fence_expiry
     }
 
     /// The circuit breaker's state.
@@ -191,6 +335,20 @@ impl Cache {
             format!("{}idx:{merchant}", self.prefix),
             self.answer_prefix(merchant),
         )
+    }
+
+    /// The merchant's fence: writers' tokens scored by when they were placed.
+    fn fence_key(&self, merchant: &str) -> String {
+        format!("{}fence:{merchant}", self.prefix)
+    }
+
+    /// How long a version outlives the last change (past every answer read before it).
+    fn version_ttl(&self) -> u64 {
+        self.ttl.as_secs() * 2
+    }
+
+    fn fence_expiry_secs(&self) -> u64 {
+        self.fence_expiry.as_secs().max(1)
     }
 
     fn answer_prefix(&self, merchant: &str) -> String {
@@ -260,7 +418,8 @@ impl Cache {
         result
     }
 
-    /// Looks up a cached answer.
+    /// Looks up a cached answer. A merchant a writer has fenced is a bypass: its books may be
+    /// changing, and the answer must come from PostgreSQL.
     pub async fn get(&self, merchant: &str, field: &str) -> Lookup {
         self.flush_pending().await;
         if self.pending.lock().await.contains_key(merchant) {
@@ -272,22 +431,28 @@ impl Cache {
             return Lookup::Bypass;
         };
         let (version_key, _, answers) = self.keys(merchant);
-        let result: redis::RedisResult<(Option<String>, Option<String>)> = self
+        let result: redis::RedisResult<(i32, Option<String>, Option<String>)> = self
             .call(
-                redis::pipe()
-                    .get(&version_key)
-                    .get(format!("{answers}{field}"))
-                    .query_async(&mut redis),
+                Script::new(LOOKUP)
+                    .key(&version_key)
+                    .key(self.fence_key(merchant))
+                    .key(format!("{answers}{field}"))
+                    .arg(self.fence_expiry_secs())
+                    .invoke_async(&mut redis),
             )
             .await;
         match result {
-            Ok((_, Some(value))) => {
+            Ok((0, _, Some(value))) => {
                 self.metrics.hits.inc();
                 Lookup::Hit(value)
             }
-            Ok((version, None)) => {
+            Ok((0, version, None)) => {
                 self.metrics.misses.inc();
                 Lookup::Miss(Version(version))
+            }
+            Ok(_) => {
+                self.metrics.fenced.inc();
+                Lookup::Bypass
             }
             Err(e) => {
                 tracing::warn!(error = %e, "Redis read failed; reading from PostgreSQL");
@@ -310,6 +475,7 @@ impl Cache {
                     .key(&version_key)
                     .key(&index_key)
                     .key(format!("{answers}{field}"))
+                    .key(self.fence_key(merchant))
                     .arg(version.0.unwrap_or_default())
                     .arg(field)
                     .arg(value)
@@ -346,67 +512,188 @@ impl Cache {
         }
     }
 
-    /// Forgets every cached answer of `merchant` that covers `from` or later.
-    pub async fn invalidate_from(&self, merchant: &str, from: Date) {
-        self.invalidate(std::iter::once((merchant, from))).await;
+    /// Fences the merchants a writer is about to change, each from the first day it may change,
+    /// before the writer commits: from then on no reader serves or stores a cached answer of
+    /// theirs, and what they may change is retired. One Redis round trip for all of them (a
+    /// consumer batch touches up to ten merchants). `None` when Redis did not take the fence
+    /// (unreachable, the breaker open, a read-only replica): the writer must not commit, or
+    /// another instance's cache could go on serving what the commit changed. A fence that may
+    /// have landed anyway is lifted once Redis answers again.
+    pub async fn fence<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a str, Date)>,
+    ) -> Option<Fence> {
+        let tokens: Vec<(String, String, Date)> = changes
+            .into_iter()
+            .map(|(merchant, from)| {
+                let sequence = self.next_token.fetch_add(1, Ordering::Relaxed);
+                (
+                    merchant.to_string(),
+                    format!("{}:{sequence}", self.writer),
+                    from,
+                )
+            })
+            .collect();
+        let fence = Fence {
+            tokens: tokens
+                .iter()
+                .map(|(merchant, token, _)| (merchant.clone(), token.clone()))
+                .collect(),
+        };
+        let placed = match self.connection().await {
+            None => false,
+            Some(mut redis) => {
+                let script = Script::new(FENCE);
+                let mut pipeline = redis::pipe();
+                pipeline.load_script(&script).ignore();
+                for (merchant, token, from) in &tokens {
+                    let (version_key, index_key, answers) = self.keys(merchant);
+                    pipeline.invoke_script(
+                        script
+                            .key(&version_key)
+                            .key(&index_key)
+                            .key(self.fence_key(merchant))
+                            .arg(token)
+                            .arg(business_date::format(*from))
+                            .arg(self.version_ttl())
+                            .arg(&answers)
+                            .arg(self.stale_prefix(merchant))
+                            .arg(self.stale_if_error.as_secs())
+                            .arg(self.fence_expiry_secs()),
+                    );
+                }
+                let done: redis::RedisResult<Vec<i32>> =
+                    self.call(pipeline.query_async(&mut redis)).await;
+                match done {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "fencing the cache failed; not applying");
+                        false
+                    }
+                }
+            }
+        };
+        self.unwritable.store(!placed, Ordering::Relaxed);
+        if placed {
+            return Some(fence);
+        }
+        // Nothing committed: lift without retiring anything, in case the fence landed.
+        self.queue_lift(fence.tokens.into_iter().map(|(m, t)| (m, t, None)))
+            .await;
+        None
     }
 
-    /// Forgets, for each merchant, every cached answer that covers its date or later: one
-    /// Redis round trip for all of them (a consumer batch touches up to ten merchants).
-    pub async fn invalidate<'a>(&self, changes: impl IntoIterator<Item = (&'a str, Date)>) {
-        {
-            let mut pending = self.pending.lock().await;
-            for (merchant, from) in changes {
-                let earliest = pending.entry(merchant.to_string()).or_insert(from);
-                *earliest = (*earliest).min(from);
-            }
-        }
+    /// Lifts a writer's fences once its changes committed (or failed), retiring for each merchant
+    /// every answer that covers `changes`' day for it or later; merchants without a day only lose
+    /// their fence. Until Redis takes it, this instance bypasses the cache for those merchants,
+    /// and the fences make every other instance bypass it too.
+    pub async fn lift<'a>(&self, fence: Fence, changes: impl IntoIterator<Item = (&'a str, Date)>) {
+        let changes: HashMap<&str, Date> = changes.into_iter().collect();
+        self.queue_lift(fence.tokens.into_iter().map(|(merchant, token)| {
+            let from = changes.get(merchant.as_str()).copied();
+            (merchant, token, from)
+        }))
+        .await;
         self.flush_pending().await;
     }
 
-    /// Sends the invalidations that are waiting for Redis, all in one pipeline.
+    async fn queue_lift(&self, lifts: impl Iterator<Item = (String, String, Option<Date>)>) {
+        let mut pending = self.pending.lock().await;
+        for (merchant, token, from) in lifts {
+            let waiting = pending.entry(merchant).or_default();
+            waiting.tokens.push(token);
+            waiting.from = match (waiting.from, from) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+
+    /// Whether this instance may write (fence) now: at once when the last fence went through and
+    /// the breaker is closed; otherwise after a write to Redis succeeds (a ping would not do: a
+    /// demoted replica answers it, and refuses writes with `READONLY`).
+    pub async fn writable(&self) -> bool {
+        if !self.unwritable.load(Ordering::Relaxed) && self.breaker.state() == BreakerState::Closed
+        {
+            return true;
+        }
+        let Some(mut redis) = self.connection().await else {
+            return false;
+        };
+        let probe: redis::RedisResult<()> = self
+            .call(
+                redis::cmd("SET")
+                    .arg(format!("{}writable", self.prefix))
+                    .arg(1)
+                    .arg("EX")
+                    .arg(60)
+                    .query_async(&mut redis),
+            )
+            .await;
+        let writable = probe.is_ok();
+        self.unwritable.store(!writable, Ordering::Relaxed);
+        if writable {
+            self.flush_pending().await;
+        }
+        writable
+    }
+
+    /// Sends the lifts that are waiting for Redis, all in one pipeline.
     pub async fn flush_pending(&self) {
-        let waiting: Vec<(String, Date)> = {
+        let waiting: Vec<(String, Option<Date>, Vec<String>)> = {
             let pending = self.pending.lock().await;
             if pending.is_empty() {
                 return;
             }
-            pending.iter().map(|(m, d)| (m.clone(), *d)).collect()
+            pending
+                .iter()
+                .map(|(m, p)| (m.clone(), p.from, p.tokens.clone()))
+                .collect()
         };
         let Some(mut redis) = self.connection().await else {
             return;
         };
-        let script = Script::new(INVALIDATE);
+        let script = Script::new(LIFT);
         let mut pipeline = redis::pipe();
         // Loads the script in the same round trip, so that the EVALSHAs below never meet a
         // Redis that lost it (a restart, a failover).
         pipeline.load_script(&script).ignore();
-        for (merchant, from) in &waiting {
+        for (merchant, from, tokens) in &waiting {
             let (version_key, index_key, answers) = self.keys(merchant);
-            pipeline.invoke_script(
-                script
-                    .key(&version_key)
-                    .key(&index_key)
-                    .arg(business_date::format(*from))
-                    .arg(self.ttl.as_secs() * 2)
-                    .arg(&answers)
-                    .arg(self.stale_prefix(merchant))
-                    .arg(self.stale_if_error.as_secs()),
-            );
+            let mut invocation = script.key(&version_key);
+            invocation
+                .key(&index_key)
+                .key(self.fence_key(merchant))
+                .arg(from.map(business_date::format).unwrap_or_default())
+                .arg(self.version_ttl())
+                .arg(&answers)
+                .arg(self.stale_prefix(merchant))
+                .arg(self.stale_if_error.as_secs());
+            for token in tokens {
+                invocation.arg(token);
+            }
+            pipeline.invoke_script(&invocation);
         }
         let done: redis::RedisResult<Vec<i32>> = self.call(pipeline.query_async(&mut redis)).await;
         match done {
             Ok(_) => {
                 let mut pending = self.pending.lock().await;
-                for (merchant, from) in waiting {
+                for (merchant, from, tokens) in waiting {
+                    let Some(left) = pending.get_mut(&merchant) else {
+                        continue;
+                    };
+                    left.tokens.retain(|t| !tokens.contains(t));
                     // A later change may have lowered the date meanwhile: keep that one.
-                    if pending.get(&merchant) == Some(&from) {
+                    if left.from == from {
+                        left.from = None;
+                    }
+                    if left.tokens.is_empty() && left.from.is_none() {
                         pending.remove(&merchant);
                     }
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, merchants = waiting.len(), "cache invalidation failed; will retry");
+                tracing::warn!(error = %e, merchants = waiting.len(), "lifting cache fences failed; will retry");
             }
         }
     }

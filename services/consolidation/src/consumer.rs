@@ -11,18 +11,27 @@
 //!   receives the queue's redrive policy moves it to the DLQ;
 //! - permanent (malformed JSON, unknown type or version, invalid field, refused by the
 //!   database): sent to the DLQ at once with the reason as message attributes, then deleted;
+//! - the cache cannot be fenced (Redis unreachable from this instance, its breaker open, or a
+//!   read-only replica): the batch is handed back to the queue unapplied, visible at once to the
+//!   other instances, and this one stops receiving until Redis takes writes again (ADR 0004:
+//!   nothing commits that another instance's cache could hide);
 //! - SQS failing a call (throttling, 5xx, a dropped answer): the SDK retries it, then the poll
 //!   loop backs off; a delete SQS failed for a transient reason is sent again a few times. A
 //!   message whose delete never succeeds comes back and is counted as a duplicate.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageSystemAttributeName,
+};
 use cashflow_contracts::{ENTRY_RECORDED, EVENT_TYPE_ATTRIBUTE, EntryRecordedV1};
 use cashflow_platform::backoff::Backoff;
 use cashflow_platform::sqs::is_transient_code;
 use sqlx::PgPool;
+use time::Date;
 use tokio_util::sync::CancellationToken;
 
 use crate::balances;
@@ -35,6 +44,9 @@ use crate::metrics::ConsumerMetrics;
 /// Deletes SQS failed for a transient reason are sent again this many times, 100 ms apart and
 /// doubling: well within the held messages' visibility, which the heartbeat keeps extending.
 const DELETE_RETRIES: u32 = 3;
+
+/// How long a poll loop waits before asking again whether Redis takes writes, while it does not.
+const UNWRITABLE_PAUSE: Duration = Duration::from_millis(500);
 
 /// Why a message can never succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +176,11 @@ impl Consumer {
         // Applied and committed (or counted as duplicates), not deleted yet.
         let mut handled: Vec<Message> = Vec::new();
         while !shutdown.is_cancelled() {
+            // An instance that cannot fence the cache does not apply (see `apply`), so it does
+            // not take messages either until Redis takes writes again: every receive counts
+            // toward the DLQ's maxReceiveCount.
+            let writable = self.cache.writable().await;
+            self.metrics.waiting_for_cache.set(i64::from(!writable));
             let sent = Instant::now();
             let receive = self
                 .sqs
@@ -178,8 +195,14 @@ impl Consumer {
             // A poll cut short by shutdown leaves its messages invisible until their
             // visibility timeout; nothing is lost. The apply and the delete run to their end.
             let receive = async {
+                if !writable {
+                    tokio::select! {
+                        () = tokio::time::sleep(UNWRITABLE_PAUSE) => return Some(Ok(None)),
+                        () = shutdown.cancelled() => return None,
+                    }
+                }
                 tokio::select! {
-                    outcome = receive => Some(outcome),
+                    outcome = receive => Some(outcome.map(Some)),
                     () = shutdown.cancelled() => None,
                 }
             };
@@ -195,7 +218,8 @@ impl Consumer {
             handled = applied;
             match outcome {
                 None => break,
-                Some(Ok(output)) => {
+                Some(Ok(None)) => {}
+                Some(Ok(Some(output))) => {
                     failures = 0;
                     received = output.messages.unwrap_or_default();
                     self.in_flight.hold(&received, sent);
@@ -238,6 +262,46 @@ impl Consumer {
         if valid.is_empty() {
             return Vec::new();
         }
+        // Each merchant from the first day the batch may change: fenced before the commit,
+        // retired after it (a superset of what changes: duplicates and failures included, so
+        // that a commit whose outcome got lost is covered too).
+        let mut changes: BTreeMap<String, Date> = BTreeMap::new();
+        for (_, event) in &valid {
+            let from = changes
+                .entry(event.merchant_id.to_string())
+                .or_insert(event.business_date);
+            *from = (*from).min(event.business_date);
+        }
+        let Some(fence) = self
+            .cache
+            .fence(changes.iter().map(|(m, d)| (m.as_str(), *d)))
+            .await
+        else {
+            self.hand_back(valid.iter().map(|(message, _)| message))
+                .await;
+            return Vec::new();
+        };
+        let fenced_at = Instant::now();
+        let (settled, applied) = self.apply_fenced(valid).await;
+        if fenced_at.elapsed() >= self.cache.fence_expiry() {
+            // Cannot happen within the deadlines the expiry is made of; if it does, a reader may
+            // have ignored the fence and cached what this commit changed until the lift below.
+            tracing::error!(took = ?fenced_at.elapsed(), "a fenced apply outlived its fence");
+        }
+        self.cache
+            .lift(fence, changes.iter().map(|(m, d)| (m.as_str(), *d)))
+            .await;
+        // After the lift: whoever sees these events counted (in the metrics) then reads them.
+        self.count(&settled, &applied);
+        settled.into_iter().map(|(message, _)| message).collect()
+    }
+
+    /// Applies a fenced batch: in one transaction, or one event at a time when the batch is
+    /// refused. Returns the settled messages (committed, or duplicates) and what changed.
+    async fn apply_fenced(
+        &self,
+        valid: Vec<(Message, EntryRecordedV1)>,
+    ) -> (Vec<(Message, EntryRecordedV1)>, Vec<balances::Applied>) {
         let events: Vec<EntryRecordedV1> = valid.iter().map(|(_, e)| e.clone()).collect();
         let started = Instant::now();
         match balances::apply(&self.pool, &events).await {
@@ -245,27 +309,25 @@ impl Consumer {
                 self.metrics
                     .apply_seconds
                     .observe(started.elapsed().as_secs_f64());
-                self.settle(&valid, applied).await;
-                valid.into_iter().map(|(message, _)| message).collect()
+                (valid, vec![applied])
             }
             Err(e) if is_transient(&e) => {
                 tracing::warn!(error = %e, messages = valid.len(), "applying a batch failed; retrying with backoff");
                 for (message, _) in &valid {
                     self.retry(message).await;
                 }
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
             Err(e) => {
                 // Something in the batch is refused: find it by applying one at a time.
                 tracing::warn!(error = %e, "a batch was refused; applying its events one by one");
                 let mut settled = Vec::new();
+                let mut changed = Vec::new();
                 for (message, event) in valid {
                     match balances::apply(&self.pool, std::slice::from_ref(&event)).await {
                         Ok(applied) => {
-                            let one = [(message, event)];
-                            self.settle(&one, applied).await;
-                            let [(message, _)] = one;
-                            settled.push(message);
+                            settled.push((message, event));
+                            changed.push(applied);
                         }
                         Err(e) if is_transient(&e) => self.retry(&message).await,
                         Err(e) => {
@@ -277,33 +339,59 @@ impl Consumer {
                         }
                     }
                 }
-                settled
+                (settled, changed)
             }
         }
     }
 
-    /// After commit: invalidate the cache (first, so that whoever sees the event counted — in
-    /// the metrics or a balance — never then reads a stale cached one), then metrics. The
-    /// caller deletes the messages.
-    async fn settle(&self, handled: &[(Message, EntryRecordedV1)], applied: balances::Applied) {
-        self.cache
-            .invalidate(
-                applied
-                    .earliest_change
-                    .iter()
-                    .map(|(merchant, from)| (merchant.as_str(), *from)),
-            )
-            .await;
-        self.metrics.applied.inc_by(applied.applied.len() as u64);
-        self.metrics
-            .duplicates
-            .inc_by(applied.duplicates.len() as u64);
+    /// Metrics of settled events, once the cache no longer hides them.
+    fn count(&self, handled: &[(Message, EntryRecordedV1)], changed: &[balances::Applied]) {
         let now = time::OffsetDateTime::now_utc();
-        for (_, event) in handled {
-            if applied.applied.contains(&event.event_id) {
-                self.metrics
-                    .lag_seconds
-                    .observe((now - event.recorded_at).as_seconds_f64().max(0.0));
+        for applied in changed {
+            self.metrics.applied.inc_by(applied.applied.len() as u64);
+            self.metrics
+                .duplicates
+                .inc_by(applied.duplicates.len() as u64);
+            for (_, event) in handled {
+                if applied.applied.contains(&event.event_id) {
+                    self.metrics
+                        .lag_seconds
+                        .observe((now - event.recorded_at).as_seconds_f64().max(0.0));
+                }
+            }
+        }
+    }
+
+    /// Hands messages back to the queue unapplied, visible at once to any other instance (whose
+    /// Redis may answer): this one could not fence the cache, so it must not commit.
+    async fn hand_back<'a>(&self, messages: impl Iterator<Item = &'a Message>) {
+        let messages: Vec<&Message> = messages.collect();
+        self.metrics.handed_back.inc_by(messages.len() as u64);
+        self.in_flight
+            .release(messages.iter().filter_map(|m| m.receipt_handle()));
+        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = messages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, message)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .set_receipt_handle(message.receipt_handle().map(str::to_string))
+                    .visibility_timeout(0)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        for chunk in entries.chunks(10) {
+            let changed = self
+                .sqs
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(chunk.to_vec()))
+                .send()
+                .await;
+            if let Err(e) = changed {
+                // They come back once the visibility asked for on receive runs out.
+                tracing::warn!(error = ?e, "handing messages back failed");
             }
         }
     }
@@ -452,15 +540,17 @@ fn receive_count(message: &Message) -> u32 {
         .unwrap_or(1)
 }
 
-/// Whether trying again later may succeed: the database unreachable or busy, a timeout, a
-/// deadlock or serialization failure. Data and constraint errors are permanent.
+/// Whether trying again later may succeed: the database unreachable, busy or read-only (a
+/// failover, 25006), a timeout, a deadlock or serialization failure. Data and constraint errors
+/// are permanent.
 pub fn is_transient(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            ["08", "40", "53", "55", "57", "58"]
-                .iter()
-                .any(|class| code.starts_with(class))
+            code == "25006"
+                || ["08", "40", "53", "55", "57", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
         }
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut

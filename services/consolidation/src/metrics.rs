@@ -34,6 +34,11 @@ pub struct ConsumerMetrics {
     pub visibility_extended: Counter,
     /// Deletes SQS failed that were sent again.
     pub delete_retries: Counter,
+    /// Messages handed back to the queue unapplied because this instance could not fence the
+    /// cache (Redis unreachable from it, or read-only).
+    pub handed_back: Counter,
+    /// 1 while this instance's poll loops wait for Redis to take writes before receiving.
+    pub waiting_for_cache: Gauge,
 }
 
 impl Default for ConsumerMetrics {
@@ -49,6 +54,8 @@ impl Default for ConsumerMetrics {
             dlq_depth: Gauge::default(),
             visibility_extended: Counter::default(),
             delete_retries: Counter::default(),
+            handed_back: Counter::default(),
+            waiting_for_cache: Gauge::default(),
         }
     }
 }
@@ -189,6 +196,16 @@ impl Metrics {
             consumer.visibility_extended.clone(),
         );
         registry.register(
+            "handed_back",
+            "Messages handed back unapplied because this instance could not fence the cache",
+            consumer.handed_back.clone(),
+        );
+        registry.register(
+            "waiting_for_cache",
+            "1 while the poll loops wait for Redis to take writes before receiving",
+            consumer.waiting_for_cache.clone(),
+        );
+        registry.register(
             "delete_retries",
             "Deletes SQS failed that were sent again",
             consumer.delete_retries.clone(),
@@ -213,6 +230,11 @@ impl Metrics {
             "cache_stale_served",
             "Reads answered with the last invalidated answer because PostgreSQL was unavailable",
             cache.stale_served.clone(),
+        );
+        registry.register(
+            "cache_fenced",
+            "Reads served from PostgreSQL because a writer had fenced the merchant's answers",
+            cache.fenced.clone(),
         );
         registry.register(
             "reads_retried",

@@ -37,7 +37,7 @@ pub struct Application {
 pub const CONSUMER_TASK: &str = "consumer";
 /// The supervised DLQ depth sampler.
 pub const DLQ_SAMPLER_TASK: &str = "dlq-depth";
-/// The supervised retry of cache invalidations that missed Redis.
+/// The supervised retry of cache fence lifts that missed Redis.
 pub const CACHE_FLUSH_TASK: &str = "cache-flush";
 /// Name of the supervised reconciler (periodic passes against the ledger's digests).
 pub const RECONCILER_TASK: &str = "reconciler";
@@ -61,6 +61,8 @@ impl Application {
             &config.redis_prefix,
             config.cache_ttl,
             config.cache_stale_if_error,
+            (config.deadlines.database_acquire + config.deadlines.database_statement)
+                * crate::cache::FENCED_STATEMENTS,
             config.redis,
             metrics.cache.clone(),
         )?);
@@ -208,7 +210,7 @@ impl Application {
             self.metrics.retention.clone(),
         );
         let cache = Arc::clone(&self.state.cache);
-        // After the requests: invalidations that missed Redis are retried to the end.
+        // After the requests: lifts that missed Redis are retried to the end.
         run.task(CACHE_FLUSH_TASK, Stops::AfterRequests, move |stop| {
             let cache = Arc::clone(&cache);
             async move {

@@ -116,11 +116,14 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // 57014 query_canceled (statement_timeout), 57P01..57P03 shutdown / cannot
-            // connect now, 53xxx insufficient resources, 08xxx connection exceptions,
-            // 40001 / 40P01 serialization failure / deadlock (retrying succeeds).
+            // connect now (57P03: a server in recovery, as during a failover), 53xxx
+            // insufficient resources, 08xxx connection exceptions, 40001 / 40P01
+            // serialization failure / deadlock (retrying succeeds), 25006 a write on a
+            // read-only session (a writer demoted by a failover: the next session finds the
+            // new one).
             matches!(
                 code.as_ref(),
-                "57014" | "57P01" | "57P02" | "57P03" | "40001" | "40P01"
+                "57014" | "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006"
             ) || code.starts_with("53")
                 || code.starts_with("08")
         }),

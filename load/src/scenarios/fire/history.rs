@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use testkit::history::{Day, History, Totals, Verdict, Write};
 
-use super::books::{consolidated_day, ledger_day};
+use super::books::ledger_day;
 use super::clock::epoch;
 use crate::kit::target::Target;
 use crate::kit::writer::WriteOutcome;
+use testkit::books::{DayTotals, consolidated_day};
 
 /// How long after its acknowledgement an entry may still be missing from a fresh balance: the
 /// longest fault windows hold the pipeline for 10 s (SQS or Redis frozen), and the backlog
@@ -42,12 +43,13 @@ pub async fn start(target: &Target) -> anyhow::Result<Arc<History>> {
                 merchant.clone(),
             );
             jobs.spawn(async move {
-                let (credits, debits, entry_count) =
-                    consolidated_day(&http, &base, &merchant, &token, &date).await?;
+                let day = DayTotals::from(
+                    &consolidated_day(&http, &base, &token, &merchant, &date).await?,
+                );
                 let totals = Totals {
-                    entry_count,
-                    credits,
-                    debits,
+                    entry_count: day.entry_count,
+                    credits: day.credits_minor,
+                    debits: day.debits_minor,
                 };
                 anyhow::Ok((Day::new(merchant, date), totals))
             });
@@ -115,12 +117,12 @@ pub async fn check(target: &Target, history: &History) -> anyhow::Result<Verdict
         jobs.spawn(async move { ledger_day(&http, &base, &day.merchant, &token, &day.date).await });
         while jobs.len() >= 16 {
             if let Some(done) = jobs.join_next().await {
-                listed.extend(done??.into_iter().map(|entry| entry.0));
+                listed.extend(done??.into_iter().map(|entry| entry.id));
             }
         }
     }
     while let Some(done) = jobs.join_next().await {
-        listed.extend(done??.into_iter().map(|entry| entry.0));
+        listed.extend(done??.into_iter().map(|entry| entry.id));
     }
     Ok(history.check(&listed, LAG_ALLOWANCE))
 }

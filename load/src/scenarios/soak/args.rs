@@ -26,6 +26,9 @@ pub struct SoakArgs {
     /// CACHE_TTL_SECONDS.
     #[arg(long, default_value_t = 60)]
     pub cache_ttl_seconds: u64,
+    /// CACHE_STALE_IF_ERROR_SECONDS: how long retired answers are kept (ADR 0015).
+    #[arg(long, default_value_t = 60)]
+    pub stale_if_error_seconds: u64,
     /// The queues' MessageRetentionPeriod (set on them) and SQS_*_RETENTION_SECONDS (60 to
     /// 1209600).
     #[arg(long, default_value_t = 60)]
@@ -57,6 +60,7 @@ impl SoakArgs {
             self.idempotency_seconds,
             self.outbox_seconds,
             self.cache_ttl_seconds,
+            self.stale_if_error_seconds,
             self.dedup_seconds,
         ]
         .into_iter()
@@ -81,6 +85,7 @@ impl SoakArgs {
     pub(super) fn consolidation_env(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = [
             ("CACHE_TTL_SECONDS", self.cache_ttl_seconds),
+            ("CACHE_STALE_IF_ERROR_SECONDS", self.stale_if_error_seconds),
             ("PROCESSED_EVENTS_RETENTION_SECONDS", self.dedup_seconds),
             ("SQS_MESSAGE_RETENTION_SECONDS", self.sqs_retention_seconds),
             ("SQS_DLQ_RETENTION_SECONDS", self.sqs_retention_seconds),
@@ -96,11 +101,12 @@ impl SoakArgs {
 
     pub(super) fn describe_windows(&self) -> String {
         format!(
-            "idempotency keys {} s, published outbox rows {} s, cache TTL {} s, SQS retention {} s, \
-             dedup records {} s, pruning every {} s; judged after {} s",
+            "idempotency keys {} s, published outbox rows {} s, cache TTL {} s, stale copies {} s, \
+             SQS retention {} s, dedup records {} s, pruning every {} s; judged after {} s",
             self.idempotency_seconds,
             self.outbox_seconds,
             self.cache_ttl_seconds,
+            self.stale_if_error_seconds,
             self.sqs_retention_seconds,
             self.dedup_seconds,
             self.prune_interval_seconds,

@@ -9,8 +9,8 @@
 //! would be mixed with goose's. Their dependencies come from a harness stack of their own
 //! (native or containers).
 //!
-//! Windows (defaults; each a flag, [`args`]): idempotency keys, published outbox rows and cached
-//! answers 60 s; the queues' message retention 60 s (SQS's minimum) and so dedup records 190 s,
+//! Windows (defaults; each a flag, [`args`]): idempotency keys, published outbox rows, cached
+//! answers and their stale copies 60 s; the queues' message retention 60 s (SQS's minimum) and so dedup records 190 s,
 //! the shortest the consolidation's start-up check accepts above 60 + 60 s of SQS retention and
 //! its minute of clock margin; pruning every 10 s. Replays could reach further back than that,
 //! so the consolidation runs without a reconciler (`RECONCILE_ENABLED=false`, no `LEDGER_URL`),

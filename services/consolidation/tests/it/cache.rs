@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use cashflow_contracts::EntryKind::Credit;
-use harness::{Dependency, Fault, ScopeOptions, Stack, StackOptions};
+use consolidation::config::RedisConfig;
+use harness::{Dependency, Fault, FaultProxy, NetFault, ScopeOptions, Stack, StackOptions};
 
 use crate::helpers::{TestApp, date, day, event};
 
@@ -82,17 +83,30 @@ async fn with_redis_killed_reads_still_succeed_from_postgres() {
     for _ in 0..5 {
         assert_eq!(app.balance("m1", date(0)).await["closing_balance"], "42.00");
     }
-    // Events still apply, and reads see them, with Redis down.
-    app.send(&event("m1", Credit, 800, date(0))).await;
-    app.wait_applied(2, Duration::from_secs(30)).await;
-    assert_eq!(app.balance("m1", date(0)).await["closing_balance"], "50.00");
     assert!(app.metrics.cache.fallbacks.get() >= 5, "fallbacks counted");
+    // An event waits in the queue while Redis is down: it cannot be fenced (ADR 0004), so it
+    // is not applied, and reads keep answering the books as they are.
+    app.send(&event("m1", Credit, 800, date(0))).await;
+    harness::eventually(
+        Duration::from_secs(30),
+        "the consumer waiting for Redis",
+        || async { (app.metrics.consumer.waiting_for_cache.get() == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(app.balance("m1", date(0)).await["closing_balance"], "42.00");
+    assert_eq!(
+        app.metrics.consumer.applied.get(),
+        1,
+        "not applied unfenced"
+    );
 
     stack
         .inject(Dependency::Redis, Fault::Restart)
         .await
         .expect("restart Redis");
-    // Generous: the breaker's cool-down, then the connection's reconnect, on a busy machine.
+    // Nothing lost: applied once Redis takes the fence. Generous: the breaker's cool-down, then
+    // the connection's reconnect, on a busy machine.
+    app.wait_applied(2, Duration::from_secs(60)).await;
     harness::eventually(
         Duration::from_secs(30),
         "reads through Redis again",
@@ -114,7 +128,6 @@ async fn with_redis_killed_reads_still_succeed_from_postgres() {
 #[tokio::test]
 async fn a_reader_held_across_an_invalidation_cannot_put_back_a_stale_balance() {
     use consolidation::cache::{Cache, CacheMetrics, Lookup};
-    use consolidation::config::RedisConfig;
     use std::sync::Arc;
 
     let stack = harness::shared().await.expect("stack");
@@ -125,6 +138,7 @@ async fn a_reader_held_across_an_invalidation_cannot_put_back_a_stale_balance() 
             &scope.redis_prefix,
             Duration::from_secs(600),
             Duration::from_secs(600),
+            Duration::from_secs(60),
             RedisConfig::default(),
             CacheMetrics::default(),
         )
@@ -138,7 +152,8 @@ async fn a_reader_held_across_an_invalidation_cannot_put_back_a_stale_balance() 
     };
     cache.put("m1", &field, "control", version).await;
     assert!(matches!(cache.get("m1", &field).await, Lookup::Hit(v) if v == "control"));
-    cache.invalidate_from("m1", date(0)).await;
+    let fence = cache.fence([("m1", date(0))]).await.expect("fenced");
+    cache.lift(fence, [("m1", date(0))]).await;
 
     let (version_seen, seen) = tokio::sync::oneshot::channel();
     let (invalidated, resume) = tokio::sync::oneshot::channel::<()>();
@@ -158,7 +173,8 @@ async fn a_reader_held_across_an_invalidation_cannot_put_back_a_stale_balance() 
     });
     seen.await.expect("the reader read the version");
     // The event for day 1 commits and invalidates day 1 onwards, while the reader is held.
-    cache.invalidate_from("m1", date(1)).await;
+    let fence = cache.fence([("m1", date(1))]).await.expect("fenced");
+    cache.lift(fence, [("m1", date(1))]).await;
     invalidated.send(()).expect("resume the reader");
     reader.await.expect("reader");
 
@@ -175,7 +191,6 @@ async fn a_reader_held_across_an_invalidation_cannot_put_back_a_stale_balance() 
 #[tokio::test]
 async fn each_cached_answer_expires_on_its_own_while_the_merchant_keeps_being_read() {
     use consolidation::cache::{Cache, CacheMetrics, Lookup};
-    use consolidation::config::RedisConfig;
 
     let stack = harness::shared().await.expect("stack");
     let scope = stack.scope().await.expect("scope");
@@ -184,6 +199,7 @@ async fn each_cached_answer_expires_on_its_own_while_the_merchant_keeps_being_re
         &scope.redis_prefix,
         Duration::from_secs(1),
         Duration::from_secs(1),
+        Duration::from_secs(60),
         RedisConfig::default(),
         CacheMetrics::default(),
     )
@@ -238,4 +254,151 @@ async fn each_cached_answer_expires_on_its_own_while_the_merchant_keeps_being_re
         .await
         .expect("ttl");
     assert!((0..=1).contains(&ttl), "answer TTL {ttl}");
+}
+
+/// A client reading a day through several replicas: every answer's `entry_count` must be at
+/// least the highest it saw before (monotonic reads; none of these answers is stale-marked).
+struct MonotonicClient {
+    highest: i64,
+    reads: u32,
+}
+
+impl MonotonicClient {
+    async fn read(&mut self, replica: &TestApp, name: &str) -> i64 {
+        let balance = replica.balance("m1", date(0)).await;
+        let count = balance["entry_count"].as_i64().expect("entry_count");
+        assert!(
+            count >= self.highest,
+            "a read through replica {name} went back from entry_count {} to {count} \
+             (after {} reads)",
+            self.highest,
+            self.reads
+        );
+        self.highest = count;
+        self.reads += 1;
+        count
+    }
+}
+
+/// Issue 30: Redis cut off from one replica only. Replica A consumes with its Redis behind a
+/// proxy; replica B only serves reads and keeps reaching Redis. While A's breaker is open, A
+/// must not commit what B's cache would go on hiding: a client reading through both never sees
+/// a day's entry_count go back, and once A reaches Redis again every event is counted.
+#[tokio::test]
+async fn with_redis_cut_off_from_one_replica_reads_never_go_back() {
+    let stack = harness::shared().await.expect("stack");
+    let proxy = FaultProxy::for_url(&stack.endpoints().redis_url)
+        .await
+        .expect("proxy");
+    let a = TestApp::spawn_on(stack, ScopeOptions::default(), |config| {
+        config.redis_url = proxy.url(&config.redis_url);
+        config.redis = RedisConfig {
+            command_timeout: Duration::from_millis(250),
+            breaker_failures: 3,
+            breaker_cooldown: Duration::from_secs(2),
+            ..RedisConfig::default()
+        };
+    })
+    .await;
+    let b = a.replica(|config| config.consumer.enabled = false).await;
+    a.send(&event("m1", Credit, 100, date(0))).await;
+    a.wait_applied(1, Duration::from_secs(30)).await;
+    let mut client = MonotonicClient {
+        highest: 0,
+        reads: 0,
+    };
+    for _ in 0..2 {
+        assert_eq!(client.read(&b, "B").await, 1);
+        assert_eq!(client.read(&a, "A").await, 1);
+    }
+    assert!(b.metrics.cache.hits.get() >= 1, "B serves from Redis");
+
+    proxy.inject(NetFault::Blackhole);
+    // The retrying closures below share the client.
+    let client = tokio::sync::Mutex::new(client);
+    harness::eventually(Duration::from_secs(10), "A's breaker open", || async {
+        client.lock().await.read(&a, "A").await;
+        (a.metrics.cache.breaker_state.get() == 1).then_some(())
+    })
+    .await;
+    for _ in 0..5 {
+        a.send(&event("m1", Credit, 100, date(0))).await;
+    }
+    // Several of A's long polls (1 s): time enough for A to apply the credits, were it to.
+    let watched = std::time::Instant::now();
+    while watched.elapsed() < Duration::from_secs(4) {
+        let mut client = client.lock().await;
+        client.read(&a, "A").await;
+        client.read(&b, "B").await;
+    }
+
+    proxy.inject(NetFault::Heal);
+    harness::eventually(
+        Duration::from_secs(60),
+        "every credit counted, through both replicas",
+        || async {
+            let mut client = client.lock().await;
+            let through_a = client.read(&a, "A").await;
+            let through_b = client.read(&b, "B").await;
+            (through_a == 6 && through_b == 6).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "{} monotonic reads; {} messages handed back by A",
+        client.lock().await.reads,
+        a.metrics.consumer.handed_back.get()
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+/// A writer that died between fence and lift: its fence keeps every reader off the cache (they
+/// read PostgreSQL, and store nothing) until it expires. What the writer could change was retired
+/// when it placed the fence, so the cache never serves it again; what it could not change (an
+/// earlier day) is served again once the fence has expired.
+#[tokio::test]
+async fn a_dead_writers_fence_keeps_readers_off_the_cache_until_it_expires() {
+    use consolidation::cache::{Cache, CacheMetrics, Lookup};
+
+    let stack = harness::shared().await.expect("stack");
+    let scope = stack.scope().await.expect("scope");
+    let cache = Cache::new(
+        &scope.redis_url,
+        &scope.redis_prefix,
+        Duration::from_secs(600),
+        Duration::from_secs(600),
+        Duration::from_secs(1),
+        RedisConfig::default(),
+        CacheMetrics::default(),
+    )
+    .expect("cache");
+    let (earlier, later) = (Cache::day_field(date(3)), Cache::day_field(date(6)));
+    for field in [&earlier, &later] {
+        let Lookup::Miss(version) = cache.get("m1", field).await else {
+            panic!("a cold cache misses")
+        };
+        cache.put("m1", field, "before", version).await;
+        assert!(matches!(cache.get("m1", field).await, Lookup::Hit(v) if v == "before"));
+    }
+
+    let fence = cache.fence([("m1", date(5))]).await.expect("fenced");
+    for field in [&earlier, &later] {
+        assert!(
+            matches!(cache.get("m1", field).await, Lookup::Bypass),
+            "a fenced merchant is read from PostgreSQL"
+        );
+    }
+    // The writer dies here: its fence is never lifted.
+    drop(fence);
+    harness::eventually(Duration::from_secs(10), "the fence expired", || async {
+        match cache.get("m1", &later).await {
+            Lookup::Bypass => None,
+            Lookup::Miss(_) => Some(()),
+            Lookup::Hit(value) => panic!("served {value:?}, which the fenced writer may change"),
+        }
+    })
+    .await;
+    assert!(matches!(cache.get("m1", &earlier).await, Lookup::Hit(v) if v == "before"));
+    assert!(cache.metrics().fenced.get() >= 2);
 }

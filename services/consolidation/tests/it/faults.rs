@@ -7,6 +7,14 @@
 //! | PostgreSQL | reads 200; events applied | a read is retried within the acquire deadline (riding out a restart); then a day whose answer an event invalidated is answered with that last answer, marked stale; other uncached days 503 + Retry-After, never 500; the consumer retries with backoff; once healed every event counted once |
 //! | Redis      | reads 200 | the breaker opens; reads 200 at PostgreSQL latency, never waiting for Redis; it closes once healed |
 //! | SQS        | events applied | reads unaffected; once healed every event counted once |
+//!
+//! And the managed stores' failovers (issue 30), which no network fault reproduces:
+//!
+//! | failover | expected outcome |
+//! |----------|------------------|
+//! | PostgreSQL in recovery (57P03 at connect; `NetFault::PgRecovering`) | as blackhole, reset, refuse above |
+//! | PostgreSQL writer demoted (sessions terminated, new ones read-only: 25006 on writes) | reads 200; the consumer retries with backoff, dead-letters nothing; once writable every event counted once |
+//! | Redis demoted to a replica (`READONLY` on writes) | reads 200; no event applied (nothing can be fenced, ADR 0004): handed back, the consumer waits; once promoted every event counted once |
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +23,7 @@ use cashflow_platform::deadline::Deadlines;
 use consolidation::breaker::BreakerState;
 use consolidation::config::RedisConfig;
 use consolidation::routes::balances::STALE_CACHE_STATUS;
-use harness::{FaultProxy, NetFault, ScopeOptions, fault_cell};
+use harness::{FaultProxy, NetFault, ScopeOptions, Stack, StackOptions, fault_cell};
 
 use crate::helpers::{TestApp, date, day, event};
 
@@ -43,6 +51,11 @@ fault_cell!(
     postgres_refuse_stale_or_503_then_nothing_lost_or_doubled,
     postgres_unreachable,
     NetFault::Refuse
+);
+fault_cell!(
+    postgres_recovering_57p03_stale_or_503_then_nothing_lost_or_doubled,
+    postgres_unreachable,
+    NetFault::PgRecovering
 );
 fault_cell!(
     redis_latency_200ms_reads_answer,
@@ -364,4 +377,93 @@ async fn sqs_faulty(fault: NetFault) {
     }
     counted_once(&app, 6).await;
     proxy.inject(NetFault::Heal);
+}
+
+/// An Aurora failover seen from the writer's clients: the old writer's sessions are
+/// terminated and new ones are read-only, so the consumer's writes fail with 25006. Reads keep
+/// answering 200 (a read-only session reads); the consumer retries with backoff and
+/// dead-letters nothing; once the database is writable again every event is counted once.
+#[tokio::test]
+async fn postgres_read_only_failover_reads_answer_events_retried_then_counted_once() {
+    let stack = harness::shared().await.expect("stack");
+    let app = TestApp::spawn_on(
+        stack,
+        ScopeOptions::default().with_visibility_timeout_secs(5),
+        |config| config.deadlines = short_deadlines(),
+    )
+    .await;
+    send_pairs(&app, 5).await;
+    app.wait_applied(10, Duration::from_secs(30)).await;
+
+    harness::failover::postgres_read_only(&app.scope.database_url, true)
+        .await
+        .expect("read-only");
+    send_pairs(&app, 5).await;
+    harness::eventually(Duration::from_secs(20), "retries with backoff", || async {
+        (app.metrics.consumer.retried.get() >= 1).then_some(())
+    })
+    .await;
+    // A day no read has cached: PostgreSQL answers it, read-only.
+    let (status, body) = app
+        .get("m1", &format!("/v1/merchants/m1/balances/{}", day(date(1))))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.metrics.consumer.dead_lettered.get(), 0, "nothing lost");
+
+    harness::failover::postgres_read_only(&app.scope.database_url, false)
+        .await
+        .expect("writable");
+    counted_once(&app, 10).await;
+    assert_eq!(app.metrics.consumer.dead_lettered.get(), 0, "nothing lost");
+}
+
+/// An ElastiCache failover: the primary demoted answers writes with `READONLY`. No fence can be
+/// placed, so no event is applied (ADR 0004): the batch is handed back and the consumer waits
+/// for Redis to take writes, while reads keep answering 200. Once Redis is promoted, every
+/// event is counted exactly once. Its own stack: the failover is the whole server's.
+#[tokio::test]
+async fn redis_read_only_failover_reads_answer_events_wait_then_counted_once() {
+    let stack: &'static Stack = Box::leak(Box::new(
+        Stack::start(StackOptions::default()).await.expect("stack"),
+    ));
+    let app = TestApp::spawn_on(stack, ScopeOptions::default(), |config| {
+        config.redis = redis_config();
+        config.deadlines = short_deadlines();
+    })
+    .await;
+    send_pairs(&app, 2).await;
+    app.wait_applied(4, Duration::from_secs(30)).await;
+    assert_eq!(app.balance("m1", date(0)).await["entry_count"], 4);
+
+    harness::failover::redis_read_only(&stack.endpoints().redis_url, true)
+        .await
+        .expect("demote Redis");
+    send_pairs(&app, 3).await;
+    harness::eventually(
+        Duration::from_secs(20),
+        "the batch handed back and the consumer waiting for Redis",
+        || async {
+            (app.metrics.consumer.handed_back.get() >= 1
+                && app.metrics.consumer.waiting_for_cache.get() == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(app.balance("m1", date(0)).await["entry_count"], 4);
+    let (status, body) = app
+        .get("m1", &format!("/v1/merchants/m1/balances/{}", day(date(1))))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        app.metrics.consumer.applied.get(),
+        4,
+        "nothing applied unfenced"
+    );
+
+    harness::failover::redis_read_only(&stack.endpoints().redis_url, false)
+        .await
+        .expect("promote Redis");
+    counted_once(&app, 5).await;
+    app.stop().await;
+    stack.shutdown().await;
 }

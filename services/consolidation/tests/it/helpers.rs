@@ -53,6 +53,15 @@ impl TestApp {
             .scope_with(options.with_migrations(&consolidation::MIGRATOR))
             .await
             .expect("scope");
+        Self::start(stack, scope, adjust).await
+    }
+
+    /// Another instance on the same scope (database, queues, Redis prefix): a replica.
+    pub async fn replica(&self, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start(self.stack, self.scope.clone(), adjust).await
+    }
+
+    async fn start(stack: &'static Stack, scope: Scope, adjust: impl FnOnce(&mut Config)) -> Self {
         // Before it starts: the tests observe its retries through its log lines.
         testkit::logs::capture();
         let mut config =

@@ -6,6 +6,11 @@
 //! |------------|------------------|----------------------------------------------------|---------------|
 //! | PostgreSQL | 201              | 503 + Retry-After within the request deadline; 201 within 2 s of heal | 503 + Retry-After, never 500; 201 after heal |
 //! | SQS        | 201, published   | 201 at unchanged latency, the outbox backlog grows, drains once healed | same as blackhole |
+//!
+//! And the failovers of a managed PostgreSQL (issue 30): in recovery (57P03 at connect,
+//! `NetFault::PgRecovering`) as reset; the writer demoted (sessions terminated, new ones
+//! read-only: 25006 on writes) 503 + Retry-After, never 500, and 201 once writable again, each
+//! entry recorded once.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +44,11 @@ fault_cell!(
     postgres_refuse_is_503_not_500,
     postgres_unavailable,
     NetFault::Refuse
+);
+fault_cell!(
+    postgres_recovering_57p03_is_503_not_500,
+    postgres_unavailable,
+    NetFault::PgRecovering
 );
 fault_cell!(
     sqs_latency_200ms_records_and_publishes,
@@ -353,4 +363,30 @@ async fn start_waits_for_a_postgres_slow_to_accept() {
         .expect("the start ends once PostgreSQL answers")
         .expect("the ledger started");
     assert_eq!(app.post_entry("m1", &credit("1.00")).await.status(), 201);
+}
+
+/// An Aurora failover seen from the writer's clients: the old writer's sessions are terminated
+/// and new ones are read-only, so recording fails with 25006: 503 + Retry-After, never 500;
+/// 201 once the database is writable again, and only the entries answered 201 are recorded.
+#[tokio::test]
+async fn postgres_read_only_failover_is_503_then_201() {
+    let stack = harness::shared().await.expect("stack");
+    let app = TestApp::spawn_on(stack, |config| config.deadlines = short_deadlines()).await;
+    assert_eq!(app.post_entry("m1", &credit("1.00")).await.status(), 201);
+    harness::failover::postgres_read_only(&app.scope.database_url, true)
+        .await
+        .expect("read-only");
+    for _ in 0..2 {
+        let response = app.post_entry("m1", &credit("2.00")).await;
+        assert_eq!(response.status(), 503, "{:?}", response.text().await);
+        assert_eq!(response.headers()["retry-after"], "1");
+    }
+    harness::failover::postgres_read_only(&app.scope.database_url, false)
+        .await
+        .expect("writable");
+    harness::eventually(Duration::from_secs(5), "201 once writable", || async {
+        (app.post_entry("m1", &credit("3.00")).await.status() == 201).then_some(())
+    })
+    .await;
+    assert_eq!(app.entry_count().await, 2);
 }
