@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::books::{DayTotals, minor_units};
 use serde_json::Value;
 
 /// A merchant's day: what a balance read reads and an entry changes.
@@ -49,81 +50,60 @@ impl std::fmt::Display for Day {
     }
 }
 
-/// What a day's balance counts: its entries, credits and debits (minor units). Every field
-/// only grows as entries are recorded, so each is checked on its own.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
-    /// Entries counted.
-    pub entry_count: i64,
-    /// Sum of the credits, in minor units.
-    pub credits: i64,
-    /// Sum of the debits, in minor units.
-    pub debits: i64,
-}
-
-impl Totals {
+/// What a day's balance counts only grows as entries are recorded, so each field is checked on
+/// its own.
+impl DayTotals {
     /// One entry: a credit or a debit of `amount` minor units.
     pub fn entry(credit: bool, amount: i64) -> Self {
         Self {
             entry_count: 1,
-            credits: if credit { amount } else { 0 },
-            debits: if credit { 0 } else { amount },
+            credits_minor: if credit { amount } else { 0 },
+            debits_minor: if credit { 0 } else { amount },
         }
     }
 
     /// The totals of a balance answer (`GET .../balances/{date}`): `entry_count`, `credits`,
     /// `debits`; `None` when the answer lacks one.
     pub fn of_balance(answer: &Value) -> Option<Self> {
-        let minor = |field: &str| minor_units(answer[field].as_str()?);
+        let minor = |field: &str| minor_units(&answer[field]).ok();
         Some(Self {
             entry_count: answer["entry_count"].as_i64()?,
-            credits: minor("credits")?,
-            debits: minor("debits")?,
+            credits_minor: minor("credits")?,
+            debits_minor: minor("debits")?,
         })
     }
 
     fn add(&mut self, other: Self) {
         self.entry_count += other.entry_count;
-        self.credits += other.credits;
-        self.debits += other.debits;
+        self.credits_minor += other.credits_minor;
+        self.debits_minor += other.debits_minor;
     }
 
     /// Whether any field of `self` is below the same field of `other`.
     fn any_below(self, other: Self) -> bool {
         self.entry_count < other.entry_count
-            || self.credits < other.credits
-            || self.debits < other.debits
+            || self.credits_minor < other.credits_minor
+            || self.debits_minor < other.debits_minor
     }
 
     /// The field-wise maximum.
     fn max(self, other: Self) -> Self {
         Self {
             entry_count: self.entry_count.max(other.entry_count),
-            credits: self.credits.max(other.credits),
-            debits: self.debits.max(other.debits),
+            credits_minor: self.credits_minor.max(other.credits_minor),
+            debits_minor: self.debits_minor.max(other.debits_minor),
         }
     }
 }
 
-impl std::fmt::Display for Totals {
+impl std::fmt::Display for DayTotals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "{} entries, credits {}, debits {}",
-            self.entry_count, self.credits, self.debits
+            self.entry_count, self.credits_minor, self.debits_minor
         )
     }
-}
-
-/// `"12.50"` as 1250 minor units; zero and negative sums too, which an entry's `Amount` refuses.
-fn minor_units(text: &str) -> Option<i64> {
-    let (sign, digits) = match text.strip_prefix('-') {
-        Some(rest) => (-1, rest),
-        None => (1, text),
-    };
-    let (units, cents) = digits.split_once('.').unwrap_or((digits, "0"));
-    let cents: i64 = format!("{cents:0<2}").get(..2)?.parse().ok()?;
-    Some(sign * (units.parse::<i64>().ok()? * 100 + cents))
 }
 
 /// One entry recorded by a client: from its first attempt to its last answer (retries of the
@@ -135,7 +115,7 @@ pub struct Write {
     /// The merchant's day it adds to.
     pub day: Day,
     /// What it adds.
-    pub totals: Totals,
+    pub totals: DayTotals,
     /// When the first attempt was sent.
     pub start: Instant,
     /// When the last answer came.
@@ -158,7 +138,7 @@ pub struct Read {
     /// The last answer's status; `None` when none came.
     pub status: Option<u16>,
     /// What the answer counted, on a 200.
-    pub totals: Option<Totals>,
+    pub totals: Option<DayTotals>,
     /// Whether the answer was marked stale (`Cache-Status: ...; detail=stale-if-error`).
     pub stale: bool,
 }
@@ -172,7 +152,7 @@ pub fn marked_stale(cache_status: Option<&str>) -> bool {
 #[derive(Debug, Default)]
 pub struct History {
     /// What each day counted before the history began (entries recorded before it).
-    baseline: Mutex<BTreeMap<Day, Totals>>,
+    baseline: Mutex<BTreeMap<Day, DayTotals>>,
     writes: Mutex<Vec<Write>>,
     reads: Mutex<Vec<Read>>,
 }
@@ -180,7 +160,7 @@ pub struct History {
 impl History {
     /// Sets what `day` counted before the first recorded operation (a seed, say): it is both
     /// sent and acknowledged from the start.
-    pub fn baseline(&self, day: Day, totals: Totals) {
+    pub fn baseline(&self, day: Day, totals: DayTotals) {
         self.baseline
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -322,18 +302,18 @@ impl std::fmt::Display for Verdict {
 #[derive(Debug, Default)]
 struct Timeline {
     /// What the day counted before the history began.
-    base: Totals,
+    base: DayTotals,
     /// (first attempt, totals sent up to and including it), by time.
-    sent: Vec<(Instant, Totals)>,
+    sent: Vec<(Instant, DayTotals)>,
     /// (acknowledgement, totals acknowledged up to and including it), by time.
-    acknowledged: Vec<(Instant, Totals)>,
+    acknowledged: Vec<(Instant, DayTotals)>,
 }
 
 impl Timeline {
-    fn of(base: Totals, writes: &[&Write]) -> Self {
-        let prefix = |mut points: Vec<(Instant, Totals)>| {
+    fn of(base: DayTotals, writes: &[&Write]) -> Self {
+        let prefix = |mut points: Vec<(Instant, DayTotals)>| {
             points.sort_by_key(|(at, _)| *at);
-            let mut sum = Totals::default();
+            let mut sum = DayTotals::default();
             points
                 .into_iter()
                 .map(|(at, totals)| {
@@ -356,7 +336,7 @@ impl Timeline {
     }
 
     /// The base plus the points strictly before `at`.
-    fn before(&self, points: &[(Instant, Totals)], at: Instant) -> Totals {
+    fn before(&self, points: &[(Instant, DayTotals)], at: Instant) -> DayTotals {
         let n = points.partition_point(|(t, _)| *t < at);
         let mut sum = self.base;
         if let Some(i) = n.checked_sub(1) {
@@ -390,7 +370,7 @@ pub fn check(
 
 /// The same, each day starting from what `baseline` says it counted.
 pub fn check_from(
-    baseline: &BTreeMap<Day, Totals>,
+    baseline: &BTreeMap<Day, DayTotals>,
     writes: &[Write],
     reads: &[Read],
     listed: &HashSet<String>,
@@ -425,7 +405,7 @@ pub fn check_from(
     let empty = Timeline::default();
 
     // Read validity, each answered read on its own.
-    let mut answered: BTreeMap<(usize, &Day), Vec<(&Read, Totals)>> = BTreeMap::new();
+    let mut answered: BTreeMap<(usize, &Day), Vec<(&Read, DayTotals)>> = BTreeMap::new();
     for read in reads {
         verdict.reads += 1;
         let (Some(200), Some(totals)) = (read.status, read.totals) else {
@@ -439,7 +419,7 @@ pub fn check_from(
         verdict.reads_checked += 1;
         let timeline = timelines.get(&read.day).unwrap_or(&empty);
         let sent = timeline.before(&timeline.sent, read.end);
-        if totals.any_below(Totals::default()) || sent.any_below(totals) {
+        if totals.any_below(DayTotals::default()) || sent.any_below(totals) {
             verdict.invalid += 1;
             verdict.example(format!(
                 "client {} read {}: {totals}, more than the {sent} sent before the read ended",
@@ -475,10 +455,10 @@ pub fn check_from(
     // fresh on reads that ended before this one started.
     for ((client, day), mut seen) in answered {
         seen.sort_by_key(|(read, _)| read.start);
-        let mut by_end: Vec<(Instant, Totals)> =
+        let mut by_end: Vec<(Instant, DayTotals)> =
             seen.iter().map(|(read, t)| (read.end, *t)).collect();
         by_end.sort_by_key(|(end, _)| *end);
-        let (mut before, mut highest) = (0, None::<Totals>);
+        let (mut before, mut highest) = (0, None::<DayTotals>);
         for (read, totals) in &seen {
             while before < by_end.len() && by_end[before].0 < read.start {
                 highest = Some(highest.map_or(by_end[before].1, |h| h.max(by_end[before].1)));
@@ -517,7 +497,7 @@ mod tests {
         Write {
             client,
             day: day(),
-            totals: Totals::entry(true, 100),
+            totals: DayTotals::entry(true, 100),
             start: clock.at(start),
             end: clock.at(end),
             acknowledged: Some(id.to_string()),
@@ -531,10 +511,10 @@ mod tests {
             start: clock.at(start),
             end: clock.at(end),
             status: Some(200),
-            totals: Some(Totals {
+            totals: Some(DayTotals {
                 entry_count: count,
-                credits: 100 * count,
-                debits: 0,
+                credits_minor: 100 * count,
+                debits_minor: 0,
             }),
             stale: false,
         }
@@ -725,10 +705,10 @@ mod tests {
         for read in &mut reads {
             if let Some(totals) = read.totals.as_mut() {
                 totals.entry_count += 1;
-                totals.debits += 1_000;
+                totals.debits_minor += 1_000;
             }
         }
-        let seeded = Totals::entry(false, 1_000);
+        let seeded = DayTotals::entry(false, 1_000);
         let baseline = BTreeMap::from([(day(), seeded)]);
         let ids = listed(&["a", "b", "c"]);
         let verdict = check_from(&baseline, &writes, &reads, &ids, Duration::from_secs(1));
@@ -764,16 +744,16 @@ mod tests {
             "entry_count": 3, "credits": "12.50", "debits": "0.05", "net": "12.45"
         });
         assert_eq!(
-            Totals::of_balance(&answer),
-            Some(Totals {
+            DayTotals::of_balance(&answer),
+            Some(DayTotals {
                 entry_count: 3,
-                credits: 1_250,
-                debits: 5
+                credits_minor: 1_250,
+                debits_minor: 5
             })
         );
         let empty = serde_json::json!({"entry_count": 0, "credits": "0.00", "debits": "0.00"});
-        assert_eq!(Totals::of_balance(&empty), Some(Totals::default()));
-        assert_eq!(Totals::of_balance(&serde_json::json!({})), None);
+        assert_eq!(DayTotals::of_balance(&empty), Some(DayTotals::default()));
+        assert_eq!(DayTotals::of_balance(&serde_json::json!({})), None);
         assert!(marked_stale(Some(
             "consolidation; hit; detail=stale-if-error"
         )));

@@ -10,7 +10,8 @@ use std::time::Instant;
 use harness::netfault::NetFault;
 use harness::sqs_faults::protocol::{INTERNAL_FAILURE, REQUEST_THROTTLED};
 use harness::sqs_faults::{Action, Operation, Rule};
-use testkit::history::{Day as HistoryDay, History, Read, Totals, Write, marked_stale};
+use testkit::books::DayTotals;
+use testkit::history::{Day as HistoryDay, History, Read, Write, marked_stale};
 
 /// How long after its acknowledgement an entry may still be missing from a fresh balance in
 /// the history check: the consolidation is asynchronous (outbox, SQS, consumer), and the worst
@@ -118,7 +119,7 @@ pub(crate) async fn start_load(w: &mut Platform, merchants: usize, rate: u64) {
                 history.write(Write {
                     client: n,
                     day: HistoryDay::new(merchant, date),
-                    totals: Totals::entry(credit, i64::try_from(amount).unwrap_or_default()),
+                    totals: DayTotals::entry(credit, i64::try_from(amount).unwrap_or_default()),
                     start,
                     end: Instant::now(),
                     acknowledged,
@@ -201,7 +202,7 @@ pub(crate) async fn start_reads(w: &mut Platform, clients: usize, rate: u64) {
                                     .get("cache-status")
                                     .and_then(|v| v.to_str().ok()),
                             );
-                            totals = Totals::of_balance(&r.json().await.unwrap_or(Value::Null));
+                            totals = DayTotals::of_balance(&r.json().await.unwrap_or(Value::Null));
                             break;
                         }
                         Ok(r) if r.status() == 401 => {

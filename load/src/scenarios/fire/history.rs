@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use testkit::history::{Day, History, Totals, Verdict, Write};
+use testkit::history::{Day, History, Verdict, Write};
 
 use super::books::ledger_day;
 use super::clock::epoch;
@@ -43,14 +43,9 @@ pub async fn start(target: &Target) -> anyhow::Result<Arc<History>> {
                 merchant.clone(),
             );
             jobs.spawn(async move {
-                let day = DayTotals::from(
+                let totals = DayTotals::from(
                     &consolidated_day(&http, &base, &token, &merchant, &date).await?,
                 );
-                let totals = Totals {
-                    entry_count: day.entry_count,
-                    credits: day.credits_minor,
-                    debits: day.debits_minor,
-                };
                 anyhow::Ok((Day::new(merchant, date), totals))
             });
             while jobs.len() >= 16 {
@@ -82,7 +77,7 @@ pub fn record_writes(history: &History, target: &Target, writes: &[WriteOutcome]
         history.write(Write {
             client: write.merchant,
             day: Day::new(target.merchants[write.merchant].clone(), date),
-            totals: Totals::entry(kind == "credit", amount),
+            totals: DayTotals::entry(kind == "credit", amount),
             start,
             end: (start + Duration::from_secs_f64(write.latency_ms / 1000.0)).min(Instant::now()),
             acknowledged: write.accepted.as_ref().map(|a| a.id.clone()),

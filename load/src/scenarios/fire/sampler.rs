@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use goose::goose::GooseResponse;
 use goose::prelude::*;
-use testkit::history::{Day, History, Read, Totals, marked_stale};
+use testkit::books::DayTotals;
+use testkit::history::{Day, History, Read, marked_stale};
 
 use super::clock::{epoch, since_epoch};
 use super::platform::Platform;
@@ -108,7 +109,7 @@ impl Reads {
             let totals = body
                 .as_deref()
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-                .and_then(|answer| Totals::of_balance(&answer));
+                .and_then(|answer| DayTotals::of_balance(&answer));
             self.history.read(Read {
                 client: self.first_client + client,
                 day,
