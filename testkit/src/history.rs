@@ -525,6 +525,16 @@ mod tests {
     }
 
     /// Three credits, read as they arrive by two clients.
+    /// The check with every credit of [`clean`] listed and a one-second lag allowed.
+    fn check_clean(writes: &[Write], reads: &[Read]) -> Verdict {
+        check(
+            writes,
+            reads,
+            &listed(&["a", "b", "c"]),
+            Duration::from_secs(1),
+        )
+    }
+
     fn clean() -> (Clock, Vec<Write>, Vec<Read>) {
         let clock = Clock(Instant::now());
         let writes = vec![
@@ -544,12 +554,7 @@ mod tests {
     #[test]
     fn a_clean_history_holds() {
         let (_, writes, reads) = clean();
-        let verdict = check(
-            &writes,
-            &reads,
-            &listed(&["a", "b", "c"]),
-            Duration::from_secs(1),
-        );
+        let verdict = check_clean(&writes, &reads);
         assert!(verdict.holds(), "{verdict}");
         assert_eq!(verdict.reads_checked, 4);
         assert_eq!(verdict.acknowledged, 3);
@@ -562,12 +567,7 @@ mod tests {
         let (clock, writes, mut reads) = clean();
         // Client 1 had seen 3 entries; a later fresh answer says 2.
         reads.push(read(&clock, 1, 400, 410, 2));
-        let verdict = check(
-            &writes,
-            &reads,
-            &listed(&["a", "b", "c"]),
-            Duration::from_secs(1),
-        );
+        let verdict = check_clean(&writes, &reads);
         assert_eq!(verdict.regressions, 1, "{verdict}");
         assert!(!verdict.holds());
         assert!(verdict.examples[0].contains("after it had seen 3 entries"));
@@ -579,12 +579,7 @@ mod tests {
         let mut stale = read(&clock, 1, 400, 410, 2);
         stale.stale = true;
         reads.push(stale);
-        let verdict = check(
-            &writes,
-            &reads,
-            &listed(&["a", "b", "c"]),
-            Duration::from_secs(1),
-        );
+        let verdict = check_clean(&writes, &reads);
         assert!(verdict.holds(), "{verdict}");
         assert_eq!(verdict.reads_stale, 1);
     }
@@ -594,12 +589,7 @@ mod tests {
         let (clock, writes, mut reads) = clean();
         // Client 2 has never seen 3: its 2 is no regression (monotonic reads are per client).
         reads.push(read(&clock, 2, 400, 410, 2));
-        let verdict = check(
-            &writes,
-            &reads,
-            &listed(&["a", "b", "c"]),
-            Duration::from_secs(1),
-        );
+        let verdict = check_clean(&writes, &reads);
         assert_eq!(verdict.regressions, 0, "{verdict}");
     }
 
@@ -608,12 +598,7 @@ mod tests {
         let (clock, writes, mut reads) = clean();
         // Started before the read that saw 3 ended: no order between them.
         reads.push(read(&clock, 1, 305, 320, 2));
-        let verdict = check(
-            &writes,
-            &reads,
-            &listed(&["a", "b", "c"]),
-            Duration::from_secs(1),
-        );
+        let verdict = check_clean(&writes, &reads);
         assert_eq!(verdict.regressions, 0, "{verdict}");
     }
 
@@ -622,12 +607,7 @@ mod tests {
         let (clock, writes, mut reads) = clean();
         // Four entries counted, three ever sent: one counted twice.
         reads.push(read(&clock, 3, 400, 410, 4));
-        let verdict = check(
-            &writes,
-            &reads,
-            &listed(&["a", "b", "c"]),
-            Duration::from_secs(1),
-        );
+        let verdict = check_clean(&writes, &reads);
         assert_eq!(verdict.invalid, 1, "{verdict}");
         assert!(!verdict.holds());
     }
@@ -637,12 +617,7 @@ mod tests {
         let (clock, writes, mut reads) = clean();
         // Ended at 190: the third credit was first sent at 200.
         reads.push(read(&clock, 3, 180, 190, 3));
-        let verdict = check(
-            &writes,
-            &reads,
-            &listed(&["a", "b", "c"]),
-            Duration::from_secs(1),
-        );
+        let verdict = check_clean(&writes, &reads);
         assert_eq!(verdict.invalid, 1, "{verdict}");
     }
 
@@ -652,12 +627,7 @@ mod tests {
         let mut stale = read(&clock, 3, 400, 410, 4);
         stale.stale = true;
         reads.push(stale);
-        let verdict = check(
-            &writes,
-            &reads,
-            &listed(&["a", "b", "c"]),
-            Duration::from_secs(1),
-        );
+        let verdict = check_clean(&writes, &reads);
         assert_eq!(verdict.invalid, 1, "{verdict}");
     }
 
@@ -666,12 +636,7 @@ mod tests {
         let (clock, writes, mut reads) = clean();
         // At 1,000 ms every credit was acknowledged 790 ms or more before; one is still missing.
         reads.push(read(&clock, 3, 1_000, 1_010, 2));
-        let lenient = check(
-            &writes,
-            &reads,
-            &listed(&["a", "b", "c"]),
-            Duration::from_secs(1),
-        );
+        let lenient = check_clean(&writes, &reads);
         assert_eq!(lenient.invalid, 0, "{lenient}");
         assert_eq!(lenient.max_lag, Duration::from_millis(790));
         let strict = check(
@@ -728,12 +693,7 @@ mod tests {
         let mut failed = read(&clock, 3, 400, 410, 0);
         (failed.status, failed.totals) = (Some(503), None);
         reads.push(failed);
-        let verdict = check(
-            &writes,
-            &reads,
-            &listed(&["a", "b", "c"]),
-            Duration::from_secs(1),
-        );
+        let verdict = check_clean(&writes, &reads);
         assert_eq!(verdict.reads_failed, 1, "{verdict}");
         assert!(!verdict.holds());
     }
