@@ -51,6 +51,32 @@ pub fn this_process() -> Option<Duration> {
     ))
 }
 
+/// CPU time used so far by this process's children that exited and were waited for (a
+/// `pgbench` run, say), in all: the kernel adds each one's time to its parent's when it is reaped.
+pub fn this_process_waited_children() -> Option<Duration> {
+    let fields = stat_fields(std::path::Path::new("/proc/self/stat"))?;
+    Some(Duration::from_secs_f64(
+        waited_children(&fields) as f64 / clock_ticks()?,
+    ))
+}
+
+/// CPU time used so far by this process's live threads whose name (`comm`, at most 15 bytes)
+/// `matches`: a runtime's worker threads carry its name, so the part of this process's time a
+/// server in it used can be told from the load generator's beside it.
+pub fn threads(matches: impl Fn(&str) -> bool) -> Option<Duration> {
+    let ticks = clock_ticks()?;
+    let mut total = 0u64;
+    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if matches(comm.trim_end())
+            && let Some(fields) = stat_fields(&entry.path().join("stat"))
+        {
+            total += user_and_system(&fields);
+        }
+    }
+    Some(Duration::from_secs_f64(total as f64 / ticks))
+}
+
 /// The fields of a `/proc/<pid>/stat` after the command name (which may hold spaces and ends at
 /// the last `)`): state, ppid, pgrp, ...
 fn stat_fields(path: &std::path::Path) -> Option<Vec<String>> {
@@ -118,6 +144,41 @@ mod tests {
             .saturating_sub(in_tree);
         assert!(process >= at_least, "this process: {process:?}");
         assert!(in_tree >= at_least, "its tree: {in_tree:?}");
+    }
+
+    /// A thread spinning for 300 ms of its own CPU shows in the time of the threads of its
+    /// name, while it lives; other threads' time does not.
+    #[test]
+    fn a_named_thread_is_counted_apart() {
+        if super::threads(|_| true).is_none() {
+            return; // No /proc here.
+        }
+        let (spun_tx, spun_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let spinner = std::thread::Builder::new()
+            .name("cpu-test-spin".into())
+            .spawn(move || {
+                let (started, deadline) = (thread_cpu(), Instant::now() + Duration::from_secs(60));
+                let mut spins = 0u64;
+                while thread_cpu() - started < Duration::from_millis(300)
+                    && Instant::now() < deadline
+                {
+                    spins = std::hint::black_box(spins + 1);
+                }
+                let _ = spun_tx.send(());
+                let _ = done_rx.recv();
+            })
+            .expect("spawn");
+        spun_rx.recv().expect("spun");
+        let named = super::threads(|name| name == "cpu-test-spin").unwrap_or_default();
+        let other = super::threads(|name| name == "no-such-thread").unwrap_or_default();
+        let _ = done_tx.send(());
+        let _ = spinner.join();
+        assert!(
+            named >= Duration::from_millis(270),
+            "the named thread: {named:?}"
+        );
+        assert_eq!(other, Duration::ZERO);
     }
 
     /// A child that exited and was waited for still counts (its CPU moves to its parent's
