@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use load::kit::report::{self, Figure};
+use load::scenarios::cost::CostArgs;
 use load::scenarios::fire::FireArgs;
 use load::scenarios::soak::SoakArgs;
 use load::suite::{OnTarget, TargetArgs};
@@ -18,10 +19,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// What `make load` runs: ceilings, sla, capacity, e2e-lag, consumer-drain, ledger-writes
-    /// on the platform started in this process, then sla-under-fire on stacks of its own.
+    /// on the platform started in this process, then cost and sla-under-fire on stacks of their
+    /// own.
     All {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        cost: CostArgs,
         #[command(flatten)]
         fire: FireArgs,
     },
@@ -53,6 +57,16 @@ enum Command {
         #[command(flatten)]
         fire: FireArgs,
     },
+    /// CPU time per request of each process (services, PostgreSQL, Redis, the emulator, goose)
+    /// over fixed-rate runs: cached read, uncached read, write, trivial handler, pgbench (starts
+    /// its own stacks).
+    Cost {
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: usize,
+        #[command(flatten)]
+        cost: CostArgs,
+    },
     /// A long steady mixed load with short retention windows, services as their own processes;
     /// fails if a table, a process or Redis keeps growing (not part of `all`).
     Soak(SoakArgs),
@@ -74,9 +88,10 @@ async fn main() -> anyhow::Result<()> {
     // Every figure measured is published, also when a later scenario fails.
     let result = match Cli::parse().command {
         Command::Soak(args) => return load::scenarios::soak::run(&args).await,
-        Command::All { target, fire } => {
-            // e2e-lag before ledger-writes, whose outbox backlog takes a while to drain;
-            // sla-under-fire last, on stacks of its own once the in-process platform is stopped.
+        Command::All { target, cost, fire } => {
+            // e2e-lag before ledger-writes, whose outbox backlog takes a while to drain; cost,
+            // then sla-under-fire last, on stacks of their own once the in-process platform is
+            // stopped.
             let wanted = [
                 OnTarget::Ceilings,
                 OnTarget::Sla,
@@ -85,11 +100,16 @@ async fn main() -> anyhow::Result<()> {
                 OnTarget::ConsumerDrain,
                 OnTarget::LedgerWrites,
             ];
+            let seconds = target.seconds.unwrap_or(10);
             match load::suite::run(&target, &wanted, &mut figures).await {
-                Ok(()) => fire_into(&fire, target.write_rate, &mut figures).await,
+                Ok(()) => match cost_into(&cost, seconds, &mut figures).await {
+                    Ok(()) => fire_into(&fire, target.write_rate, &mut figures).await,
+                    failed => failed,
+                },
                 failed => failed,
             }
         }
+        Command::Cost { seconds, cost } => cost_into(&cost, seconds, &mut figures).await,
         Command::SlaUnderFire { write_rate, fire } => {
             fire_into(&fire, write_rate, &mut figures).await
         }
@@ -123,6 +143,16 @@ async fn main() -> anyhow::Result<()> {
 async fn on_target(first: OnTarget, chain: Chain, figures: &mut Vec<Figure>) -> anyhow::Result<()> {
     let wanted: Vec<OnTarget> = std::iter::once(first).chain(chain.then).collect();
     load::suite::run(&chain.target, &wanted, figures).await
+}
+
+async fn cost_into(
+    cost: &CostArgs,
+    seconds: usize,
+    figures: &mut Vec<Figure>,
+) -> anyhow::Result<()> {
+    eprintln!("load: cost");
+    figures.extend(load::scenarios::cost::run(cost, seconds).await?);
+    Ok(())
 }
 
 async fn fire_into(

@@ -2,6 +2,7 @@
 //! scenario.
 
 pub mod capacity;
+pub mod cost;
 pub mod drain;
 pub mod e2e_lag;
 pub mod fire;
