@@ -63,8 +63,9 @@ compose-smoke: deps
 	bash ci/compose-smoke.sh
 
 # Every load scenario against the platform started in-process (release build), beside ceilings
-# measured in the same run; then sla-under-fire (two replicas of each service as processes,
-# release binaries, behind the nginx gateway, with faults). Reports: target/load/ (summary.json,
+# measured in the same run; then cost (CPU per request of each process at fixed rates, one
+# replica of each service as a process) and sla-under-fire (two replicas of each service as
+# processes, release binaries, behind the nginx gateway, with faults). Reports: target/load/ (summary.json,
 # sla-under-fire.md/.json, goose HTML per run). Fails naming every bound missed.
 load: deps
 	$(CARGO) build --release --quiet -p ledger -p consolidation -p load --bins
