@@ -42,10 +42,13 @@ async fn with_postgres_down_messages_are_retried_with_growing_backoff_and_nothin
     let stack: &'static Stack = Box::leak(Box::new(
         Stack::start(StackOptions::default()).await.expect("stack"),
     ));
+    // What is measured is the retry's backoff, not the heartbeat (tested with the SQS faults): a
+    // long visibility keeps a slow first attempt (PostgreSQL down, on a loaded machine) from being
+    // handed to the other poll loop before its retry sets the backoff.
     let app = TestApp::spawn_on(
         stack,
         ScopeOptions::default().with_max_receive_count(20),
-        |_| {},
+        |config| config.consumer.visibility = Duration::from_secs(60),
     )
     .await;
     stack
