@@ -12,7 +12,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 use cashflow_contracts::{Amount, Currency, EntryKind, MerchantId, business_date};
-use cashflow_platform::edge::{self, ApiError};
+use cashflow_platform::edge::ApiError;
 use cashflow_platform::problem::FieldError;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -135,11 +135,6 @@ impl FromStr for BusinessDate {
 }
 
 impl RecordEntryRequest {
-    /// Reads a body: not JSON is a 400; JSON other than an object a 422 naming `body`.
-    pub fn from_body(body: &[u8]) -> Result<Self, ApiError> {
-        edge::json_object(body)
-    }
-
     /// The entry `merchant` asks to record, checked against `rules` on `today` (in the
     /// merchants' zone), or a 422 naming every field that is wrong. Writes nothing.
     pub fn check(
@@ -254,7 +249,7 @@ mod tests {
 
     fn check(body: &str) -> Result<NewEntry, ApiError> {
         let merchant: MerchantId = "m1".parse().expect("merchant");
-        RecordEntryRequest::from_body(body.as_bytes())?.check(
+        cashflow_platform::edge::json_object::<RecordEntryRequest>(body.as_bytes())?.check(
             merchant,
             &EntryRules::default(),
             TODAY,

@@ -149,7 +149,8 @@ pub async fn record(
     principal.authorize(&merchant, WRITE)?;
     let merchant_id = edge::merchant_id(&merchant)?;
     let body = edge::json_body(&headers, body, state.max_body_bytes)?;
-    let new_entry = RecordEntryRequest::from_body(&body)?.check(
+    // Not JSON is a 400; JSON other than an object a 422 naming `body` (the edge's rules).
+    let new_entry = edge::json_object::<RecordEntryRequest>(&body)?.check(
         merchant_id,
         &state.rules,
         entries::today(&state.rules)?,
