@@ -14,10 +14,12 @@ use testkit::books::DayTotals;
 use testkit::history::{Day as HistoryDay, History, Read, Write, marked_stale};
 
 /// How long after its acknowledgement an entry may still be missing from a fresh balance in
-/// the history check: the consolidation is asynchronous (outbox, SQS, consumer), and the worst
-/// fault of the scenario (a consumer killed holding messages: 3 s down, then the 5 s visibility
-/// timeout) delays some entries by about 10 s. The check reports the largest lag it saw.
-const LAG_ALLOWANCE: Duration = Duration::from_secs(30);
+/// the history check: the consolidation is asynchronous (outbox, SQS, consumer), consumption
+/// waits while Redis takes no writes (the cache fence, ADR 4), and the backlog of the scenario's
+/// faults then drains at the emulator's pace (33 s seen with moto on a loaded machine, 11–13 s
+/// with LocalStack). The same allowance as `sla-under-fire`'s; the check reports the largest lag
+/// it saw.
+const LAG_ALLOWANCE: Duration = Duration::from_secs(60);
 
 /// How long a client keeps retrying one request before it counts it failed.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(90);
