@@ -1,11 +1,9 @@
-//! The meter: each part's CPU time read before and after a phase ([`metered`]), and the figures
+//! The meter: each part's CPU time read before and after a phase ([`super::platform::Platform::metered`]), and the figures
 //! of a phase in µs of CPU per request ([`phase_figures`]).
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::SCENARIO;
-use super::platform::Platform;
 use crate::kit::goose::Run;
 use crate::kit::report::Figure;
 
@@ -63,29 +61,16 @@ pub struct Used {
     parts: Readings,
 }
 
-/// Runs `phase`, reading every part's CPU time before and after it.
-pub async fn metered<T>(
-    platform: &Platform<'_>,
-    phase: impl Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<(T, Used)> {
-    let before = platform.read().await?;
-    let started = Instant::now();
-    let value = phase.await?;
-    let after = platform.read().await?;
-    let mut parts: Readings = [None; Part::ALL.len()];
-    for (used, (b, a)) in parts.iter_mut().zip(before.into_iter().zip(after)) {
-        *used = b.zip(a).map(|(b, a)| a.saturating_sub(b));
-    }
-    Ok((
-        value,
-        Used {
-            seconds: started.elapsed().as_secs_f64(),
-            parts,
-        },
-    ))
-}
-
 impl Used {
+    /// What each part used between two readings `seconds` apart.
+    pub fn between(before: Readings, after: Readings, seconds: f64) -> Self {
+        let mut parts: Readings = [None; Part::ALL.len()];
+        for (used, (b, a)) in parts.iter_mut().zip(before.into_iter().zip(after)) {
+            *used = b.zip(a).map(|(b, a)| a.saturating_sub(b));
+        }
+        Self { seconds, parts }
+    }
+
     pub fn of(&self, part: Part) -> Option<Duration> {
         self.parts[Part::ALL.iter().position(|p| *p == part)?]
     }

@@ -34,7 +34,7 @@ use std::time::Duration;
 use harness::{Service, Stack, StackOptions};
 
 pub use self::args::CostArgs;
-use self::meter::{Part, UNIT, Used, idle_figures, metered, phase_figures};
+use self::meter::{Part, UNIT, Used, idle_figures, phase_figures};
 use self::platform::Platform;
 use crate::ceilings;
 use crate::kit::goose::{Attack, Run};
@@ -102,11 +102,12 @@ async fn measure(
     // Every seeded merchant-day read once: the cached reads all hit.
     requests::warm(&target).await?;
 
-    let (_, idle) = metered(platform, async {
-        tokio::time::sleep(Duration::from_secs(seconds as u64)).await;
-        Ok(())
-    })
-    .await?;
+    let (_, idle) = platform
+        .metered(async {
+            tokio::time::sleep(Duration::from_secs(seconds as u64)).await;
+            Ok(())
+        })
+        .await?;
     let mut figures = idle_figures(&idle);
     let handler = trivial_handler(args, seconds, platform, &mut figures).await?;
     reads(&target, args, seconds, platform, handler, &mut figures).await?;
@@ -163,7 +164,7 @@ async fn trivial_handler(
         let used = server.cpu().unwrap_or_default().saturating_sub(before);
         anyhow::Ok((run, used))
     };
-    let measured = metered(platform, phase).await;
+    let measured = platform.metered(phase).await;
     server.stop().await;
     let ((trivial, handler_cpu), used) = measured?;
     let handler = handler_cpu.as_secs_f64() * 1e6 / trivial.requests.max(1) as f64;
@@ -200,7 +201,9 @@ async fn reads(
     let host = &target.consolidation_url;
     eprintln!("cost: cached reads at {}/s", args.cost_read_rate);
     let cached = attack(host, args.cost_read_rate, seconds, "cost-cached-read");
-    let (cached, used) = metered(platform, cached.run(requests::cached_reads(target))).await?;
+    let (cached, used) = platform
+        .metered(cached.run(requests::cached_reads(target)))
+        .await?;
     figures.extend(phase_figures("cached read", &used, &cached, &parts));
     let served = used.served_per_request(cached.requests, &parts);
     figures.push(
@@ -225,8 +228,9 @@ async fn reads(
 
     eprintln!("cost: uncached reads at {}/s", args.cost_uncached_rate);
     let uncached = attack(host, args.cost_uncached_rate, seconds, "cost-uncached-read");
-    let (uncached, used) =
-        metered(platform, uncached.run(requests::uncached_reads(target))).await?;
+    let (uncached, used) = platform
+        .metered(uncached.run(requests::uncached_reads(target)))
+        .await?;
     figures.extend(phase_figures("uncached read", &used, &uncached, &parts));
     Ok(())
 }
@@ -243,20 +247,21 @@ async fn writes(
 ) -> anyhow::Result<(Option<f64>, Option<f64>)> {
     eprintln!("cost: writes at {}/s", args.cost_write_rate);
     let applied_before = requests::applied(consolidation_db).await?;
-    let (written, used): (Run, Used) = metered(platform, async {
-        let run = attack(
-            &target.ledger_url,
-            args.cost_write_rate,
-            seconds,
-            "cost-write",
-        )
-        .run(requests::writes(target))
+    let (written, used): (Run, Used) = platform
+        .metered(async {
+            let run = attack(
+                &target.ledger_url,
+                args.cost_write_rate,
+                seconds,
+                "cost-write",
+            )
+            .run(requests::writes(target))
+            .await?;
+            let accepted = i64::try_from(run.requests - run.failures)?;
+            requests::wait_applied(consolidation_db, applied_before + accepted).await?;
+            Ok(run)
+        })
         .await?;
-        let accepted = i64::try_from(run.requests - run.failures)?;
-        requests::wait_applied(consolidation_db, applied_before + accepted).await?;
-        Ok(run)
-    })
-    .await?;
     figures.extend(phase_figures(
         "write (to applied)",
         &used,
@@ -281,7 +286,9 @@ async fn pgbench(
     eprintln!("cost: pgbench, the ledger's statement, 16 clients");
     let children = harness::cpu::this_process_waited_children();
     let database = &platform.ledger_scope.database_url;
-    let (tps, used) = metered(platform, ceilings::pgbench::pgbench(database, 16, seconds)).await?;
+    let (tps, used) = platform
+        .metered(ceilings::pgbench::pgbench(database, 16, seconds))
+        .await?;
     let pgbench_client = harness::cpu::this_process_waited_children()
         .zip(children)
         .map(|(after, before)| after.saturating_sub(before));

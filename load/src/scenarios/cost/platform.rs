@@ -11,7 +11,7 @@ use harness::cluster::Cluster;
 use harness::{Dependency, Scope, ScopeOptions, Service, Stack};
 use testkit::ClusterPlan;
 
-use super::meter::{Part, Readings};
+use super::meter::{Part, Readings, Used};
 
 /// The stacks, their scopes and the cluster.
 pub struct Platform<'a> {
@@ -86,6 +86,21 @@ impl<'a> Platform<'a> {
             .into_iter()
             .find(|r| r.service == service)
             .with_context(|| format!("no {service} replica"))
+    }
+
+    /// Runs `phase`, reading every part's CPU time before and after it.
+    pub async fn metered<T>(
+        &self,
+        phase: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<(T, Used)> {
+        let before = self.read().await?;
+        let started = std::time::Instant::now();
+        let value = phase.await?;
+        let after = self.read().await?;
+        Ok((
+            value,
+            Used::between(before, after, started.elapsed().as_secs_f64()),
+        ))
     }
 
     /// Every part's CPU time so far (`None` where it cannot be read).
