@@ -118,6 +118,18 @@ pub struct Cache {
     /// (their fences make every other instance bypass it too).
     pending: Mutex<HashMap<String, PendingLift>>,
     metrics: CacheMetrics,
+    /// The scripts, hashed once: `Script::new` computes the SHA-1 that `EVALSHA` names, which
+    /// per read cost more than the lookup's own work in this process.
+    scripts: Scripts,
+}
+
+/// The cache's Lua scripts.
+#[derive(Debug)]
+struct Scripts {
+    lookup: Script,
+    put: Script,
+    fence: Script,
+    lift: Script,
 }
 
 /// The Lua functions the scripts below share. `retire` retires a merchant's answers whose last
@@ -296,6 +308,12 @@ impl Cache {
             unwritable: AtomicBool::new(false),
             pending: Mutex::default(),
             metrics,
+            scripts: Scripts {
+                lookup: Script::new(LOOKUP),
+                put: Script::new(PUT),
+                fence: Script::new(FENCE),
+                lift: Script::new(LIFT),
+            },
         })
     }
 
@@ -433,7 +451,8 @@ impl Cache {
         let (version_key, _, answers) = self.keys(merchant);
         let result: redis::RedisResult<(i32, Option<String>, Option<String>)> = self
             .call(
-                Script::new(LOOKUP)
+                self.scripts
+                    .lookup
                     .key(&version_key)
                     .key(self.fence_key(merchant))
                     .key(format!("{answers}{field}"))
@@ -471,7 +490,8 @@ impl Cache {
         let (version_key, index_key, answers) = self.keys(merchant);
         let stored: redis::RedisResult<i32> = self
             .call(
-                Script::new(PUT)
+                self.scripts
+                    .put
                     .key(&version_key)
                     .key(&index_key)
                     .key(format!("{answers}{field}"))
@@ -543,9 +563,9 @@ impl Cache {
         let placed = match self.connection().await {
             None => false,
             Some(mut redis) => {
-                let script = Script::new(FENCE);
+                let script = &self.scripts.fence;
                 let mut pipeline = redis::pipe();
-                pipeline.load_script(&script).ignore();
+                pipeline.load_script(script).ignore();
                 for (merchant, token, from) in &tokens {
                     let (version_key, index_key, answers) = self.keys(merchant);
                     pipeline.invoke_script(
@@ -653,11 +673,11 @@ impl Cache {
         let Some(mut redis) = self.connection().await else {
             return;
         };
-        let script = Script::new(LIFT);
+        let script = &self.scripts.lift;
         let mut pipeline = redis::pipe();
         // Loads the script in the same round trip, so that the EVALSHAs below never meet a
         // Redis that lost it (a restart, a failover).
-        pipeline.load_script(&script).ignore();
+        pipeline.load_script(script).ignore();
         for (merchant, from, tokens) in &waiting {
             let (version_key, index_key, answers) = self.keys(merchant);
             let mut invocation = script.key(&version_key);
