@@ -206,8 +206,8 @@ impl Run {
         let mut raw = Vec::new();
         let mut mitigated = Vec::new();
         for aggregate in metrics.requests.values() {
-            requests += aggregate.success_count + aggregate.fail_count;
-            failures += aggregate.fail_count;
+            requests += sent(aggregate);
+            failures += failed(aggregate);
             raw.push(&aggregate.raw_data);
             mitigated.push(
                 aggregate
@@ -226,6 +226,20 @@ impl Run {
             p99_mitigated: percentile_ms(&mitigated, 0.99),
         }
     }
+}
+
+/// The requests of a kind goose really sent. Its success and failure counts also count the
+/// requests its coordinated-omission mitigation back-fills after a stall (goose 0.19 increments
+/// them for each synthetic time), which were never sent: a rate or a CPU-per-request figure
+/// made from them overstates what the service did. The raw times hold only the real ones.
+pub fn sent(aggregate: &goose::metrics::GooseRequestMetricAggregate) -> usize {
+    aggregate.raw_data.counter
+}
+
+/// The failures of a kind, at most the requests sent (a back-filled copy of a failed request
+/// counts as a failure too: never fewer than the real ones).
+pub fn failed(aggregate: &goose::metrics::GooseRequestMetricAggregate) -> usize {
+    aggregate.fail_count.min(sent(aggregate))
 }
 
 /// Percentile `q` of every request kind together, in ms: a scenario's p99 is that of all its

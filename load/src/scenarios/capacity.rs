@@ -66,8 +66,8 @@ pub async fn capacity(
             .map(|(name, kind)| {
                 format!(
                     "{name} {} ({} failed) p99 {:.1} ms",
-                    kind.success_count + kind.fail_count,
-                    kind.fail_count,
+                    crate::kit::goose::sent(kind),
+                    crate::kit::goose::failed(kind),
                     kind.raw_data.percentile_us(0.99) as f64 / 1000.0
                 )
             })

@@ -233,7 +233,7 @@ impl Report {
     }
 }
 
-#[derive(sqlx::FromRow)]
+/// A day's row of the report.
 struct DayRow {
     business_date: Date,
     credits_minor: i64,
@@ -243,8 +243,13 @@ struct DayRow {
 }
 
 /// ADR 0010's opening balance of day `$2` for merchant `$1`, `$3` being the first day of `$2`'s
-/// year and `$4` of its month: (balance, as_of, currency).
-pub const OPENING_FROM_PERIOD_TOTALS: &str = "WITH y AS (SELECT sum(credits_minor - debits_minor) AS net, \
+/// year and `$4` of its month: (balance, as_of, currency). Each part is a range of one primary
+/// key. The currency's ORDER BY makes it one step of the primary key: with a bare LIMIT 1 the
+/// planner may pick a sequential scan for a merchant with many rows, a scan that grows with the
+/// history.
+macro_rules! opening_from_period_totals {
+    () => {
+        "WITH y AS (SELECT sum(credits_minor - debits_minor) AS net, \
                        max(last_applied_at) AS at FROM yearly_totals \
                 WHERE merchant_id = $1 AND year_start < $3), \
           m AS (SELECT sum(credits_minor - debits_minor) AS net, \
@@ -257,30 +262,49 @@ pub const OPENING_FROM_PERIOD_TOTALS: &str = "WITH y AS (SELECT sum(credits_mino
             GREATEST(y.at, m.at, d.at), \
             (SELECT currency::text FROM daily_balances WHERE merchant_id = $1 \
              ORDER BY business_date DESC LIMIT 1) \
-     FROM y, m, d";
+     FROM y, m, d"
+    };
+}
 
-/// The day rows of merchant `$1` from `$2` to `$3`.
+/// The opening balance alone ([`opening_from_period_totals`]); the `history` load scenario
+/// times it against ADR 3's.
+pub const OPENING_FROM_PERIOD_TOTALS: &str = opening_from_period_totals!();
+
+/// The day rows of merchant `$1` from `$2` to `$3` alone; the `history` load scenario times
+/// them.
 pub const DAY_ROWS: &str = "SELECT business_date, credits_minor, debits_minor, entry_count, \
        last_applied_at \
      FROM daily_balances WHERE merchant_id = $1 AND business_date BETWEEN $2 AND $3 \
      ORDER BY business_date";
 
-/// The opening balance of `from`: earlier years, earlier months of its year, earlier days of its
-/// month (ADR 0010). Each part is a range of one primary key. The currency's ORDER BY makes it
-/// one step of the primary key: with a bare LIMIT 1 the planner may pick a sequential scan for a
-/// merchant with many rows, a scan that grows with the history.
-async fn opening(
-    pool: &PgPool,
-    merchant: &MerchantId,
-    from: Date,
-) -> Result<(i64, Option<OffsetDateTime>, Option<String>), sqlx::Error> {
-    sqlx::query_as(OPENING_FROM_PERIOD_TOTALS)
-        .bind(merchant.as_str())
-        .bind(from)
-        .bind(year_start(from))
-        .bind(month_start(from))
-        .fetch_one(pool)
-        .await
+/// A report in one statement, so one round trip and one snapshot: the opening balance (`$1` to
+/// `$4` as in [`OPENING_FROM_PERIOD_TOTALS`]) on every row, beside the day rows from `$2` to
+/// `$5` (none: one row whose day columns are null). Two statements cost PostgreSQL a second
+/// parse, bind and execute per uncached read, and could see a commit land between the opening
+/// and the days.
+const REPORT: &str = concat!(
+    "SELECT o.balance, o.as_of, o.currency, d.business_date, d.credits_minor, d.debits_minor, \
+       d.entry_count, d.last_applied_at \
+     FROM (",
+    opening_from_period_totals!(),
+    ") AS o(balance, as_of, currency) \
+     LEFT JOIN (SELECT business_date, credits_minor, debits_minor, entry_count, last_applied_at \
+         FROM daily_balances WHERE merchant_id = $1 AND business_date BETWEEN $2 AND $5) AS d \
+       ON true \
+     ORDER BY d.business_date"
+);
+
+/// A row of [`REPORT`].
+#[derive(sqlx::FromRow)]
+struct ReportRow {
+    balance: i64,
+    as_of: Option<OffsetDateTime>,
+    currency: Option<String>,
+    business_date: Option<Date>,
+    credits_minor: Option<i64>,
+    debits_minor: Option<i64>,
+    entry_count: Option<i64>,
+    last_applied_at: Option<OffsetDateTime>,
 }
 
 /// The report for `from..=to` (the caller bounds the range), the opening balance read from
@@ -292,15 +316,28 @@ pub async fn report(
     to: Date,
     default_currency: Currency,
 ) -> Result<Report, sqlx::Error> {
-    let (before, as_of_before, currency) = opening(pool, merchant, from).await?;
-    let rows: Vec<DayRow> = sqlx::query_as(DAY_ROWS)
+    let found: Vec<ReportRow> = sqlx::query_as(REPORT)
         .bind(merchant.as_str())
         .bind(from)
+        .bind(year_start(from))
+        .bind(month_start(from))
         .bind(to)
         .fetch_all(pool)
         .await?;
+    let (before, as_of_before, currency) = found.first().map_or((0, None, None), |row| {
+        (row.balance, row.as_of, row.currency.clone())
+    });
+    let rows = found.into_iter().filter_map(|row| {
+        Some(DayRow {
+            business_date: row.business_date?,
+            credits_minor: row.credits_minor?,
+            debits_minor: row.debits_minor?,
+            entry_count: row.entry_count?,
+            last_applied_at: row.last_applied_at?,
+        })
+    });
     let currency = currency.unwrap_or_else(|| default_currency.code().to_string());
-    let mut rows = rows.into_iter().peekable();
+    let mut rows = rows.peekable();
     let mut balance = before;
     let mut as_of = as_of_before;
     let mut days = Vec::new();

@@ -59,6 +59,12 @@ enum DlqAction {
     },
 }
 
+/// mimalloc rather than glibc's malloc: a request allocates and frees many small buffers across
+/// the runtime's threads, and glibc's arenas spent a sixth of a cached read's CPU on it
+/// (`malloc_consolidate`, `_int_malloc`, `_int_free`; docs/figures.md, issue 32; ADR 22).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let command = Cli::parse().command.unwrap_or(Command::Serve);

@@ -16,9 +16,29 @@ use sqlx::PgPool;
 use crate::cache::Cache;
 use crate::metrics::Metrics;
 
-/// What handlers share.
+/// What handlers share, behind one `Arc`: axum clones the state for every request, and cloning
+/// the fields themselves (two `String`s among them) was an allocation per request.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The state of the handlers.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handlers' state's fields.
+#[derive(Debug)]
+pub struct Shared {
     /// The consolidation database.
     pub pool: PgPool,
     /// Token verification.

@@ -16,7 +16,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::consumer::{self, Consumer};
 use crate::metrics::Metrics;
-use crate::routes::{self, AppState};
+use crate::routes::{self, AppState, Shared};
 
 /// A built consolidation, bound to its port, not yet running.
 #[derive(Debug)]
@@ -106,7 +106,7 @@ impl Application {
         } else {
             None
         };
-        let state = AppState {
+        let state = AppState::new(Shared {
             reconciler,
             pool,
             verifier: Arc::new(JwtVerifier::new(config.auth.clone())),
@@ -117,7 +117,7 @@ impl Application {
             report_max_days: config.report_max_days,
             default_currency: config.default_currency,
             read_retry_budget: config.deadlines.database_acquire,
-        };
+        });
         let supervisor = Supervisor::default().with_metrics(metrics.tasks.clone());
         let router = routes::router(
             state.clone(),

@@ -12,4 +12,8 @@ pub struct CostArgs {
     /// Fixed rate of the cost scenario's writes.
     #[arg(long, default_value_t = 300)]
     pub cost_write_rate: usize,
+    /// POSTs per second behind the cost scenario's reads-with-writes phase (the capacity
+    /// search's --write-rate).
+    #[arg(long, default_value_t = 200)]
+    pub cost_writes_behind: usize,
 }

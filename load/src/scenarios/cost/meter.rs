@@ -80,6 +80,21 @@ impl Used {
         Some(self.of(part)?.as_secs_f64() * 1e6 / requests.max(1) as f64)
     }
 
+    /// The platform's microseconds per request: every part of `parts` but goose and the SQS
+    /// emulator (in AWS the queue does not run on the platform's machines).
+    pub fn platform_per_request(&self, requests: usize, parts: &[Part]) -> f64 {
+        self.platform_micros(parts) / requests.max(1) as f64
+    }
+
+    /// The platform's microseconds in all over the phase (see [`Used::platform_per_request`]).
+    pub fn platform_micros(&self, parts: &[Part]) -> f64 {
+        parts
+            .iter()
+            .filter(|p| p.serves() && **p != Part::Emulator)
+            .filter_map(|p| self.per_request(*p, 1))
+            .sum()
+    }
+
     /// The service side's microseconds per request: every part of `parts` but goose.
     pub fn served_per_request(&self, requests: usize, parts: &[Part]) -> f64 {
         parts

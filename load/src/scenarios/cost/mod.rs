@@ -16,6 +16,8 @@
 //!   the consolidation has applied every accepted one: the ledger, its PostgreSQL, the emulator
 //!   (relay's sends, consumer's receives and deletes), the consolidation, its PostgreSQL and
 //!   Redis (invalidations) all count;
+//! - **reads with writes behind**: cached reads with the writer POSTing behind them, and the
+//!   read capacity the platform's CPU allows with them, against the trivial handler's ([`mixed`]);
 //! - **pgbench** running the ledger's own statement on the ledger's database (as the
 //!   `ledger-writes` ceiling does): PostgreSQL's CPU and pgbench's own per transaction.
 //!
@@ -26,6 +28,7 @@
 
 mod args;
 mod meter;
+mod mixed;
 mod platform;
 mod requests;
 
@@ -35,6 +38,7 @@ use harness::{Service, Stack, StackOptions};
 
 pub use self::args::CostArgs;
 use self::meter::{Part, UNIT, Used, idle_figures, phase_figures};
+use self::mixed::Mixed;
 use self::platform::Platform;
 use crate::ceilings;
 use crate::kit::goose::{Attack, Run};
@@ -111,7 +115,7 @@ async fn measure(
     let mut figures = idle_figures(&idle);
     let handler = trivial_handler(args, seconds, platform, &mut figures).await?;
     reads(&target, args, seconds, platform, handler, &mut figures).await?;
-    let (write_ledger, write_postgres) = writes(
+    let write = writes(
         &target,
         args,
         seconds,
@@ -120,14 +124,15 @@ async fn measure(
         &mut figures,
     )
     .await?;
-    pgbench(
+    let mixed = Mixed {
+        target: &target,
+        args,
         seconds,
         platform,
-        write_ledger,
-        write_postgres,
-        &mut figures,
-    )
-    .await?;
+        consolidation_db: &consolidation_db,
+    };
+    mixed.run(handler, write.platform, &mut figures).await?;
+    pgbench(seconds, platform, write.ledger, write.postgres, &mut figures).await?;
     Ok(figures)
 }
 
@@ -235,8 +240,17 @@ async fn reads(
     Ok(())
 }
 
-/// Writes, metered until the consolidation has applied every accepted one; returns the
-/// ledger's and its PostgreSQL's CPU per write.
+/// What a write cost, in µs of CPU.
+struct WriteCost {
+    /// The ledger process.
+    ledger: Option<f64>,
+    /// The ledger's PostgreSQL.
+    postgres: Option<f64>,
+    /// Every part of the platform, to applied: the emulator and goose left out.
+    platform: f64,
+}
+
+/// Writes, metered until the consolidation has applied every accepted one.
 async fn writes(
     target: &Target,
     args: &CostArgs,
@@ -244,7 +258,7 @@ async fn writes(
     platform: &Platform<'_>,
     consolidation_db: &sqlx::PgPool,
     figures: &mut Vec<Figure>,
-) -> anyhow::Result<(Option<f64>, Option<f64>)> {
+) -> anyhow::Result<WriteCost> {
     eprintln!("cost: writes at {}/s", args.cost_write_rate);
     let applied_before = requests::applied(consolidation_db).await?;
     let (written, used): (Run, Used) = platform
@@ -268,10 +282,18 @@ async fn writes(
         &written,
         &Part::ALL,
     ));
-    Ok((
-        used.per_request(Part::Ledger, written.requests),
-        used.per_request(Part::LedgerPostgres, written.requests),
-    ))
+    let platform = used.platform_per_request(written.requests, &Part::ALL);
+    figures.push(Figure::new(
+        SCENARIO,
+        "write (to applied): the platform (emulator and goose left out)",
+        platform,
+        UNIT,
+    ));
+    Ok(WriteCost {
+        ledger: used.per_request(Part::Ledger, written.requests),
+        postgres: used.per_request(Part::LedgerPostgres, written.requests),
+        platform,
+    })
 }
 
 /// pgbench running the ledger's statement on the ledger's database, 16 clients: PostgreSQL's

@@ -159,15 +159,15 @@ async fn attacks(
                     at(0.99),
                     "ms",
                 ));
-                let requests = aggregate.success_count + aggregate.fail_count;
+                let failed = crate::kit::goose::failed(aggregate);
                 figures.push(
                     Figure::new(
                         "history",
                         &format!("{label}: requests (failed)"),
-                        requests as f64,
-                        &format!("({})", aggregate.fail_count),
+                        crate::kit::goose::sent(aggregate) as f64,
+                        &format!("({failed})"),
                     )
-                    .bound(aggregate.fail_count == 0),
+                    .bound(failed == 0),
                 );
                 percentiles.insert((cache, what, length), (at(0.5), at(0.99)));
             }
