@@ -132,7 +132,14 @@ async fn measure(
         consolidation_db: &consolidation_db,
     };
     mixed.run(handler, write.platform, &mut figures).await?;
-    pgbench(seconds, platform, write.ledger, write.postgres, &mut figures).await?;
+    pgbench(
+        seconds,
+        platform,
+        write.ledger,
+        write.postgres,
+        &mut figures,
+    )
+    .await?;
     Ok(figures)
 }
 
