@@ -346,6 +346,25 @@ const INSERT_BATCH: &str = "WITH batch AS ( \
        SELECT event_id, $14, payload::jsonb, traceparent FROM kept ORDER BY n) \
      SELECT merchant_id, idempotency_key FROM claimed";
 
+/// [`INSERT_BATCH`] for a batch without keys: the same rows, without the claim's CTEs, which
+/// cost PostgreSQL even when they claim nothing (pgbench, one-entry batches: about a fifth
+/// more transactions per second than with them). Returns no rows.
+const INSERT_BATCH_WITHOUT_KEYS: &str = "WITH batch AS ( \
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], \
+         $6::date[], $7::text[], $8::text[], $9::uuid[], $10::text[], $11::text[], \
+         $12::timestamptz[]) \
+         WITH ORDINALITY AS b(id, merchant_id, kind, amount_minor, currency, business_date, \
+         description, category, event_id, payload, traceparent, recorded_at, n)), \
+     entry AS ( \
+       INSERT INTO entries (id, merchant_id, kind, amount_minor, currency, business_date, \
+         description, category, recorded_at, event_id) \
+       SELECT id, merchant_id, kind, amount_minor, currency, business_date, description, \
+         category, recorded_at, event_id FROM batch ORDER BY n), \
+     event AS ( \
+       INSERT INTO outbox (event_id, event_type, payload, traceparent) \
+       SELECT event_id, $13, payload::jsonb, traceparent FROM batch ORDER BY n) \
+     SELECT NULL::text, NULL::text WHERE false";
+
 /// Writes `entries` (in this order; the i-th with the key `keys_of[i]`, if any) with their
 /// events, claiming `claims` (in this order; one per key of `keys_of`) and storing their answers,
 /// atomically, in autocommit. An entry whose key is not claimed (seen before and not expired) is
@@ -362,30 +381,38 @@ pub async fn insert_batch<'e>(
     let column = |f: fn(&PreparedEntry) -> &str| entries.iter().map(|e| f(e)).collect::<Vec<_>>();
     let optional =
         |f: fn(&PreparedEntry) -> Option<&str>| entries.iter().map(|e| f(e)).collect::<Vec<_>>();
-    sqlx::query_as(INSERT_BATCH)
-        .bind(entries.iter().map(|e| e.entry.id).collect::<Vec<_>>())
-        .bind(column(|e| e.checked.merchant.as_str()))
-        .bind(column(|e| e.checked.kind.as_str()))
-        .bind(
-            entries
-                .iter()
-                .map(|e| e.checked.amount.minor())
-                .collect::<Vec<_>>(),
-        )
-        .bind(column(|e| e.checked.currency.code()))
-        .bind(
-            entries
-                .iter()
-                .map(|e| e.checked.business_date)
-                .collect::<Vec<_>>(),
-        )
-        .bind(optional(|e| e.checked.description.as_deref()))
-        .bind(optional(|e| e.checked.category.as_deref()))
-        .bind(entries.iter().map(|e| e.event_id).collect::<Vec<_>>())
-        .bind(column(|e| e.payload.as_str()))
-        .bind(column(|e| e.traceparent.as_str()))
-        .bind(entries.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
-        .bind(keys_of)
+    let without_keys = claims.is_empty() && keys_of.iter().all(Option::is_none);
+    let rows = sqlx::query_as(if without_keys {
+        INSERT_BATCH_WITHOUT_KEYS
+    } else {
+        INSERT_BATCH
+    })
+    .bind(entries.iter().map(|e| e.entry.id).collect::<Vec<_>>())
+    .bind(column(|e| e.checked.merchant.as_str()))
+    .bind(column(|e| e.checked.kind.as_str()))
+    .bind(
+        entries
+            .iter()
+            .map(|e| e.checked.amount.minor())
+            .collect::<Vec<_>>(),
+    )
+    .bind(column(|e| e.checked.currency.code()))
+    .bind(
+        entries
+            .iter()
+            .map(|e| e.checked.business_date)
+            .collect::<Vec<_>>(),
+    )
+    .bind(optional(|e| e.checked.description.as_deref()))
+    .bind(optional(|e| e.checked.category.as_deref()))
+    .bind(entries.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind(column(|e| e.payload.as_str()))
+    .bind(column(|e| e.traceparent.as_str()))
+    .bind(entries.iter().map(|e| e.recorded_at).collect::<Vec<_>>());
+    if without_keys {
+        return rows.bind(ENTRY_RECORDED).fetch_all(executor).await;
+    }
+    rows.bind(keys_of)
         .bind(ENTRY_RECORDED)
         .bind(claims.iter().map(|c| c.merchant).collect::<Vec<_>>())
         .bind(claims.iter().map(|c| c.key).collect::<Vec<_>>())
