@@ -1,6 +1,6 @@
 //! Group commit of new entries: concurrent `POST .../entries` requests are written together, in
-//! one multi-row statement (entries, their outbox rows and their `Idempotency-Key` answers) and
-//! one commit, and each caller is answered only after that commit (ADR 0012).
+//! one multi-row statement in autocommit (their `Idempotency-Key` claims with the answers,
+//! entries and outbox rows), and each caller is answered only after that commit (ADR 0012).
 //!
 //! A handler hands its checked entry to [`GroupCommit::record`] and waits for its answer. The
 //! [`Writer`] (a supervised background task) takes the first waiting request, adds every other
@@ -10,12 +10,14 @@
 //! when another batch is in flight.
 //!
 //! Invariants:
-//! - **201 only after commit.** An answer is sent once the statement (no key in the batch,
-//!   autocommit) or the transaction (keys in the batch) has committed.
-//! - **Idempotency is exact.** Keys are claimed in the batch's transaction, as one request
-//!   claims its key ([`crate::idempotency`]). Two requests of one batch with the same key are
-//!   never both written: the later waits for the first's outcome and gets its answer (same
-//!   body) or 422 (another body).
+//! - **201 only after commit.** An answer is sent once the batch's statement has returned, that
+//!   is committed (autocommit: a failure at commit is the statement's error).
+//! - **Idempotency is exact.** Keys are claimed by the batch's statement, as one request claims
+//!   its key ([`crate::idempotency`]), and an entry is written only if its key was claimed; the
+//!   claimed key's row carries its answer from the start (one row version, no "in progress"
+//!   state ever committed). Two requests of one batch with the same key are never both
+//!   written: the later waits for the first's outcome and gets its answer (same body) or 422
+//!   (another body).
 //! - **The outbox row is in the same transaction** as its entry: one statement writes both.
 //! - **A batch failure fails no innocent request.** When the database refuses a batch, each of
 //!   its requests is written again alone, so that only the guilty one gets its error. A lost
@@ -36,8 +38,8 @@ use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot}
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WriteBatchConfig;
-use crate::entries::{self, KeyAnswer, NewEntry, PreparedEntry};
-use crate::idempotency::{self, Claim, Idempotency};
+use crate::entries::{self, KeyClaim, NewEntry, PreparedEntry};
+use crate::idempotency::{self, Idempotency};
 use crate::metrics::WriteMetrics;
 use cashflow_platform::edge::ApiError;
 
@@ -47,8 +49,10 @@ use cashflow_platform::edge::ApiError;
 pub struct Answer {
     /// 201, or the replayed status.
     pub status: StatusCode,
-    /// The entry (JSON).
-    pub body: serde_json::Value,
+    /// The entry (JSON text), as stored with its key.
+    pub body: String,
+    /// The entry's id, for the `Location` header.
+    pub id: Option<String>,
 }
 
 /// One request waiting for its batch.
@@ -330,92 +334,98 @@ impl Shared {
         }
     }
 
-    /// Writes `jobs` in one statement (no keys) or one transaction (keys claimed first).
-    /// `Err` means nothing was written.
+    /// Writes `jobs` in one statement in autocommit ([`entries::insert_batch`]): their keys
+    /// claimed, and the entries whose key it claimed (or that have none) written with their
+    /// events and their keys' answers. `Err` means nothing was written. A key seen before is
+    /// answered from its stored row, read once the statement has committed.
     async fn attempt(&self, jobs: &[Job]) -> Result<Vec<Outcome>, sqlx::Error> {
-        let keyed: Vec<usize> = (0..jobs.len())
-            .filter(|&i| jobs[i].idempotency.is_some())
-            .collect();
-        let created = |job: &Job| -> Result<Answer, ApiError> {
-            Ok(Answer {
-                status: StatusCode::CREATED,
-                body: serde_json::to_value(&job.entry.entry).map_err(anyhow::Error::from)?,
-            })
-        };
-        if keyed.is_empty() {
-            let rows: Vec<&PreparedEntry> = jobs.iter().map(|job| &job.entry).collect();
-            entries::insert_batch(&self.pool, &rows, &[]).await?;
-            self.relay_wake.notify_one();
-            return Ok(jobs.iter().map(|job| Outcome::Done(created(job))).collect());
-        }
-        let mut tx = self.pool.begin().await?;
+        let key_of = |i: usize| jobs[i].idempotency.as_ref().map(Idempotency::key);
         // Claimed in (merchant, key) order.
-        let mut order = keyed.clone();
+        let mut order: Vec<usize> = (0..jobs.len()).filter(|&i| key_of(i).is_some()).collect();
         order.sort_by(|&a, &b| {
-            (
-                jobs[a].merchant(),
-                jobs[a].idempotency.as_ref().map(Idempotency::key),
-            )
-                .cmp(&(
-                    jobs[b].merchant(),
-                    jobs[b].idempotency.as_ref().map(Idempotency::key),
-                ))
+            (jobs[a].merchant(), key_of(a)).cmp(&(jobs[b].merchant(), key_of(b)))
         });
-        let keys: Vec<(&str, &Idempotency)> = order
+        let claims: Vec<KeyClaim<'_>> = order
             .iter()
-            .filter_map(|&i| Some((jobs[i].merchant(), jobs[i].idempotency.as_ref()?)))
-            .collect();
-        let claims = idempotency::claim_many(&mut tx, &keys, self.idempotency_window).await?;
-        let mut outcomes: Vec<Option<Result<Answer, ApiError>>> =
-            jobs.iter().map(|_| None).collect();
-        for (&i, claim) in order.iter().zip(claims) {
-            match claim {
-                Ok(Claim::New) => {}
-                Ok(Claim::Replay(status, body)) => {
-                    outcomes[i] = Some(Ok(Answer { status, body }));
-                }
-                Err(refused) => outcomes[i] = Some(Err(refused)),
-            }
-        }
-        let mut rows = Vec::with_capacity(jobs.len());
-        let mut answers = Vec::with_capacity(keyed.len());
-        for (i, job) in jobs.iter().enumerate() {
-            if outcomes[i].is_some() {
-                continue;
-            }
-            let answer = created(job);
-            if let (Some(key), Ok(answer)) = (&job.idempotency, &answer) {
-                answers.push(KeyAnswer {
-                    merchant: job.merchant(),
+            .filter_map(|&i| {
+                let key = jobs[i].idempotency.as_ref()?;
+                Some(KeyClaim {
+                    merchant: jobs[i].merchant(),
                     key: key.key(),
-                    status: i16::try_from(answer.status.as_u16()).unwrap_or(201),
-                    body: answer.body.to_string(),
-                });
-            }
-            if answer.is_ok() {
-                rows.push(&job.entry);
-            }
-            outcomes[i] = Some(answer);
-        }
-        if !rows.is_empty() {
-            entries::insert_batch(&mut *tx, &rows, &answers).await?;
-        }
-        tx.commit().await?;
-        if !rows.is_empty() {
+                    request_hash: key.request_hash(),
+                    status: CREATED,
+                    body: jobs[i].entry.answer(),
+                })
+            })
+            .collect();
+        let rows: Vec<&PreparedEntry> = jobs.iter().map(|job| &job.entry).collect();
+        let keys_of: Vec<Option<&str>> = (0..jobs.len()).map(key_of).collect();
+        let claimed = entries::insert_batch(
+            &self.pool,
+            &rows,
+            &keys_of,
+            &claims,
+            self.idempotency_window,
+        )
+        .await?;
+        // Committed from here on: every outcome below is an answer, never `Err`.
+        let is_claimed = |job: &Job| match &job.idempotency {
+            None => true,
+            Some(key) => claimed
+                .iter()
+                .any(|(m, k)| m == job.merchant() && k == key.key()),
+        };
+        if jobs.iter().any(is_claimed) {
             self.relay_wake.notify_one();
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| {
-                Outcome::Done(o.unwrap_or_else(|| {
-                    Err(ApiError::Internal(anyhow::anyhow!(
-                        "no outcome for an entry"
-                    )))
-                }))
+        let seen_before: Vec<(&str, &Idempotency)> = jobs
+            .iter()
+            .filter(|job| !is_claimed(job))
+            .filter_map(|job| Some((job.merchant(), job.idempotency.as_ref()?)))
+            .collect();
+        let mut firsts = if seen_before.is_empty() {
+            Vec::new()
+        } else {
+            // A statement of its own, after the commit: in READ COMMITTED it sees what a
+            // transaction the claim waited for committed meanwhile.
+            match idempotency::first_answers(&self.pool, &seen_before).await {
+                Ok(firsts) => firsts
+                    .into_iter()
+                    .map(|first| {
+                        first.map(|first| Answer {
+                            status: first.status,
+                            body: first.body,
+                            id: first.id,
+                        })
+                    })
+                    .collect(),
+                Err(e) => seen_before.iter().map(|_| Err(failure(&e))).collect(),
+            }
+        }
+        .into_iter();
+        Ok(jobs
+            .iter()
+            .map(|job| {
+                Outcome::Done(if is_claimed(job) {
+                    Ok(Answer {
+                        status: StatusCode::CREATED,
+                        body: job.entry.answer().to_string(),
+                        id: Some(job.entry.entry.id.to_string()),
+                    })
+                } else {
+                    firsts.next().unwrap_or_else(|| {
+                        Err(ApiError::Internal(anyhow::anyhow!(
+                            "no outcome for an entry"
+                        )))
+                    })
+                })
             })
             .collect())
     }
 }
+
+/// The status a recorded entry is answered (as stored with its key).
+const CREATED: i16 = 201;
 
 /// Whether PostgreSQL refused the batch's statement (a constraint, a trigger, a deadlock, a
 /// timeout: possibly because of one row) rather than being unreachable (then everyone's
@@ -426,18 +436,18 @@ fn caused_by_a_row(error: &sqlx::Error) -> bool {
 
 /// The same failure for each of `n` requests (each answer logs it, as a request alone would).
 fn everyones(error: &sqlx::Error, n: usize) -> Vec<Outcome> {
-    let unavailable = cashflow_platform::deadline::is_unavailable(error);
-    (0..n)
-        .map(|_| {
-            let cause = anyhow::anyhow!("writing a batch of entries: {error}");
-            Outcome::Done(Err(if unavailable {
-                ApiError::Unavailable {
-                    what: "the ledger database",
-                    cause,
-                }
-            } else {
-                ApiError::Internal(cause)
-            }))
-        })
-        .collect()
+    (0..n).map(|_| Outcome::Done(Err(failure(error)))).collect()
+}
+
+/// A request's error for a database `error` (one per request: an [`ApiError`] is not `Clone`).
+fn failure(error: &sqlx::Error) -> ApiError {
+    let cause = anyhow::anyhow!("writing a batch of entries: {error}");
+    if cashflow_platform::deadline::is_unavailable(error) {
+        ApiError::Unavailable {
+            what: "the ledger database",
+            cause,
+        }
+    } else {
+        ApiError::Internal(cause)
+    }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
-use sqlx::{Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 
 use cashflow_platform::edge::ApiError;
 
@@ -106,12 +106,17 @@ impl Idempotency {
             .bind(&self.key)
             .fetch_one(&mut **tx)
             .await?;
-        answer(&hash, status, body, self)
+        answer(&hash, status, body, self).map(|(status, body)| Claim::Replay(status, body))
     }
 
     /// The key as the client sent it (trimmed).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The fingerprint of the request (method, path and body).
+    pub fn request_hash(&self) -> &str {
+        &self.request_hash
     }
 
     /// Whether `other` is the same request (method, path and body) as this one.
@@ -141,71 +146,49 @@ impl Idempotency {
     }
 }
 
-/// Claims several keys at once inside `tx`, as [`Idempotency::claim`] does one: each claim is
-/// `New` (do the work, then store the answer in the same transaction), a `Replay`, or the
-/// request's error (another body: 422). A key held by another transaction makes the claim wait
-/// for it, as with one key. `keys` are distinct `(merchant, key)` pairs in the order their rows
-/// are locked: callers sort them, so that two batches claiming overlapping keys lock them in the
-/// same order and cannot deadlock. A database error is returned as it is.
-pub async fn claim_many(
-    tx: &mut Transaction<'_, Postgres>,
+/// The first answer to a key, read back for a retry: status, body (JSON text) and the entry id
+/// it names, if any (for the `Location` header).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstAnswer {
+    /// The stored status.
+    pub status: StatusCode,
+    /// The stored body (JSON text).
+    pub body: String,
+    /// The body's `id`, if any.
+    pub id: Option<String>,
+}
+
+/// What keys that a batch's claim did not take mean for their requests, in `keys`' order: the
+/// first answer (same request), 422 (another request) or 409 (not there any more: pruned since
+/// the claim; the client's retry claims it afresh). Read in a statement of its own after the
+/// claim's: in READ COMMITTED it sees what a transaction the claim waited for committed
+/// meanwhile, which the claim's own snapshot does not. A database error is returned as it is.
+pub async fn first_answers(
+    pool: &PgPool,
     keys: &[(&str, &Idempotency)],
-    window: Duration,
-) -> Result<Vec<Result<Claim, ApiError>>, sqlx::Error> {
-    let merchants: Vec<&str> = keys.iter().map(|(m, _)| *m).collect();
-    let names: Vec<&str> = keys.iter().map(|(_, k)| k.key.as_str()).collect();
-    let hashes: Vec<&str> = keys.iter().map(|(_, k)| k.request_hash.as_str()).collect();
-    let claimed: Vec<(String, String)> = sqlx::query_as(
-        "INSERT INTO idempotency_keys AS k (merchant_id, idempotency_key, request_hash) \
-         SELECT m, key, hash FROM unnest($1::text[], $2::text[], $3::text[]) \
-           WITH ORDINALITY AS r(m, key, hash, n) ORDER BY n \
-         ON CONFLICT (merchant_id, idempotency_key) DO UPDATE SET \
-           request_hash = EXCLUDED.request_hash, response_status = NULL, \
-           response_body = NULL, created_at = now() \
-         WHERE k.created_at < now() - make_interval(secs => $4) \
-         RETURNING merchant_id, idempotency_key",
+) -> Result<Vec<Result<FirstAnswer, ApiError>>, sqlx::Error> {
+    let mut stored: Vec<StoredKey> = sqlx::query_as(
+        "SELECT merchant_id, idempotency_key, request_hash, response_status, \
+           response_body::text, response_body ->> 'id' \
+         FROM idempotency_keys \
+         WHERE (merchant_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
     )
-    .bind(&merchants)
-    .bind(&names)
-    .bind(&hashes)
-    .bind(window.as_secs_f64())
-    .fetch_all(&mut **tx)
+    .bind(keys.iter().map(|(m, _)| *m).collect::<Vec<_>>())
+    .bind(keys.iter().map(|(_, k)| k.key.as_str()).collect::<Vec<_>>())
+    .fetch_all(pool)
     .await?;
-    let is_claimed = |m: &str, k: &str| claimed.iter().any(|(cm, ck)| cm == m && ck == k);
-    let seen_before: Vec<(usize, &str, &str)> = keys
-        .iter()
-        .enumerate()
-        .filter(|(_, (m, k))| !is_claimed(m, &k.key))
-        .map(|(i, (m, k))| (i, *m, k.key.as_str()))
-        .collect();
-    let mut stored: Vec<StoredKey> = Vec::new();
-    if !seen_before.is_empty() {
-        // A statement of its own: in READ COMMITTED it sees what a transaction the claim
-        // waited for committed meanwhile, which the claim's own snapshot does not.
-        stored = sqlx::query_as(
-            "SELECT merchant_id, idempotency_key, request_hash, response_status, response_body \
-             FROM idempotency_keys \
-             WHERE (merchant_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-        )
-        .bind(seen_before.iter().map(|(_, m, _)| *m).collect::<Vec<_>>())
-        .bind(seen_before.iter().map(|(_, _, k)| *k).collect::<Vec<_>>())
-        .fetch_all(&mut **tx)
-        .await?;
-    }
     Ok(keys
         .iter()
         .map(|(merchant, key)| {
-            if is_claimed(merchant, &key.key) {
-                return Ok(Claim::New);
-            }
             let row = stored
                 .iter_mut()
                 .find(|(m, k, ..)| m == merchant && *k == key.key)
-                .map(|(_, _, hash, status, body)| (hash.clone(), *status, body.take()));
+                .map(|(_, _, hash, status, body, id)| {
+                    (hash.clone(), *status, body.take(), id.take())
+                });
             match row {
-                Some((hash, status, body)) => answer(&hash, status, body, key),
-                // Not claimed and not there: pruned between the two statements. Rare; the
-                // client's retry claims it afresh.
+                Some((hash, status, body, id)) => answer(&hash, status, body, key)
+                    .map(|(status, body)| FirstAnswer { status, body, id }),
                 None => Err(ApiError::Conflict(
                     "the Idempotency-Key expired while this request ran; retry".into(),
                 )),
@@ -214,22 +197,23 @@ pub async fn claim_many(
         .collect())
 }
 
-/// A stored key: merchant, key, request hash, answer status and body.
+/// A stored key: merchant, key, request hash, answer status, body (JSON text) and its `id`.
 type StoredKey = (
     String,
     String,
     String,
     Option<i16>,
-    Option<serde_json::Value>,
+    Option<String>,
+    Option<String>,
 );
 
-/// What a stored key means for `request`.
-fn answer(
+/// What a stored key with `hash`, `status` and `body` means for `request`.
+fn answer<B>(
     hash: &str,
     status: Option<i16>,
-    body: Option<serde_json::Value>,
+    body: Option<B>,
     request: &Idempotency,
-) -> Result<Claim, ApiError> {
+) -> Result<(StatusCode, B), ApiError> {
     if hash != request.request_hash {
         return Err(ApiError::IdempotencyMismatch);
     }
@@ -237,7 +221,7 @@ fn answer(
         status.and_then(|s| StatusCode::from_u16(u16::try_from(s).ok()?).ok()),
         body,
     ) {
-        (Some(status), Some(body)) => Ok(Claim::Replay(status, body)),
+        (Some(status), Some(body)) => Ok((status, body)),
         _ => Err(ApiError::Conflict(
             "a request with this Idempotency-Key is in progress".into(),
         )),

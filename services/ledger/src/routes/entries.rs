@@ -64,16 +64,23 @@ fn traceparent(headers: &HeaderMap) -> String {
     }
 }
 
-fn created(entry_json: serde_json::Value, status: StatusCode, merchant: &str) -> Response {
-    let location = entry_json
-        .get("id")
-        .and_then(|id| id.as_str())
-        .map(|id| format!("/v1/merchants/{merchant}/entries/{id}"));
-    let mut response = (status, Json(entry_json)).into_response();
-    if let Some(value) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+/// A creating request's answer: `status` with `body` (JSON text) and, when the entry's `id` is
+/// known, its `Location`.
+fn created(body: String, id: Option<&str>, status: StatusCode, merchant: &str) -> Response {
+    let json = HeaderValue::from_static("application/json");
+    let mut response = (status, [(header::CONTENT_TYPE, json)], body).into_response();
+    if let Some(value) = id.and_then(|id| {
+        HeaderValue::from_str(&format!("/v1/merchants/{merchant}/entries/{id}")).ok()
+    }) {
         response.headers_mut().insert(header::LOCATION, value);
     }
     response
+}
+
+/// [`created`] for a JSON value (the reversal's path).
+fn created_value(body: &serde_json::Value, status: StatusCode, merchant: &str) -> Response {
+    let id = body.get("id").and_then(|id| id.as_str());
+    created(body.to_string(), id, status, merchant)
 }
 
 /// How a creating request's transaction starts.
@@ -96,7 +103,7 @@ async fn begin(
             .claim(&mut tx, merchant, state.idempotency_window)
             .await?
     {
-        return Ok(Begun::Replay(created(body, status, merchant)));
+        return Ok(Begun::Replay(created_value(&body, status, merchant)));
     }
     Ok(Begun::Fresh(tx))
 }
@@ -116,7 +123,7 @@ async fn commit_created(
     }
     tx.commit().await?;
     state.relay_wake.notify_one();
-    Ok(created(body, StatusCode::CREATED, merchant))
+    Ok(created_value(&body, StatusCode::CREATED, merchant))
 }
 
 /// Record a credit or a debit.
@@ -163,7 +170,12 @@ pub async fn record(
         .writer
         .record(new_entry, idempotency, traceparent(&headers))
         .await?;
-    Ok(created(answer.body, answer.status, &merchant))
+    Ok(created(
+        answer.body,
+        answer.id.as_deref(),
+        answer.status,
+        &merchant,
+    ))
 }
 
 /// Reverse an entry (once; a reversal cannot be reversed). The reversal is a new entry of the

@@ -245,7 +245,7 @@ async fn no_201_before_the_commit_even_when_the_commit_itself_fails() {
     .await
     .expect("trigger");
     let (lock, held) = hold_the_writer(&app).await;
-    // With keys: the batch is a transaction with an explicit commit.
+    // With keys: their claims must not outlive the refused commit either.
     let requests: Vec<_> = (1..=8)
         .map(|i| {
             let amount = if i == 5 {
