@@ -181,7 +181,13 @@ impl Writer {
                 job = receiver.recv() => job,
                 () = stop.cancelled() => break,
             };
-            let Some(first) = first else { break };
+            let Some(first) = first else {
+                // Every handle is gone (the router dropped as the HTTP server drained): nothing
+                // more can come. Returning now, before `stop`, would be taken by the supervisor
+                // for a crash (an ERROR and a restart on every clean shutdown).
+                stop.cancelled().await;
+                break;
+            };
             let batch = self.collect(&mut receiver, first, true).await;
             self.spawn(batch, slot);
         }
