@@ -141,9 +141,19 @@ pub async fn connect_and_migrate(
             Err(e) => return Err(e).context("connecting to PostgreSQL"),
         }
     }
-    migrator
-        .run(&pool)
+    // The migrations on a one-connection pool of their own, under the startup deadline: the
+    // service's pool acquires under the request path's deadline, which a loaded machine can
+    // miss while the migrator waits for it (seen in CI: "applying the migrations: pool timed
+    // out").
+    let migrations = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(STARTUP_CONNECT)
+        .connect_lazy_with(crate::deadline::connect_options(url, deadlines)?);
+    let migrated = migrator
+        .run(&migrations)
         .await
-        .context("applying the migrations")?;
+        .context("applying the migrations");
+    migrations.close().await;
+    migrated?;
     Ok(pool)
 }
