@@ -91,7 +91,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let identity =
         std::net::TcpListener::bind(("127.0.0.1", args.identity_port)).with_context(|| {
             format!(
-                "identity port {} is taken (use --identity-port)",
+                "port {} for identity is taken; choose another with --identity-port",
                 args.identity_port
             )
         })?;

@@ -11,6 +11,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::orphans::survivors;
 
+/// What `harness up` says when a port it was given is bound by someone else.
+const PORT_TAKEN: &str = "is taken; choose another with --";
+
 /// Removes what the runs kept (data directory, Docker volume) even when the test fails.
 pub(crate) struct Down(pub std::path::PathBuf);
 
@@ -45,11 +48,36 @@ pub(crate) struct Up {
 
 impl Up {
     /// Starts it on `backend` (`None`: the environment's choice) and waits until it is ready.
+    ///
+    /// The ports are chosen here and bound by the child a moment later; another test running
+    /// in parallel can bind one of them in between. When the child says a port is taken, the
+    /// start is tried again on fresh ports (that race is the test's, not the harness's).
     pub async fn start(
         state: &std::path::Path,
         backend: Option<&'static str>,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            match Self::try_start(state, backend, extra).await? {
+                Ok(up) => return Ok(up),
+                Err(said) if said.contains(PORT_TAKEN) && attempt < ATTEMPTS => {
+                    eprintln!("a chosen port was taken meanwhile; starting again on others");
+                }
+                Err(said) => {
+                    panic!("harness up {extra:?} on {backend:?} did not reach ready:\n{said}")
+                }
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// One start: `Ok(Err(what it said))` when it did not reach ready.
+    async fn try_start(
+        state: &std::path::Path,
+        backend: Option<&'static str>,
+        extra: &[&str],
+    ) -> anyhow::Result<Result<Self, String>> {
         let port = || harness::backend::native::free_port().expect("a free port");
         let (gateway, ledger, consolidation) = (port(), port(), port());
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"));
@@ -116,13 +144,11 @@ impl Up {
                     )
                 })
                 .collect();
-            panic!(
-                "harness up {extra:?} on {backend:?} did not reach ready: {ready:?}\n{printed}\n{logs}"
-            );
+            return Ok(Err(format!("{ready:?}\n{printed}\n{logs}")));
         }
         let mut groups = crate::up::children_of(pid);
         groups.push(pid);
-        Ok(Self {
+        Ok(Ok(Self {
             child,
             pid,
             state: state.to_path_buf(),
@@ -134,7 +160,7 @@ impl Up {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
-        })
+        }))
     }
 
     pub async fn token(&self, merchant: &str) -> anyhow::Result<String> {
