@@ -90,6 +90,40 @@ pub fn web_root() -> PathBuf {
     crate::paths::workspace_root().join("web")
 }
 
+/// Fails, saying which folder is in the way, when nginx's worker could not read the page:
+/// started by root, nginx serves files as `nobody`, which must be able to enter every folder
+/// above `index.html` and read it. A checkout in a folder only its owner may enter (what
+/// `mktemp -d` makes) would otherwise serve 404 at `/` with no word why.
+pub fn check_readable(root: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let index = root.join("index.html");
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .map(|m| m.permissions().mode())
+            .with_context(|| format!("reading the permissions of {}", path.display()))
+    };
+    anyhow::ensure!(
+        mode(&index)? & 0o004 != 0,
+        "nginx's worker (user nobody) cannot read {}: run `chmod o+r` on it",
+        index.display()
+    );
+    for folder in root.ancestors() {
+        anyhow::ensure!(
+            mode(folder)? & 0o001 != 0,
+            "nginx's worker (user nobody) cannot serve the page from {}: {} is closed to other \
+             users (mode {:o}); run `chmod o+x {}`, or work in a folder others may enter",
+            root.display(),
+            folder.display(),
+            mode(folder)? & 0o777,
+            folder.display()
+        );
+    }
+    Ok(())
+}
+
 /// The nginx locations serving the page (inside the gateway's `server` block).
 pub fn locations(site: &PageSite) -> anyhow::Result<String> {
     let config = serde_json::to_string(&site.config)?;
@@ -138,6 +172,7 @@ pub fn conf_file(gateway_dir: &Path) -> PathBuf {
 
 /// Writes the page's locations where the gateway in `gateway_dir` includes them.
 pub fn write(gateway_dir: &Path, site: &PageSite) -> anyhow::Result<()> {
+    check_readable(&site.root)?;
     let file = conf_file(gateway_dir);
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -184,6 +219,39 @@ mod tests {
             assert!(CSP.contains(directive), "{directive}");
         }
         assert!(CSP.contains("frame-ancestors 'none'") && CSP.contains("object-src 'none'"));
+    }
+
+    /// A checkout in a folder closed to other users is refused with the folder's name, not
+    /// served as 404 by nginx's worker.
+    #[test]
+    fn a_web_root_nginx_cannot_read_is_refused_with_the_folder_in_the_way() {
+        use std::os::unix::fs::PermissionsExt;
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: nginx's worker is this user (not started by root)");
+            return;
+        }
+        let base = std::env::temp_dir().join(format!("page-root-{}", uuid::Uuid::new_v4()));
+        let root = base.join("clone").join("web");
+        std::fs::create_dir_all(&root).expect("folders");
+        std::fs::write(root.join("index.html"), "<!doctype html>").expect("index");
+        for dir in [&base, &base.join("clone"), &root] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("mode");
+        }
+        std::fs::set_permissions(
+            root.join("index.html"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("mode");
+        assert!(check_readable(&root).is_ok());
+        std::fs::set_permissions(base.join("clone"), std::fs::Permissions::from_mode(0o700))
+            .expect("mode");
+        let refused = check_readable(&root).expect_err("a closed folder above the page");
+        let said = format!("{refused:#}");
+        assert!(
+            said.contains(&format!("{} is closed", base.join("clone").display())),
+            "{said}"
+        );
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]

@@ -95,9 +95,45 @@ fn pick(target: &Target) -> (usize, String) {
     (merchant, cashflow_contracts::business_date::format(day))
 }
 
+/// GETs sent a second time because their connection closed before any answer came.
+static RESENT_GETS: AtomicU64 = AtomicU64::new(0);
+
+/// How many GETs this process sent a second time, on a new connection, because the first
+/// connection closed before any answer came (see [`get_as`]).
+pub fn resent_gets() -> u64 {
+    RESENT_GETS.load(Ordering::Relaxed)
+}
+
 /// A GET of `path` (on goose's host, or a whole URL) with `token`, named `name` in goose's
 /// metrics (any 2xx is a success).
+///
+/// A GET that got no answer because its connection failed (not a timeout) is sent once more,
+/// on a new connection, as RFC 9112 §9.3.1 lets a client do with an idempotent request and as
+/// browsers do: a gateway that reloads closes its idle keep-alive connections, and a request
+/// sent on one at that instant is never answered. The answer's time counts from the first
+/// send; goose's own table keeps the first attempt as a failure; [`resent_gets`] counts them.
 pub async fn get_as(
+    user: &mut GooseUser,
+    path: &str,
+    token: &str,
+    name: &str,
+) -> Result<GooseResponse, Box<TransactionError>> {
+    let first_sent = std::time::Instant::now();
+    let first = get_once(user, path, token, name).await?;
+    match &first.response {
+        Err(e) if e.is_request() && !e.is_timeout() => {
+            RESENT_GETS.fetch_add(1, Ordering::Relaxed);
+            let mut second = get_once(user, path, token, name).await?;
+            let micros = u64::try_from(first_sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+            second.request.response_time = micros / 1000;
+            second.request.response_time_fraction_us = u16::try_from(micros % 1000).unwrap_or(0);
+            Ok(second)
+        }
+        _ => Ok(first),
+    }
+}
+
+async fn get_once(
     user: &mut GooseUser,
     path: &str,
     token: &str,

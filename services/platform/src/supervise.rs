@@ -7,8 +7,9 @@
 //! `JoinError` instead of unwinding through the supervisor. The delays are the platform's one
 //! [`Backoff`] schedule, which restarts from its minimum after a run that lasted [`HEALTHY_RUN`].
 //!
-//! [`Supervisor::inject_panic`] makes a running task panic where it stands: fault injection,
-//! like the harness's, so tests and drills can prove the supervision is there.
+//! With the `fault-injection` feature (tests only: the services' dev-dependencies turn it on,
+//! so no release build carries it), `Supervisor::inject_panic` makes a running task panic where
+//! it stands, so that the services' tests prove their tasks are supervised.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,6 +20,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+#[cfg(any(test, feature = "fault-injection"))]
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +47,8 @@ pub enum TaskState {
 struct Task {
     state: TaskState,
     restarts: u64,
+    /// Fault injection: notified, the running task panics.
+    #[cfg(any(test, feature = "fault-injection"))]
     panic: Arc<Notify>,
 }
 
@@ -128,12 +132,14 @@ impl Supervisor {
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
+        #[cfg(any(test, feature = "fault-injection"))]
         let panic = Arc::new(Notify::new());
         self.lock().insert(
             name,
             Task {
                 state: TaskState::Running,
                 restarts: 0,
+                #[cfg(any(test, feature = "fault-injection"))]
                 panic: Arc::clone(&panic),
             },
         );
@@ -145,14 +151,17 @@ impl Supervisor {
                 let started = Instant::now();
                 supervisor.set(name, TaskState::Running);
                 let run = make();
-                let panic = Arc::clone(&panic);
-                let outcome = tokio::spawn(async move {
-                    tokio::select! {
-                        result = run => result,
-                        () = panic.notified() => panic!("panic injected into {name}"),
+                #[cfg(any(test, feature = "fault-injection"))]
+                let run = {
+                    let panic = Arc::clone(&panic);
+                    async move {
+                        tokio::select! {
+                            result = run => result,
+                            () = panic.notified() => panic!("panic injected into {name}"),
+                        }
                     }
-                })
-                .await;
+                };
+                let outcome = tokio::spawn(run).await;
                 let cause = match outcome {
                     Ok(Ok(())) if shutdown.is_cancelled() => break,
                     Ok(Ok(())) => "returned before shutdown".to_string(),
@@ -223,8 +232,9 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Makes the running task `name` panic (fault injection). `false` when there is no such
-    /// task.
+    /// Makes the running task `name` panic (fault injection, with the `fault-injection`
+    /// feature only). `false` when there is no such task.
+    #[cfg(any(test, feature = "fault-injection"))]
     pub fn inject_panic(&self, name: &str) -> bool {
         match self.lock().get(name) {
             Some(task) => {

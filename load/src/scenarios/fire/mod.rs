@@ -147,6 +147,12 @@ async fn measure(
         history::LAG_ALLOWANCE.as_secs(),
         if verdict.holds() { "HOLDS" } else { "BROKEN" }
     ));
+    let resent = crate::kit::goose::resent_gets();
+    markdown.push_str(&format!(
+        "\nReads sent a second time, on a new connection, because theirs closed with no answer \
+         (a gateway reload closes idle keep-alive connections; RFC 9112 §9.3.1): {resent}. \
+         Each counts once above, with its time from the first send.\n"
+    ));
     println!("\n{markdown}");
     std::fs::write(report::dir().join("sla-under-fire.md"), &markdown)?;
     std::fs::write(
@@ -158,6 +164,7 @@ async fn measure(
             "windows": passes.iter().map(|p| (p.rate, &p.windows)).collect::<Vec<_>>(),
             "books": books,
             "history": history::Counts::from(&verdict),
+            "reads_resent": resent,
         }))?,
     )?;
     Ok(judge::figures(&passes, &rows, &books, write_rate))
