@@ -300,6 +300,48 @@ pub struct KeyClaim<'a> {
     pub body: &'a str,
 }
 
+/// The rows of a batch, `WITH ORDINALITY` (`n`): the twelve columns of an entry and its
+/// event, then those given (a trailing type and column for the key, or none).
+macro_rules! batch_rows {
+    ($types:literal, $columns:literal) => {
+        concat!(
+            "batch AS ( \
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], \
+                 $6::date[], $7::text[], $8::text[], $9::uuid[], $10::text[], $11::text[], \
+                 $12::timestamptz[]",
+            $types,
+            ") WITH ORDINALITY AS b(id, merchant_id, kind, amount_minor, currency, \
+                 business_date, description, category, event_id, payload, traceparent, \
+                 recorded_at",
+            $columns,
+            ", n))"
+        )
+    };
+}
+
+/// The entries and their outbox events, from the rows of `$rows` in their order; `$event_type`
+/// is the parameter holding the event's type.
+macro_rules! entries_and_events {
+    ($rows:literal, $event_type:literal) => {
+        concat!(
+            "entry AS ( \
+               INSERT INTO entries (id, merchant_id, kind, amount_minor, currency, business_date, \
+                 description, category, recorded_at, event_id) \
+               SELECT id, merchant_id, kind, amount_minor, currency, business_date, description, \
+                 category, recorded_at, event_id FROM ",
+            $rows,
+            " ORDER BY n), \
+             event AS ( \
+               INSERT INTO outbox (event_id, event_type, payload, traceparent) \
+               SELECT event_id, ",
+            $event_type,
+            ", payload::jsonb, traceparent FROM ",
+            $rows,
+            " ORDER BY n)"
+        )
+    };
+}
+
 /// The statement that claims a batch's `Idempotency-Key`s, records the entries whose key it
 /// claimed (and those without a key) with their events, and stores each claimed key's answer:
 /// one statement in autocommit, so that a key's claim, its answer, its entry and its outbox row
@@ -314,13 +356,10 @@ pub struct KeyClaim<'a> {
 ///   `RETURNING`); the statement returns the keys it claimed, the caller looks up the others.
 /// - Rows go in in array order (`WITH ORDINALITY`), which the caller makes the digest rows'
 ///   lock order.
-const INSERT_BATCH: &str = "WITH batch AS ( \
-       SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], \
-         $6::date[], $7::text[], $8::text[], $9::uuid[], $10::text[], $11::text[], \
-         $12::timestamptz[], $13::text[]) \
-         WITH ORDINALITY AS b(id, merchant_id, kind, amount_minor, currency, business_date, \
-         description, category, event_id, payload, traceparent, recorded_at, \
-         idempotency_key, n)), \
+const INSERT_BATCH: &str = concat!(
+    "WITH ",
+    batch_rows!(", $13::text[]", ", idempotency_key"),
+    ", \
      claimed AS ( \
        INSERT INTO idempotency_keys AS k (merchant_id, idempotency_key, request_hash, \
          response_status, response_body) \
@@ -335,35 +374,21 @@ const INSERT_BATCH: &str = "WITH batch AS ( \
      kept AS ( \
        SELECT * FROM batch b WHERE b.idempotency_key IS NULL OR EXISTS ( \
          SELECT 1 FROM claimed c \
-         WHERE c.merchant_id = b.merchant_id AND c.idempotency_key = b.idempotency_key)), \
-     entry AS ( \
-       INSERT INTO entries (id, merchant_id, kind, amount_minor, currency, business_date, \
-         description, category, recorded_at, event_id) \
-       SELECT id, merchant_id, kind, amount_minor, currency, business_date, description, \
-         category, recorded_at, event_id FROM kept ORDER BY n), \
-     event AS ( \
-       INSERT INTO outbox (event_id, event_type, payload, traceparent) \
-       SELECT event_id, $14, payload::jsonb, traceparent FROM kept ORDER BY n) \
-     SELECT merchant_id, idempotency_key FROM claimed";
+         WHERE c.merchant_id = b.merchant_id AND c.idempotency_key = b.idempotency_key)), ",
+    entries_and_events!("kept", "$14"),
+    " SELECT merchant_id, idempotency_key FROM claimed"
+);
 
 /// [`INSERT_BATCH`] for a batch without keys: the same rows, without the claim's CTEs, which
 /// cost PostgreSQL even when they claim nothing (pgbench, one-entry batches: about a fifth
 /// more transactions per second than with them). Returns no rows.
-const INSERT_BATCH_WITHOUT_KEYS: &str = "WITH batch AS ( \
-       SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], \
-         $6::date[], $7::text[], $8::text[], $9::uuid[], $10::text[], $11::text[], \
-         $12::timestamptz[]) \
-         WITH ORDINALITY AS b(id, merchant_id, kind, amount_minor, currency, business_date, \
-         description, category, event_id, payload, traceparent, recorded_at, n)), \
-     entry AS ( \
-       INSERT INTO entries (id, merchant_id, kind, amount_minor, currency, business_date, \
-         description, category, recorded_at, event_id) \
-       SELECT id, merchant_id, kind, amount_minor, currency, business_date, description, \
-         category, recorded_at, event_id FROM batch ORDER BY n), \
-     event AS ( \
-       INSERT INTO outbox (event_id, event_type, payload, traceparent) \
-       SELECT event_id, $13, payload::jsonb, traceparent FROM batch ORDER BY n) \
-     SELECT NULL::text, NULL::text WHERE false";
+const INSERT_BATCH_WITHOUT_KEYS: &str = concat!(
+    "WITH ",
+    batch_rows!("", ""),
+    ", ",
+    entries_and_events!("batch", "$13"),
+    " SELECT NULL::text, NULL::text WHERE false"
+);
 
 /// Writes `entries` (in this order; the i-th with the key `keys_of[i]`, if any) with their
 /// events, claiming `claims` (in this order; one per key of `keys_of`) and storing their answers,
