@@ -6,7 +6,22 @@
 use std::collections::BTreeMap;
 
 use harness::cluster::{Cluster, ClusterSpec, GatewaySpec, RestartPolicy, ServiceTemplate};
-use harness::{Scope, Service, Stack};
+use harness::{Scope, ScopeOptions, Service, Stack};
+
+/// A scope on each stack with its service's migrations applied, the ledger's then the
+/// consolidation's: what a [`ClusterPlan`] runs on. The two stacks may be one.
+pub async fn migrated_scopes(
+    ledger: &Stack,
+    consolidation: &Stack,
+) -> anyhow::Result<(Scope, Scope)> {
+    let ledger_scope = ledger
+        .scope_with(ScopeOptions::default().with_migrations(&ledger::MIGRATOR))
+        .await?;
+    let consolidation_scope = consolidation
+        .scope_with(ScopeOptions::default().with_migrations(&consolidation::MIGRATOR))
+        .await?;
+    Ok((ledger_scope, consolidation_scope))
+}
 
 /// What to start: the scopes the services run on, how many replicas, and what else they are told.
 #[derive(Debug, Clone)]

@@ -34,7 +34,7 @@ pub mod stats;
 pub mod system;
 
 pub use books::{Books, DayTotals, Difference};
-pub use cluster::ClusterPlan;
+pub use cluster::{ClusterPlan, migrated_scopes};
 pub use config::{consolidation_config, ledger_config};
 pub use running::Running;
 pub use system::{Links, Placement, System, TokenSource};

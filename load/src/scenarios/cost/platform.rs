@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use harness::cluster::Cluster;
-use harness::{Dependency, Scope, ScopeOptions, Service, Stack};
+use harness::{Dependency, Scope, Service, Stack};
 use testkit::ClusterPlan;
 
 use super::meter::{Part, Readings, Used};
@@ -28,12 +28,8 @@ impl<'a> Platform<'a> {
         ledger_stack: &'a Stack,
         consolidation_stack: &'a Stack,
     ) -> anyhow::Result<Self> {
-        let ledger_scope = ledger_stack
-            .scope_with(ScopeOptions::default().with_migrations(&ledger::MIGRATOR))
-            .await?;
-        let consolidation_scope = consolidation_stack
-            .scope_with(ScopeOptions::default().with_migrations(&consolidation::MIGRATOR))
-            .await?;
+        let (ledger_scope, consolidation_scope) =
+            testkit::migrated_scopes(ledger_stack, consolidation_stack).await?;
         let mut plan = ClusterPlan::new(&ledger_scope, &consolidation_scope, "cost");
         // As deployed: info-level logs only (a debug filter from the caller would be measured).
         let info = vec![("RUST_LOG".to_string(), "info".to_string())];

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use harness::cluster::{Cluster, RestartPolicy};
-use harness::{Scope, ScopeOptions, Stack};
+use harness::{Scope, Stack};
 use testkit::ClusterPlan;
 
 /// How long a killed replica stays down before the cluster starts it again (its first
@@ -30,12 +30,8 @@ impl<'a> Platform<'a> {
         ledger_stack: &'a Stack,
         consolidation_stack: &'a Stack,
     ) -> anyhow::Result<Self> {
-        let ledger_scope = ledger_stack
-            .scope_with(ScopeOptions::default().with_migrations(&ledger::MIGRATOR))
-            .await?;
-        let consolidation_scope = consolidation_stack
-            .scope_with(ScopeOptions::default().with_migrations(&consolidation::MIGRATOR))
-            .await?;
+        let (ledger_scope, consolidation_scope) =
+            testkit::migrated_scopes(ledger_stack, consolidation_stack).await?;
         let mut plan = ClusterPlan::new(&ledger_scope, &consolidation_scope, "fire");
         plan.replicas = 2;
         let mut spec = plan.spec()?;

@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use harness::cluster::Cluster;
-use harness::{Scope, ScopeOptions, Stack};
+use harness::{Scope, Stack};
 use testkit::ClusterPlan;
 
 use super::args::SoakArgs;
@@ -18,12 +18,7 @@ pub struct Platform {
 
 impl Platform {
     pub async fn start(stack: &Stack, args: &SoakArgs) -> anyhow::Result<Self> {
-        let ledger_scope = stack
-            .scope_with(ScopeOptions::default().with_migrations(&ledger::MIGRATOR))
-            .await?;
-        let consolidation_scope = stack
-            .scope_with(ScopeOptions::default().with_migrations(&consolidation::MIGRATOR))
-            .await?;
+        let (ledger_scope, consolidation_scope) = testkit::migrated_scopes(stack, stack).await?;
         set_queue_retention(
             &ledger_scope.sqs(),
             &ledger_scope.queues,

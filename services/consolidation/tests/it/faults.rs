@@ -403,11 +403,15 @@ async fn postgres_read_only_failover_reads_answer_events_retried_then_counted_on
         (app.metrics.consumer.retried.get() >= 1).then_some(())
     })
     .await;
-    // A day no read has cached: PostgreSQL answers it, read-only.
-    let (status, body) = app
-        .get("m1", &format!("/v1/merchants/m1/balances/{}", day(date(1))))
-        .await;
-    assert_eq!(status, 200, "{body}");
+    // A day no read has cached: PostgreSQL answers it, read-only. The failover terminated the
+    // pool's sessions; a read that meets the reconnection on a loaded machine may be a 503 (the
+    // dependency is briefly unavailable), but reads answer 200 while the database stays
+    // read-only.
+    let path = format!("/v1/merchants/m1/balances/{}", day(date(1)));
+    harness::eventually(Duration::from_secs(10), "a 200 while read-only", || async {
+        (app.get("m1", &path).await.0 == 200).then_some(())
+    })
+    .await;
     assert_eq!(app.metrics.consumer.dead_lettered.get(), 0, "nothing lost");
 
     harness::failover::postgres_read_only(&app.scope.database_url, false)
