@@ -76,22 +76,6 @@ pub async fn wait_ready(port: u16, timeout: std::time::Duration) -> anyhow::Resu
     Ok(())
 }
 
-/// The runtime workers of a replica as deployed: each pod's CPU limit is one core
-/// (`deploy/k8s/base/*.yaml`), and tokio sizes its runtime to the CPUs its container may use.
-pub const DEPLOYED_WORKERS: usize = 1;
-
-/// How many runtime workers each replica runs (`TOKIO_WORKER_THREADS`, which tokio reads): the
-/// deployed [`DEPLOYED_WORKERS`], since here a process sees every core of the machine; the
-/// harness's own `TOKIO_WORKER_THREADS` overrides it. The load suite's trivial handler runs as
-/// many, so that its ceiling is a replica's.
-pub fn replica_workers() -> usize {
-    std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|workers| workers.parse().ok())
-        .filter(|workers| *workers > 0)
-        .unwrap_or(DEPLOYED_WORKERS)
-}
-
 /// What every service process is told about the platform around it, the same for each of its
 /// replicas: the identity provider, the consolidation's client credentials there (it calls the
 /// ledger as itself), and the AWS region.
@@ -162,7 +146,6 @@ impl ServiceProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             ),
-            ("TOKIO_WORKER_THREADS", replica_workers().to_string()),
         ]
         .map(|(k, v)| (k.to_string(), v))
         .to_vec();

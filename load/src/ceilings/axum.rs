@@ -57,8 +57,7 @@ pub async fn measure(seconds: usize, figures: &mut Vec<Figure>) -> anyhow::Resul
     Ok(rate)
 }
 
-/// The trivial handler served by a tokio runtime of its own (as many workers as a service
-/// replica: [`harness::services::replica_workers`]) in this process, all
+/// The trivial handler served by a tokio runtime of its own (two workers) in this process, all
 /// its threads named `threads`: their CPU time ([`Apart::cpu`]) is the handler's alone, told
 /// apart from goose's on the main runtime beside it.
 #[derive(Debug)]
@@ -80,7 +79,7 @@ impl Apart {
         let server = std::thread::Builder::new().name(threads.into()).spawn(
             move || -> anyhow::Result<()> {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(harness::services::replica_workers())
+                    .worker_threads(2)
                     .thread_name(threads)
                     .enable_all()
                     .build()?;
