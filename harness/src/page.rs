@@ -111,13 +111,14 @@ pub fn check_readable(root: &Path) -> anyhow::Result<()> {
         index.display()
     );
     for folder in root.ancestors() {
+        let folder_mode = mode(folder)?;
         anyhow::ensure!(
-            mode(folder)? & 0o001 != 0,
+            folder_mode & 0o001 != 0,
             "nginx's worker (user nobody) cannot serve the page from {}: {} is closed to other \
              users (mode {:o}); run `chmod o+x {}`, or work in a folder others may enter",
             root.display(),
             folder.display(),
-            mode(folder)? & 0o777,
+            folder_mode & 0o777,
             folder.display()
         );
     }
